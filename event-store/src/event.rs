@@ -1,0 +1,244 @@
+//! The event model: one envelope around a typed payload.
+//!
+//! On the wire (DESIGN §2) an event is
+//! `{"id","type","checkout_id","pattern","emitted_at","causation_id","payload":{...}}`.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Which saga style produced an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pattern {
+    Orchestrated,
+    Choreographed,
+}
+
+impl Pattern {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pattern::Orchestrated => "orchestrated",
+            Pattern::Choreographed => "choreographed",
+        }
+    }
+}
+
+/// One line of a cart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartLine {
+    pub product_id: Uuid,
+    pub quantity: u32,
+}
+
+/// One line of an order, with the price it was sold at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub product_id: Uuid,
+    pub quantity: u32,
+    pub unit_price_cents: i64,
+}
+
+/// Every event type; the variant name is the `type` field and the subject's
+/// last token. Field names are the JSON keys of `payload`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload")]
+pub enum EventPayload {
+    CheckoutInitiated {
+        client_id: Uuid,
+        items: Vec<CartLine>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+    },
+    StockReserved {
+        reservation_id: Uuid,
+        items: Vec<CartLine>,
+    },
+    StockReservationFailed {
+        reason: String,
+        code: String,
+    },
+    OrderCreated {
+        order_id: Uuid,
+        client_id: Uuid,
+        total_cents: i64,
+        items: Vec<OrderLine>,
+    },
+    OrderCreationFailed {
+        reservation_id: Option<Uuid>,
+        reason: String,
+        code: String,
+    },
+    StockReleased {
+        reservation_id: Uuid,
+    },
+    CheckoutSucceeded {
+        order_id: Uuid,
+    },
+    CheckoutFailed {
+        reason: String,
+        /// The step that failed (`reserve_stock`, `create_order`, …).
+        step: String,
+    },
+    /// A move of the orchestrated saga's state machine. States are strings
+    /// here because the state machine belongs to the orchestrator.
+    SagaTransitioned {
+        from: Option<String>,
+        to: String,
+        reason: Option<String>,
+    },
+}
+
+impl EventPayload {
+    /// Every event type name, in the order a successful checkout emits them.
+    pub const TYPES: &'static [&'static str] = &[
+        "CheckoutInitiated",
+        "StockReserved",
+        "StockReservationFailed",
+        "OrderCreated",
+        "OrderCreationFailed",
+        "StockReleased",
+        "CheckoutSucceeded",
+        "CheckoutFailed",
+        "SagaTransitioned",
+    ];
+
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            EventPayload::CheckoutInitiated { .. } => "CheckoutInitiated",
+            EventPayload::StockReserved { .. } => "StockReserved",
+            EventPayload::StockReservationFailed { .. } => "StockReservationFailed",
+            EventPayload::OrderCreated { .. } => "OrderCreated",
+            EventPayload::OrderCreationFailed { .. } => "OrderCreationFailed",
+            EventPayload::StockReleased { .. } => "StockReleased",
+            EventPayload::CheckoutSucceeded { .. } => "CheckoutSucceeded",
+            EventPayload::CheckoutFailed { .. } => "CheckoutFailed",
+            EventPayload::SagaTransitioned { .. } => "SagaTransitioned",
+        }
+    }
+
+    /// Whether this event ends its checkout.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, EventPayload::CheckoutSucceeded { .. } | EventPayload::CheckoutFailed { .. })
+    }
+}
+
+/// An event with its metadata, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique; also the `Nats-Msg-Id`, so publishing it twice stores it once.
+    pub id: Uuid,
+    pub checkout_id: Uuid,
+    pub pattern: Pattern,
+    #[serde(with = "micros_rfc3339")]
+    pub emitted_at: OffsetDateTime,
+    /// The event that caused this one, if any.
+    pub causation_id: Option<Uuid>,
+    #[serde(flatten)]
+    pub payload: EventPayload,
+}
+
+impl Envelope {
+    /// A new event with a fresh id.
+    pub fn new(checkout_id: Uuid, pattern: Pattern, payload: EventPayload) -> Self {
+        Envelope {
+            id: Uuid::now_v7(),
+            checkout_id,
+            pattern,
+            emitted_at: OffsetDateTime::now_utc(),
+            causation_id: None,
+            payload,
+        }
+    }
+
+    /// The same event with an id derived from `(checkout, name)`, so that a
+    /// worker that re-publishes after a crash produces the same id and the
+    /// stream's dedupe drops the copy.
+    pub fn with_derived_id(mut self, name: &str) -> Self {
+        self.id = Uuid::new_v5(&self.checkout_id, name.as_bytes());
+        self
+    }
+
+    pub fn caused_by(mut self, cause: Uuid) -> Self {
+        self.causation_id = Some(cause);
+        self
+    }
+
+    pub fn event_type(&self) -> &'static str {
+        self.payload.event_type()
+    }
+}
+
+/// An event read back from the stream, with where it sits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedEvent {
+    pub sequence: u64,
+    pub envelope: Envelope,
+    /// The W3C trace context it was published with.
+    pub traceparent: Option<String>,
+}
+
+/// RFC 3339 in UTC with exactly six fractional digits, as DESIGN §2 says.
+pub mod micros_rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _, ser::Error as _};
+    use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339, macros::format_description};
+
+    pub fn format(t: OffsetDateTime) -> Result<String, time::error::Format> {
+        t.to_offset(UtcOffset::UTC).format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        ))
+    }
+
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*t).map_err(S::Error::custom)?)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        OffsetDateTime::parse(&raw, &Rfc3339).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_shape_is_the_contract() {
+        let checkout = Uuid::new_v4();
+        let event = Envelope::new(
+            checkout,
+            Pattern::Choreographed,
+            EventPayload::CheckoutSucceeded { order_id: Uuid::nil() },
+        );
+        let json: serde_json::Value = serde_json::to_value(&event).expect("serializes");
+        let keys: Vec<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();
+        for key in ["id", "type", "checkout_id", "pattern", "emitted_at", "causation_id", "payload"] {
+            assert!(keys.contains(&key), "missing {key} in {json}");
+        }
+        assert_eq!(json["type"], "CheckoutSucceeded");
+        assert_eq!(json["pattern"], "choreographed");
+        let emitted = json["emitted_at"].as_str().expect("string");
+        assert_eq!(emitted.len(), "2026-11-25T10:00:00.123456Z".len(), "{emitted}");
+        let back: Envelope = serde_json::from_value(json).expect("round trip");
+        assert_eq!(back.id, event.id);
+        assert_eq!(back.payload, event.payload);
+    }
+
+    #[test]
+    fn derived_ids_are_stable_per_checkout_and_name() {
+        let checkout = Uuid::new_v4();
+        let a = Envelope::new(checkout, Pattern::Choreographed, EventPayload::StockReleased { reservation_id: Uuid::nil() });
+        let b = a.clone();
+        assert_eq!(a.with_derived_id("release").id, b.with_derived_id("release").id);
+        let c = Envelope::new(checkout, Pattern::Choreographed, EventPayload::StockReleased { reservation_id: Uuid::nil() });
+        assert_ne!(c.clone().with_derived_id("release").id, c.with_derived_id("other").id);
+    }
+
+    #[test]
+    fn every_type_name_is_listed() {
+        let sample = EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None };
+        assert!(EventPayload::TYPES.contains(&sample.event_type()));
+        assert_eq!(EventPayload::TYPES.len(), 9);
+    }
+}

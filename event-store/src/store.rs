@@ -1,0 +1,285 @@
+//! JetStream as the event store: provisioning, append, reads and live follow.
+
+use std::time::Duration;
+
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        self,
+        consumer::{DeliverPolicy, pull::OrderedConfig},
+        kv,
+        stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
+    },
+};
+use bytes::Bytes;
+use chorus_runtime::trace::{TRACEPARENT, TraceParent};
+use futures::{StreamExt, TryStreamExt, stream::BoxStream};
+use uuid::Uuid;
+
+use crate::{EventStoreError, Envelope, RecordedEvent, subjects};
+
+/// How long events are kept (DESIGN §2).
+pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long the stream remembers a `Nats-Msg-Id` to drop a re-publish.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// How long a page read waits for a message the stream said it holds.
+const PAGE_STALL: Duration = Duration::from_secs(2);
+
+/// A page of the stream, for walking it from a sequence.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub events: Vec<RecordedEvent>,
+    /// Where the next page starts; `None` when this page reached the end.
+    pub next_sequence: Option<u64>,
+}
+
+/// A handle on stream `CHECKOUT_EVENTS` and its checkout index; cheap to clone.
+#[derive(Clone)]
+pub struct EventStore {
+    js: jetstream::Context,
+    stream: stream::Stream,
+    index: kv::Store,
+}
+
+impl std::fmt::Debug for EventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStore").field("stream", &subjects::STREAM).finish()
+    }
+}
+
+/// The stream exactly as DESIGN §2 describes it; `nats/stream.json` is the
+/// same definition for the `nats` CLI.
+pub fn stream_config(replicas: usize) -> stream::Config {
+    stream::Config {
+        name: subjects::STREAM.to_owned(),
+        description: Some("Chorus checkout events (both saga patterns)".to_owned()),
+        subjects: vec![subjects::ALL.to_owned()],
+        retention: RetentionPolicy::Limits,
+        discard: DiscardPolicy::Old,
+        storage: StorageType::File,
+        max_age: RETENTION,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// The checkout index bucket: one key per checkout, its value the sorted
+/// list of that checkout's stream sequences. Written as the stream a KV
+/// bucket is (ADR-8) rather than through `create_key_value`, whose account
+/// query does not parse a 2.9 server's answer.
+pub fn index_stream_config(replicas: usize) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{}", subjects::INDEX_BUCKET),
+        description: Some("Chorus: checkout id -> sequences of its events in CHECKOUT_EVENTS".to_owned()),
+        subjects: vec![format!("$KV.{}.>", subjects::INDEX_BUCKET)],
+        max_messages_per_subject: 1,
+        max_age: RETENTION,
+        max_message_size: -1,
+        max_bytes: -1,
+        storage: StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
+impl EventStore {
+    /// Creates or updates the stream and the index (idempotent: every process
+    /// may call it at start).
+    pub async fn provision(client: async_nats::Client, replicas: usize) -> Result<Self, EventStoreError> {
+        let js = jetstream::new(client);
+        js.create_or_update_stream(stream_config(replicas))
+            .await
+            .map_err(|e| EventStoreError::Provision { what: "stream CHECKOUT_EVENTS", source: e.into() })?;
+        let stream = js
+            .get_stream(subjects::STREAM)
+            .await
+            .map_err(|e| EventStoreError::Provision { what: "stream CHECKOUT_EVENTS", source: e.into() })?;
+        let index_err = |e: async_nats::Error| EventStoreError::Provision { what: "bucket CHECKOUT_INDEX", source: e };
+        js.create_or_update_stream(index_stream_config(replicas)).await.map_err(|e| index_err(e.into()))?;
+        let index = js.get_key_value(subjects::INDEX_BUCKET).await.map_err(|e| index_err(e.into()))?;
+        Ok(EventStore { js, stream, index })
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Appends one event and returns its stream sequence. Publishing the
+    /// same event again (same id) stores nothing new and returns the first
+    /// sequence, so a caller may retry freely.
+    pub async fn append(&self, event: &Envelope, trace: Option<&TraceParent>) -> Result<u64, EventStoreError> {
+        let subject = subjects::event(event.checkout_id, event.event_type());
+        let payload = Bytes::from(serde_json::to_vec(event)?);
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
+        let trace = trace.map(TraceParent::child).unwrap_or_else(TraceParent::new_root);
+        headers.insert(TRACEPARENT, trace.to_string().as_str());
+        let publish_err = |e: async_nats::Error| EventStoreError::Publish { event_id: event.id, source: e };
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, payload)
+            .await
+            .map_err(|e| publish_err(e.into()))?
+            .await
+            .map_err(|e| publish_err(e.into()))?;
+        // Also on a duplicate: the first attempt may have died before this line.
+        self.index_insert(event.checkout_id, ack.sequence).await?;
+        if !ack.duplicate {
+            metrics::counter!("events_published_total", "topic" => subjects::TOPIC, "type" => event.event_type())
+                .increment(1);
+        }
+        Ok(ack.sequence)
+    }
+
+    /// Adds `sequence` to the checkout's index entry, with compare-and-set
+    /// so that concurrent appenders (orchestrator, workers) never lose one.
+    async fn index_insert(&self, checkout_id: Uuid, sequence: u64) -> Result<(), EventStoreError> {
+        let key = checkout_id.to_string();
+        loop {
+            let entry = self.index.entry(&key).await.map_err(EventStoreError::index)?;
+            let (mut sequences, revision) = match entry {
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    (decode_sequences(&entry.value)?, Some(entry.revision))
+                }
+                _ => (Vec::new(), None),
+            };
+            if sequences.contains(&sequence) {
+                return Ok(());
+            }
+            sequences.push(sequence);
+            sequences.sort_unstable();
+            let value = Bytes::from(serde_json::to_vec(&sequences)?);
+            let written = match revision {
+                Some(revision) => self.index.update(&key, value, revision).await.map(drop).map_err(|e| {
+                    (e.kind() == kv::UpdateErrorKind::WrongLastRevision, async_nats::Error::from(e))
+                }),
+                None => self.index.create(&key, value).await.map(drop).map_err(|e| {
+                    (e.kind() == kv::CreateErrorKind::AlreadyExists, async_nats::Error::from(e))
+                }),
+            };
+            match written {
+                Ok(()) => return Ok(()),
+                Err((true, _)) => continue, // another appender won the race: read again
+                Err((false, e)) => return Err(EventStoreError::Index(e)),
+            }
+        }
+    }
+
+    /// The sequences of one checkout's events, from the index.
+    pub async fn checkout_sequences(&self, checkout_id: Uuid) -> Result<Vec<u64>, EventStoreError> {
+        match self.index.get(checkout_id.to_string()).await.map_err(EventStoreError::index)? {
+            Some(value) => decode_sequences(&value),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// One checkout's events in stream order: one index lookup, then one
+    /// direct get per event, all in flight at once. Never scans the stream.
+    pub async fn read_checkout(&self, checkout_id: Uuid) -> Result<Vec<RecordedEvent>, EventStoreError> {
+        let sequences = self.checkout_sequences(checkout_id).await?;
+        let gets = sequences.into_iter().map(|seq| self.get(seq));
+        let mut events: Vec<RecordedEvent> = futures::future::try_join_all(gets)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter(|e| e.envelope.checkout_id == checkout_id)
+            .collect();
+        events.sort_by_key(|e| e.sequence);
+        Ok(events)
+    }
+
+    /// The event at `sequence`, or `None` if it expired or never existed.
+    pub async fn get(&self, sequence: u64) -> Result<Option<RecordedEvent>, EventStoreError> {
+        match self.stream.direct_get(sequence).await {
+            Ok(msg) => decode(msg.sequence, &msg.payload, Some(&msg.headers)).map(Some),
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(EventStoreError::read(e)),
+        }
+    }
+
+    /// The sequence of the last stored event (0 when empty).
+    pub async fn last_sequence(&self) -> Result<u64, EventStoreError> {
+        Ok(self.stream.get_info().await.map_err(EventStoreError::read)?.state.last_sequence)
+    }
+
+    /// Up to `limit` events from `from` on, in order; for admin views and
+    /// tools walking the whole stream (a scan is the point here).
+    pub async fn read_page(&self, from: u64, limit: usize) -> Result<Page, EventStoreError> {
+        let from = from.max(1);
+        let last = self.last_sequence().await?;
+        if limit == 0 || from > last {
+            return Ok(Page { events: Vec::new(), next_sequence: None });
+        }
+        let consumer = self
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+                ..Default::default()
+            })
+            .await
+            .map_err(EventStoreError::read)?;
+        let mut messages = consumer.messages().await.map_err(EventStoreError::read)?;
+        let mut events = Vec::with_capacity(limit.min(1024));
+        let mut pending = 0;
+        while events.len() < limit {
+            let next = match tokio::time::timeout(PAGE_STALL, messages.next()).await {
+                Ok(Some(next)) => next.map_err(EventStoreError::read)?,
+                // The stream lost messages below `last` (expiry): the page ends here.
+                Ok(None) | Err(_) => break,
+            };
+            let info = next.info().map_err(EventStoreError::read)?;
+            let sequence = info.stream_sequence;
+            pending = info.pending;
+            events.push(decode(sequence, &next.payload, next.headers.as_ref())?);
+            if pending == 0 || sequence >= last {
+                break;
+            }
+        }
+        let next_sequence = match events.last() {
+            Some(e) if pending > 0 => Some(e.sequence + 1),
+            _ => None,
+        };
+        Ok(Page { events, next_sequence })
+    }
+
+    /// Every event from `from` on, then live as they are appended. One
+    /// ordered consumer: the server pushes, nothing is polled per event.
+    pub async fn follow(
+        &self,
+        from: u64,
+    ) -> Result<BoxStream<'static, Result<RecordedEvent, EventStoreError>>, EventStoreError> {
+        let consumer = self
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from.max(1) },
+                ..Default::default()
+            })
+            .await
+            .map_err(EventStoreError::read)?;
+        let messages = consumer.messages().await.map_err(EventStoreError::read)?;
+        Ok(messages
+            .map_err(EventStoreError::read)
+            .and_then(|msg| async move {
+                let sequence = msg.info().map_err(EventStoreError::read)?.stream_sequence;
+                decode(sequence, &msg.payload, msg.headers.as_ref())
+            })
+            .boxed())
+    }
+}
+
+fn decode(sequence: u64, payload: &[u8], headers: Option<&HeaderMap>) -> Result<RecordedEvent, EventStoreError> {
+    let envelope: Envelope =
+        serde_json::from_slice(payload).map_err(|source| EventStoreError::Decode { sequence, source })?;
+    let traceparent = headers.and_then(|h| h.get(TRACEPARENT)).map(|v| v.as_str().to_owned());
+    Ok(RecordedEvent { sequence, envelope, traceparent })
+}
+
+fn decode_sequences(value: &[u8]) -> Result<Vec<u64>, EventStoreError> {
+    serde_json::from_slice(value).map_err(|source| EventStoreError::Decode { sequence: 0, source })
+}

@@ -1,0 +1,54 @@
+//! Every subject and filter of the event store, built in one place (DESIGN §2).
+
+use uuid::Uuid;
+
+/// The stream that holds every checkout event.
+pub const STREAM: &str = "CHECKOUT_EVENTS";
+/// The subjects the stream captures.
+pub const ALL: &str = "ecommerce.checkout.>";
+/// The prefix of every event subject; the `topic` label of event metrics.
+pub const TOPIC: &str = "ecommerce.checkout";
+/// The KV bucket mapping a checkout id to its event sequences.
+pub const INDEX_BUCKET: &str = "CHECKOUT_INDEX";
+
+/// `ecommerce.checkout.<checkout_id>.<EventType>`
+pub fn event(checkout_id: Uuid, event_type: &str) -> String {
+    format!("{TOPIC}.{checkout_id}.{event_type}")
+}
+
+/// Every event of one checkout: `ecommerce.checkout.<checkout_id>.*`.
+pub fn checkout(checkout_id: Uuid) -> String {
+    format!("{TOPIC}.{checkout_id}.*")
+}
+
+/// One event type across checkouts: `ecommerce.checkout.*.<EventType>`.
+pub fn event_type(event_type: &str) -> String {
+    format!("{TOPIC}.*.{event_type}")
+}
+
+/// The checkout id and event type of an event subject, if it is one.
+pub fn parse(subject: &str) -> Option<(Uuid, &str)> {
+    let rest = subject.strip_prefix(TOPIC)?.strip_prefix('.')?;
+    let (id, event_type) = rest.split_once('.')?;
+    if event_type.is_empty() || event_type.contains('.') {
+        return None;
+    }
+    Some((Uuid::parse_str(id).ok()?, event_type))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_round_trip() {
+        let id = Uuid::new_v4();
+        let s = event(id, "StockReserved");
+        assert_eq!(s, format!("ecommerce.checkout.{id}.StockReserved"));
+        assert_eq!(parse(&s), Some((id, "StockReserved")));
+        assert_eq!(checkout(id), format!("ecommerce.checkout.{id}.*"));
+        assert_eq!(event_type("OrderCreated"), "ecommerce.checkout.*.OrderCreated");
+        assert_eq!(parse("ecommerce.checkout.not-a-uuid.X"), None);
+        assert_eq!(parse(&format!("ecommerce.checkout.{id}.A.B")), None);
+    }
+}

@@ -1,0 +1,408 @@
+//! The one typed configuration of a Chorus process (DESIGN §6).
+//!
+//! It is read once at start from environment variables, each with a default.
+//! A value that does not parse, or a `CHORUS_*` variable that Chorus does not
+//! know (a typo would otherwise be silently ignored), stops the process with
+//! a message naming the variable. `CHORUS_TEST_*` is left to test harnesses.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    io::IsTerminal,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+/// Every variable Chorus reads, with its default and meaning; the README's
+/// configuration table is this list.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    ("NATS_URL", "(unset: `chorus up` starts nats-server)", "NATS server to use"),
+    ("CHORUS_DATA_DIR", "./data", "where SQLite files and the embedded NATS store live"),
+    ("CATALOGUE_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "catalogue database (postgres://… switches to Postgres)"),
+    ("INVENTORY_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "inventory database"),
+    ("ORDERS_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "orders database"),
+    ("ORCHESTRATOR_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "orchestrator database"),
+    ("AUDIT_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "audit trail database"),
+    ("GATEWAY_ADDR", "127.0.0.1:8080", "where the GraphQL gateway listens"),
+    ("CHORUS_METRICS_ADDR", "(unset)", "where a role other than the gateway serves /metrics"),
+    ("CHORUS_JWT_SECRET", "(unset: no auth, loopback only)", "HS256 secret for bearer tokens"),
+    ("CHORUS_LOG_FORMAT", "json when stderr is not a terminal, else pretty", "`json` or `pretty`"),
+    ("CHORUS_STREAM_REPLICAS", "1", "replicas of the CHECKOUT_EVENTS stream (3 on a cluster)"),
+    ("CHORUS_STALL_DEADLINE", "30s", "how long a choreographed checkout may wait between two events"),
+    ("CHORUS_SERVICE_TIMEOUT", "2s", "timeout of one call to a service"),
+    ("CHORUS_FAULTS", "(none)", "faults set at start: `orders.create=error:1.0,inventory.reserve=timeout:0.2`"),
+    ("CHORUS_FAULT_INJECTION", "0", "`1` lets admins change faults at run time (`setFault`)"),
+    ("CHORUS_NATS_SERVER", "nats-server", "the nats-server binary `chorus up` starts"),
+    ("RUST_LOG", "info", "log filter (tracing-subscriber syntax)"),
+];
+
+/// A Chorus configuration; build it with [`Config::from_env`] or, in tests,
+/// [`Config::from_vars`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The NATS server; `None` means `chorus up` starts its own.
+    pub nats_url: Option<String>,
+    /// Root of the embedded state: one SQLite file per service, and the
+    /// store of a NATS server started by `chorus up`.
+    pub data_dir: PathBuf,
+    /// Per-service database URLs; a service without one uses SQLite.
+    pub database_urls: BTreeMap<ServiceDb, String>,
+    pub gateway_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub jwt_secret: Option<Secret>,
+    pub log_format: LogFormat,
+    pub stream_replicas: usize,
+    pub stall_deadline: Duration,
+    pub service_timeout: Duration,
+    pub faults: Vec<FaultSpec>,
+    pub fault_injection: bool,
+    pub nats_server_bin: String,
+}
+
+/// The databases Chorus owns, one per service that keeps state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ServiceDb {
+    Catalogue,
+    Inventory,
+    Orders,
+    Orchestrator,
+    Audit,
+}
+
+impl ServiceDb {
+    pub const ALL: [ServiceDb; 5] = [
+        ServiceDb::Catalogue,
+        ServiceDb::Inventory,
+        ServiceDb::Orders,
+        ServiceDb::Orchestrator,
+        ServiceDb::Audit,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceDb::Catalogue => "catalogue",
+            ServiceDb::Inventory => "inventory",
+            ServiceDb::Orders => "orders",
+            ServiceDb::Orchestrator => "orchestrator",
+            ServiceDb::Audit => "audit",
+        }
+    }
+
+    pub fn env_var(self) -> &'static str {
+        match self {
+            ServiceDb::Catalogue => "CATALOGUE_DATABASE_URL",
+            ServiceDb::Inventory => "INVENTORY_DATABASE_URL",
+            ServiceDb::Orders => "ORDERS_DATABASE_URL",
+            ServiceDb::Orchestrator => "ORCHESTRATOR_DATABASE_URL",
+            ServiceDb::Audit => "AUDIT_DATABASE_URL",
+        }
+    }
+}
+
+/// A value that must never reach a log line.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// What a fault does to the calls it hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FaultMode {
+    /// No fault: the operation runs normally.
+    None,
+    /// The service answers with a service error.
+    Error,
+    /// The service never answers, so the caller times out.
+    Timeout,
+}
+
+impl FromStr for FaultMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(FaultMode::None),
+            "error" => Ok(FaultMode::Error),
+            "timeout" => Ok(FaultMode::Timeout),
+            other => Err(format!("unknown fault mode `{other}` (expected none, error or timeout)")),
+        }
+    }
+}
+
+/// The operations a fault can target (DESIGN §4).
+pub const FAULT_TARGETS: &[&str] = &[
+    "catalogue.get",
+    "inventory.reserve",
+    "inventory.release",
+    "inventory.commit",
+    "orders.create",
+    "orders.cancel",
+];
+
+/// One fault: `target` fails in `mode` for a share `rate` (0..=1) of its calls.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FaultSpec {
+    pub target: String,
+    pub mode: FaultMode,
+    pub rate: f64,
+}
+
+impl FaultSpec {
+    /// Checks a fault as an admin or `CHORUS_FAULTS` gives it.
+    pub fn new(target: &str, mode: FaultMode, rate: f64) -> Result<Self, String> {
+        if !FAULT_TARGETS.contains(&target) {
+            return Err(format!(
+                "unknown fault target `{target}` (expected one of {})",
+                FAULT_TARGETS.join(", ")
+            ));
+        }
+        if !(0.0..=1.0).contains(&rate) || rate.is_nan() {
+            return Err(format!("fault rate {rate} is outside 0..=1"));
+        }
+        Ok(FaultSpec { target: target.to_owned(), mode, rate })
+    }
+}
+
+impl FromStr for FaultSpec {
+    type Err = String;
+    /// `target=mode:rate`, e.g. `orders.create=error:1.0`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (target, rest) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}` is not `target=mode:rate`"))?;
+        let (mode, rate) = rest.split_once(':').unwrap_or((rest, "1.0"));
+        let rate: f64 = rate
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{rate}` in `{s}` is not a rate between 0 and 1"))?;
+        FaultSpec::new(target.trim(), mode.trim().parse()?, rate)
+    }
+}
+
+/// A variable whose value Chorus cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Builds a configuration from `(name, value)` pairs, as the environment
+    /// would give them; unknown `CHORUS_*` names are refused.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: BTreeMap<String, String> =
+            vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        for (name, value) in &vars {
+            let known = VARIABLES.iter().any(|(known, _, _)| known == name);
+            if name.starts_with("CHORUS_") && !name.starts_with("CHORUS_TEST_") && !known {
+                let names: Vec<&str> = VARIABLES
+                    .iter()
+                    .map(|(n, _, _)| *n)
+                    .filter(|n| n.starts_with("CHORUS_"))
+                    .collect();
+                return Err(ConfigError {
+                    var: name.clone(),
+                    value: value.clone(),
+                    reason: format!("unknown variable (Chorus reads {})", names.join(", ")),
+                });
+            }
+        }
+        let get = |name: &str| vars.get(name).map(String::as_str).filter(|v| !v.is_empty());
+        let err = |name: &str, reason: String| ConfigError {
+            var: name.to_owned(),
+            value: vars.get(name).cloned().unwrap_or_default(),
+            reason,
+        };
+
+        let mut database_urls = BTreeMap::new();
+        for db in ServiceDb::ALL {
+            if let Some(url) = get(db.env_var()) {
+                if !(url.starts_with("postgres://")
+                    || url.starts_with("postgresql://")
+                    || url.starts_with("sqlite:"))
+                {
+                    return Err(err(db.env_var(), "expected a postgres:// or sqlite: URL".into()));
+                }
+                database_urls.insert(db, url.to_owned());
+            }
+        }
+        let parse_addr = |name: &str, default: &str| -> Result<SocketAddr, ConfigError> {
+            get(name)
+                .unwrap_or(default)
+                .parse()
+                .map_err(|e| err(name, format!("not a socket address like 127.0.0.1:8080 ({e})")))
+        };
+        let parse_duration = |name: &str, default: &str| -> Result<Duration, ConfigError> {
+            let d = humantime::parse_duration(get(name).unwrap_or(default))
+                .map_err(|e| err(name, format!("not a duration like 30s or 2m ({e})")))?;
+            if d.is_zero() {
+                return Err(err(name, "must be longer than zero".into()));
+            }
+            Ok(d)
+        };
+        let log_format = match get("CHORUS_LOG_FORMAT") {
+            None if std::io::stderr().is_terminal() => LogFormat::Pretty,
+            None => LogFormat::Json,
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(_) => return Err(err("CHORUS_LOG_FORMAT", "expected `json` or `pretty`".into())),
+        };
+        let stream_replicas = match get("CHORUS_STREAM_REPLICAS").unwrap_or("1").parse() {
+            Ok(n @ 1..=5) => n,
+            _ => return Err(err("CHORUS_STREAM_REPLICAS", "expected a number from 1 to 5".into())),
+        };
+        let faults = match get("CHORUS_FAULTS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(str::parse)
+                .collect::<Result<_, String>>()
+                .map_err(|reason| err("CHORUS_FAULTS", reason))?,
+        };
+        let fault_injection = match get("CHORUS_FAULT_INJECTION").unwrap_or("0") {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => return Err(err("CHORUS_FAULT_INJECTION", "expected 0 or 1".into())),
+        };
+        if let Some(url) = get("NATS_URL")
+            && !(url.starts_with("nats://") || url.starts_with("tls://") || !url.contains("://"))
+        {
+            return Err(err("NATS_URL", "expected nats://host:port".into()));
+        }
+
+        Ok(Config {
+            nats_url: get("NATS_URL").map(str::to_owned),
+            data_dir: PathBuf::from(get("CHORUS_DATA_DIR").unwrap_or("./data")),
+            database_urls,
+            gateway_addr: parse_addr("GATEWAY_ADDR", "127.0.0.1:8080")?,
+            metrics_addr: match get("CHORUS_METRICS_ADDR") {
+                None => None,
+                Some(_) => Some(parse_addr("CHORUS_METRICS_ADDR", "")?),
+            },
+            jwt_secret: get("CHORUS_JWT_SECRET").map(Secret::new),
+            log_format,
+            stream_replicas,
+            stall_deadline: parse_duration("CHORUS_STALL_DEADLINE", "30s")?,
+            service_timeout: parse_duration("CHORUS_SERVICE_TIMEOUT", "2s")?,
+            faults,
+            fault_injection,
+            nats_server_bin: get("CHORUS_NATS_SERVER").unwrap_or("nats-server").to_owned(),
+        })
+    }
+
+    /// The database a service uses: its `*_DATABASE_URL`, else a SQLite file
+    /// under the data directory.
+    pub fn database_url(&self, db: ServiceDb) -> String {
+        match self.database_urls.get(&db) {
+            Some(url) => url.clone(),
+            None => sqlite_url(&self.data_dir.join(format!("{}.db", db.name()))),
+        }
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars.iter().copied())
+    }
+
+    #[test]
+    fn defaults_need_no_variable() {
+        let c = config(&[]).expect("defaults");
+        assert_eq!(c.nats_url, None);
+        assert_eq!(c.gateway_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.stream_replicas, 1);
+        assert_eq!(c.stall_deadline, Duration::from_secs(30));
+        assert!(!c.fault_injection);
+        assert_eq!(c.database_url(ServiceDb::Orders), "sqlite://./data/orders.db?mode=rwc");
+    }
+
+    #[test]
+    fn a_database_url_switches_that_service_only() {
+        let c = config(&[("INVENTORY_DATABASE_URL", "postgres://u@h/inv")]).expect("valid");
+        assert_eq!(c.database_url(ServiceDb::Inventory), "postgres://u@h/inv");
+        assert!(c.database_url(ServiceDb::Orders).starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_variable_named() {
+        let cases = [
+            ("CHORUS_LOG_FORMAT", "xml", "expected `json` or `pretty`"),
+            ("CHORUS_STREAM_REPLICAS", "0", "expected a number from 1 to 5"),
+            ("CHORUS_STALL_DEADLINE", "soon", "not a duration"),
+            ("GATEWAY_ADDR", "localhost", "not a socket address"),
+            ("CHORUS_FAULTS", "orders.create=explode:1", "unknown fault mode `explode`"),
+            ("CHORUS_FAULTS", "orders.delete=error:1", "unknown fault target `orders.delete`"),
+            ("CHORUS_FAULTS", "orders.create=error:2", "outside 0..=1"),
+            ("CHORUS_FAULT_INJECTION", "yes", "expected 0 or 1"),
+            ("ORDERS_DATABASE_URL", "mysql://x", "postgres:// or sqlite:"),
+            ("CHORUS_LOG_FROMAT", "json", "unknown variable"),
+        ];
+        for (var, value, reason) in cases {
+            let e = config(&[(var, value)]).expect_err(var);
+            let text = e.to_string();
+            assert!(text.starts_with(&format!("{var}=")), "{text}");
+            assert!(text.contains(reason), "{var}={value}: {text}");
+        }
+    }
+
+    #[test]
+    fn faults_parse_as_a_list() {
+        let c = config(&[("CHORUS_FAULTS", "orders.create=error:1.0, inventory.reserve=timeout:0.2")])
+            .expect("valid");
+        assert_eq!(
+            c.faults,
+            vec![
+                FaultSpec::new("orders.create", FaultMode::Error, 1.0).expect("valid"),
+                FaultSpec::new("inventory.reserve", FaultMode::Timeout, 0.2).expect("valid"),
+            ]
+        );
+    }
+
+    #[test]
+    fn test_harness_variables_are_left_alone_and_secrets_do_not_print() {
+        let c = config(&[("CHORUS_TEST_POSTGRES_URL", "x"), ("CHORUS_JWT_SECRET", "hunter2")])
+            .expect("valid");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,97 @@
+//! A sea-orm connection to a service's own database.
+//!
+//! SQLite is the embedded default: one file per service, WAL mode, and one
+//! connection per pool, because SQLite takes one writer at a time anyway and
+//! a single connection turns what would be `SQLITE_BUSY` races between
+//! concurrent transactions into a plain queue. Postgres is used when the
+//! service's `*_DATABASE_URL` says so.
+
+use std::{str::FromStr, time::Duration};
+
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, SqlxSqliteConnector,
+    sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::RuntimeError;
+
+/// Opens `url` (`sqlite:` or `postgres://`), creating a SQLite file and its
+/// directory if needed.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, RuntimeError> {
+    let db_err = |source| RuntimeError::Database { url: redact(url), source };
+    if url.starts_with("sqlite:") {
+        if let Some(dir) = sqlite_dir(url) {
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| RuntimeError::DataDir { path: dir.into(), source })?;
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| db_err(sea_orm::DbErr::Custom(e.to_string())))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|e| db_err(sea_orm::DbErr::Custom(e.to_string())))?;
+        Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+    } else {
+        let mut options = ConnectOptions::new(url);
+        options
+            .max_connections(16)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        Database::connect(options).await.map_err(db_err)
+    }
+}
+
+/// The directory of a `sqlite://path/file.db?…` URL, if it has one.
+fn sqlite_dir(url: &str) -> Option<String> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    let dir = std::path::Path::new(path).parent()?;
+    (!dir.as_os_str().is_empty()).then(|| dir.display().to_string())
+}
+
+/// The URL without its password, for error messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://./data/x.db"), "sqlite://./data/x.db");
+    }
+
+    #[test]
+    fn sqlite_directories_are_found() {
+        assert_eq!(sqlite_dir("sqlite://./data/x.db?mode=rwc").as_deref(), Some("./data"));
+        assert_eq!(sqlite_dir("sqlite::memory:"), None);
+        assert_eq!(sqlite_dir("sqlite://x.db"), None);
+    }
+}

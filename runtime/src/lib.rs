@@ -1,0 +1,23 @@
+//! What every Chorus process shares, so that each role (`chorus up`, `chorus
+//! gateway`, `chorus service <name>`, …) starts the same way:
+//!
+//! - [`config`]: the typed configuration, read once from the environment;
+//! - [`telemetry`]: tracing as JSON lines or pretty text;
+//! - [`metrics`]: the Prometheus recorder and its `/metrics` route;
+//! - [`nats`]: a NATS connection with retry and a clear error;
+//! - [`db`]: a sea-orm connection to SQLite (embedded default) or Postgres;
+//! - [`shutdown`]: SIGINT/SIGTERM turned into one cancellation token;
+//! - [`trace`]: the W3C `traceparent` carried by every request and event.
+
+pub mod config;
+pub mod db;
+mod error;
+pub mod metrics;
+pub mod nats;
+pub mod nats_server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod trace;
+
+pub use config::Config;
+pub use error::RuntimeError;

@@ -1,0 +1,77 @@
+//! The Prometheus recorder (metrics-exporter-prometheus, without its HTTP
+//! listener: `/metrics` is an axum route, so the gateway serves it on its own
+//! port and other roles on `CHORUS_METRICS_ADDR`).
+
+use std::{net::SocketAddr, sync::OnceLock};
+
+use axum::{Router, routing::get};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::RuntimeError;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Buckets that resolve milliseconds: from 100 µs to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Installs the process-wide recorder once and returns its handle; every
+/// later call returns the same handle (one recorder per process).
+pub fn install() -> Result<PrometheusHandle, RuntimeError> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .map_err(|e| RuntimeError::Metrics(e.to_string()))?
+        .build_recorder();
+    let handle = recorder.handle();
+    match metrics::set_global_recorder(recorder) {
+        Ok(()) => {
+            let _ = HANDLE.set(handle.clone());
+            Ok(handle)
+        }
+        // Lost a race with another caller: use the winner's handle.
+        Err(_) => HANDLE
+            .get()
+            .cloned()
+            .ok_or_else(|| RuntimeError::Metrics("a foreign recorder is installed".into())),
+    }
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub fn router(handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move { handle.render() }
+        }),
+    )
+}
+
+/// Serves `/metrics` on `addr` until `shutdown` is cancelled; for roles
+/// without an HTTP server of their own. Returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, RuntimeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RuntimeError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| RuntimeError::Bind { addr, source })?;
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router(handle))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    tracing::info!(%bound, "metrics at http://{bound}/metrics");
+    Ok(bound)
+}

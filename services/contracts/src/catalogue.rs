@@ -1,0 +1,72 @@
+//! Catalogue: products and prices.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Endpoint;
+
+/// A product as the catalogue knows it (stock lives in inventory).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: Uuid,
+    pub name: String,
+    pub price_cents: i64,
+    pub active: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Every product, oldest first.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ListProducts {}
+
+impl Endpoint for ListProducts {
+    const SERVICE: &'static str = "catalogue";
+    const OPERATION: &'static str = "list";
+    type Response = Vec<Product>;
+}
+
+/// The products with these ids; unknown ids are left out of the answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GetProducts {
+    pub ids: Vec<Uuid>,
+    #[serde(default)]
+    pub checkout_id: Option<Uuid>,
+}
+
+impl Endpoint for GetProducts {
+    const SERVICE: &'static str = "catalogue";
+    const OPERATION: &'static str = "get";
+    type Response = Vec<Product>;
+    fn checkout_id(&self) -> Option<Uuid> {
+        self.checkout_id
+    }
+}
+
+/// Adds a product. The caller chooses the id, so that a retried create
+/// (same id) returns the product instead of adding a second one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateProduct {
+    pub id: Uuid,
+    pub name: String,
+    pub price_cents: i64,
+}
+
+impl Endpoint for CreateProduct {
+    const SERVICE: &'static str = "catalogue";
+    const OPERATION: &'static str = "create";
+    type Response = Product;
+}
+
+/// Makes a product sellable or not.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SetProductActive {
+    pub id: Uuid,
+    pub active: bool,
+}
+
+impl Endpoint for SetProductActive {
+    const SERVICE: &'static str = "catalogue";
+    const OPERATION: &'static str = "set_active";
+    type Response = Product;
+}

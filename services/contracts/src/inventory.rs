@@ -1,0 +1,149 @@
+//! Inventory: stock levels, reservations, releases.
+//!
+//! For every product, at every moment: `available + reserved + sold` equals
+//! everything ever stocked (DESIGN §4).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Endpoint;
+
+/// A cart line as inventory sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub product_id: Uuid,
+    pub quantity: u32,
+}
+
+/// One product's stock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    pub product_id: Uuid,
+    /// Can still be sold.
+    pub available: i64,
+    /// Held by reservations not yet turned into orders.
+    pub reserved: i64,
+    /// Taken by committed reservations.
+    pub sold: i64,
+}
+
+/// Whether every line could be reserved now (nothing is held).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckAvailability {
+    pub items: Vec<Line>,
+    #[serde(default)]
+    pub checkout_id: Option<Uuid>,
+}
+
+/// A line that cannot be served in full.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shortage {
+    pub product_id: Uuid,
+    pub requested: u32,
+    pub available: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    pub available: bool,
+    pub shortages: Vec<Shortage>,
+}
+
+impl Endpoint for CheckAvailability {
+    const SERVICE: &'static str = "inventory";
+    const OPERATION: &'static str = "check";
+    type Response = Availability;
+    fn checkout_id(&self) -> Option<Uuid> {
+        self.checkout_id
+    }
+}
+
+/// Holds stock for every line, all or nothing. The first call with a key
+/// decides; every later call with that key returns the same answer (the
+/// reservation, or the same insufficient-stock error) and changes nothing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reserve {
+    pub idempotency_key: String,
+    pub checkout_id: Uuid,
+    pub items: Vec<Line>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReservationStatus {
+    /// Stock is held.
+    Held,
+    /// Stock went back to available.
+    Released,
+    /// Stock counts as sold.
+    Committed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub id: Uuid,
+    pub checkout_id: Uuid,
+    pub status: ReservationStatus,
+    pub items: Vec<Line>,
+}
+
+impl Endpoint for Reserve {
+    const SERVICE: &'static str = "inventory";
+    const OPERATION: &'static str = "reserve";
+    type Response = Reservation;
+    fn checkout_id(&self) -> Option<Uuid> {
+        Some(self.checkout_id)
+    }
+}
+
+/// Gives held stock back. Idempotent: releasing a released reservation
+/// returns it unchanged; a committed one is a `Conflict`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Release {
+    pub reservation_id: Uuid,
+}
+
+impl Endpoint for Release {
+    const SERVICE: &'static str = "inventory";
+    const OPERATION: &'static str = "release";
+    type Response = Reservation;
+}
+
+/// Turns held stock into sold stock, once its order exists. Idempotent;
+/// a released reservation is a `Conflict`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Commit {
+    pub reservation_id: Uuid,
+}
+
+impl Endpoint for Commit {
+    const SERVICE: &'static str = "inventory";
+    const OPERATION: &'static str = "commit";
+    type Response = Reservation;
+}
+
+/// Adds stock (and creates the product's stock level on first use).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Restock {
+    pub product_id: Uuid,
+    pub quantity: i64,
+}
+
+impl Endpoint for Restock {
+    const SERVICE: &'static str = "inventory";
+    const OPERATION: &'static str = "restock";
+    type Response = StockLevel;
+}
+
+/// Stock levels of these products (all products when `None`); a product
+/// inventory has never seen has no level.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Levels {
+    pub product_ids: Option<Vec<Uuid>>,
+}
+
+impl Endpoint for Levels {
+    const SERVICE: &'static str = "inventory";
+    const OPERATION: &'static str = "levels";
+    type Response = Vec<StockLevel>;
+}

@@ -1,0 +1,97 @@
+//! Orders.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Endpoint;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub product_id: Uuid,
+    pub quantity: u32,
+    pub unit_price_cents: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Created,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Created => "CREATED",
+            OrderStatus::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: Uuid,
+    pub client_id: Uuid,
+    pub checkout_id: Uuid,
+    pub status: OrderStatus,
+    pub total_cents: i64,
+    pub items: Vec<OrderLine>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Creates an order. The first call with a key decides; later calls with
+/// it return that order and create nothing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateOrder {
+    pub idempotency_key: String,
+    pub client_id: Uuid,
+    pub checkout_id: Uuid,
+    pub items: Vec<OrderLine>,
+}
+
+impl Endpoint for CreateOrder {
+    const SERVICE: &'static str = "orders";
+    const OPERATION: &'static str = "create";
+    type Response = Order;
+    fn checkout_id(&self) -> Option<Uuid> {
+        Some(self.checkout_id)
+    }
+}
+
+/// One order, or `NotFound`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GetOrder {
+    pub id: Uuid,
+}
+
+impl Endpoint for GetOrder {
+    const SERVICE: &'static str = "orders";
+    const OPERATION: &'static str = "get";
+    type Response = Order;
+}
+
+/// A client's orders, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ListOrdersByClient {
+    pub client_id: Uuid,
+    pub limit: Option<u32>,
+}
+
+impl Endpoint for ListOrdersByClient {
+    const SERVICE: &'static str = "orders";
+    const OPERATION: &'static str = "list_by_client";
+    type Response = Vec<Order>;
+}
+
+/// Cancels an order (saga compensation). Idempotent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CancelOrder {
+    pub id: Uuid,
+}
+
+impl Endpoint for CancelOrder {
+    const SERVICE: &'static str = "orders";
+    const OPERATION: &'static str = "cancel";
+    type Response = Order;
+}

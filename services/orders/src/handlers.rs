@@ -1,0 +1,143 @@
+//! One function per orders operation; each takes the connection.
+
+use chorus_contracts::{
+    cart,
+    orders::{CreateOrder, Order, OrderLine, OrderStatus},
+};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait, prelude::*, sea_query::OnConflict,
+};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::{
+    OrdersError,
+    entity::{order, order_item},
+};
+
+/// Most orders one listing returns.
+pub const MAX_LIST: u32 = 1000;
+
+/// Creates an order once per idempotency key; a repeat returns the first.
+pub async fn create(db: &DatabaseConnection, req: CreateOrder) -> Result<Order, OrdersError> {
+    cart::validate(req.items.iter().map(|l| (l.product_id, l.quantity))).map_err(OrdersError::BadInput)?;
+    if req.items.iter().any(|l| l.unit_price_cents < 0) {
+        return Err(OrdersError::BadInput("a unit price cannot be negative".into()));
+    }
+    if req.idempotency_key.is_empty() || req.idempotency_key.len() > 200 {
+        return Err(OrdersError::BadInput("an idempotency key has 1 to 200 characters".into()));
+    }
+    let total_cents = req
+        .items
+        .iter()
+        .try_fold(0i64, |sum, l| sum.checked_add(l.unit_price_cents.checked_mul(i64::from(l.quantity))?))
+        .ok_or_else(|| OrdersError::BadInput("the order total overflows".into()))?;
+    let now = OffsetDateTime::now_utc();
+    let id = Uuid::now_v7();
+    let txn = db.begin().await?;
+    // The key is claimed by the first statement, a write, so concurrent
+    // repeats wait on the unique index and then find this order.
+    let inserted = order::Entity::insert(order::ActiveModel {
+        id: Set(id),
+        idempotency_key: Set(req.idempotency_key.clone()),
+        client_id: Set(req.client_id),
+        checkout_id: Set(req.checkout_id),
+        status: Set(OrderStatus::Created.as_str().to_owned()),
+        total_cents: Set(total_cents),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(OnConflict::column(order::Column::IdempotencyKey).do_nothing().to_owned())
+    .exec_without_returning(&txn)
+    .await;
+    let inserted = match inserted {
+        Ok(n) => n > 0,
+        Err(DbErr::RecordNotInserted) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if !inserted {
+        txn.rollback().await?;
+        let first = order::Entity::find()
+            .filter(order::Column::IdempotencyKey.eq(&req.idempotency_key))
+            .one(db)
+            .await?
+            .ok_or_else(|| OrdersError::BadInput("idempotency key vanished".into()))?;
+        return load(db, first).await;
+    }
+    order_item::Entity::insert_many(req.items.iter().map(|l| order_item::ActiveModel {
+        order_id: Set(id),
+        product_id: Set(l.product_id),
+        quantity: Set(i64::from(l.quantity)),
+        unit_price_cents: Set(l.unit_price_cents),
+    }))
+    .exec_without_returning(&txn)
+    .await?;
+    let row = order::Entity::find_by_id(id).one(&txn).await?.ok_or(OrdersError::NotFound(id))?;
+    let order = load(&txn, row).await?;
+    txn.commit().await?;
+    Ok(order)
+}
+
+pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Order, OrdersError> {
+    let row = order::Entity::find_by_id(id).one(db).await?.ok_or(OrdersError::NotFound(id))?;
+    load(db, row).await
+}
+
+/// A client's orders, newest first.
+pub async fn list_by_client(db: &impl ConnectionTrait, client_id: Uuid, limit: Option<u32>) -> Result<Vec<Order>, OrdersError> {
+    let limit = limit.unwrap_or(100).min(MAX_LIST);
+    let rows = order::Entity::find()
+        .filter(order::Column::ClientId.eq(client_id))
+        .order_by_desc(order::Column::CreatedAt)
+        .order_by_desc(order::Column::Id)
+        .limit(u64::from(limit))
+        .all(db)
+        .await?;
+    let mut orders = Vec::with_capacity(rows.len());
+    for row in rows {
+        orders.push(load(db, row).await?);
+    }
+    Ok(orders)
+}
+
+/// Cancels an order; cancelling it again changes nothing.
+pub async fn cancel(db: &impl ConnectionTrait, id: Uuid) -> Result<Order, OrdersError> {
+    let updated = order::Entity::update_many()
+        .col_expr(order::Column::Status, Expr::value(OrderStatus::Cancelled.as_str()))
+        .col_expr(order::Column::UpdatedAt, Expr::value(OffsetDateTime::now_utc()))
+        .filter(order::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(OrdersError::NotFound(id));
+    }
+    get(db, id).await
+}
+
+async fn load(db: &impl ConnectionTrait, row: order::Model) -> Result<Order, OrdersError> {
+    let items = order_item::Entity::find()
+        .filter(order_item::Column::OrderId.eq(row.id))
+        .order_by_asc(order_item::Column::ProductId)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|i| OrderLine {
+            product_id: i.product_id,
+            quantity: u32::try_from(i.quantity).unwrap_or(u32::MAX),
+            unit_price_cents: i.unit_price_cents,
+        })
+        .collect();
+    let status = match row.status.as_str() {
+        "CANCELLED" => OrderStatus::Cancelled,
+        _ => OrderStatus::Created,
+    };
+    Ok(Order {
+        id: row.id,
+        client_id: row.client_id,
+        checkout_id: row.checkout_id,
+        status,
+        total_cents: row.total_cents,
+        items,
+        created_at: row.created_at.format(&Rfc3339).unwrap_or_default(),
+    })
+}

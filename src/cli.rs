@@ -1,0 +1,86 @@
+//! The `chorus` command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::platform::{Options, Platform, Role, ServiceName};
+
+#[derive(Debug, Parser)]
+#[command(name = "chorus", version, about = "Checkout sagas, orchestrated and choreographed, side by side")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole platform in one process (embedded NATS unless NATS_URL is set).
+    Up {
+        /// Do not add demo products to an empty catalogue.
+        #[arg(long)]
+        no_seed: bool,
+    },
+    /// Run the GraphQL gateway alone, against NATS_URL.
+    Gateway,
+    /// Run one domain service alone, against NATS_URL.
+    Service {
+        #[arg(value_enum)]
+        name: ServiceName,
+    },
+    /// Print the gateway's GraphQL schema (SDL).
+    Schema,
+}
+
+/// Parses the command line and runs it; configuration errors exit with 2.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Schema = cli.command {
+        print!("{}", schema_sdl());
+        return ExitCode::SUCCESS;
+    }
+    let config = match chorus_runtime::Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("chorus: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    chorus_runtime::telemetry::init(config.log_format);
+    let options = match cli.command {
+        Command::Up { no_seed } => Options { role: Role::All, seed_demo: !no_seed },
+        Command::Gateway => Options { role: Role::Gateway, seed_demo: false },
+        Command::Service { name } => Options { role: Role::Service(name), seed_demo: false },
+        Command::Schema => unreachable!("handled above"),
+    };
+    match run(&config, options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "chorus failed");
+            eprintln!("chorus: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: &chorus_runtime::Config, options: Options) -> Result<(), crate::ChorusError> {
+    let platform = Platform::start(config, options).await?;
+    platform.stop_on_signal();
+    match platform.gateway_addr {
+        Some(addr) if options.role == Role::All => println!(
+            "Chorus is up.\n  GraphiQL: http://{addr}/\n  GraphQL:  http://{addr}/graphql\n  health:   http://{addr}/health\n  metrics:  http://{addr}/metrics\n  NATS:     {}\n  data:     {}\nCtrl-C stops it.",
+            platform.nats_url,
+            config.data_dir.display()
+        ),
+        Some(addr) => println!("gateway listening on http://{addr}/ (NATS {})", platform.nats_url),
+        None => println!("{:?} serving on {}", options.role, platform.nats_url),
+    }
+    platform.stopping().await;
+    platform.stop().await;
+    Ok(())
+}
+
+/// The gateway's SDL, as `schema.graphql` holds it.
+pub fn schema_sdl() -> String {
+    chorus_gateway::schema::sdl()
+}

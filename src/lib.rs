@@ -1,0 +1,14 @@
+//! The composition root of Chorus: which parts run in a process and how
+//! they are wired.
+//!
+//! - [`cli`]: the `chorus` command line (`up`, `gateway`, `service`, `schema`);
+//! - [`platform`]: starts a role's parts on one NATS connection and stops
+//!   them in order (the same code serves `chorus up` and the tests);
+//! - [`seed`]: demo products on a first start.
+
+pub mod cli;
+mod error;
+pub mod platform;
+pub mod seed;
+
+pub use error::ChorusError;

@@ -1,0 +1,212 @@
+//! Starting and stopping the parts of a process.
+//!
+//! `chorus up` runs every part in one process; `chorus gateway` and
+//! `chorus service <name>` run one part each against `NATS_URL`. Both go
+//! through [`Platform::start`], as do the end-to-end tests.
+
+use std::{net::SocketAddr, time::Duration};
+
+use chorus_contracts::{ServiceClient, faults::{self, Faults}};
+use chorus_event_store::EventStore;
+use chorus_runtime::{
+    Config,
+    config::ServiceDb,
+    nats_server::NatsServer,
+    shutdown::Shutdown,
+};
+use sea_orm::DatabaseConnection;
+
+use crate::{ChorusError, seed};
+
+/// How long in-flight work may take to finish at shutdown.
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+/// Where `chorus gateway` and `chorus service` look for NATS by default.
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// A domain service that owns a database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceName {
+    Catalogue,
+    Inventory,
+    Orders,
+}
+
+impl ServiceName {
+    pub const ALL: [ServiceName; 3] = [ServiceName::Catalogue, ServiceName::Inventory, ServiceName::Orders];
+
+    fn db(self) -> ServiceDb {
+        match self {
+            ServiceName::Catalogue => ServiceDb::Catalogue,
+            ServiceName::Inventory => ServiceDb::Inventory,
+            ServiceName::Orders => ServiceDb::Orders,
+        }
+    }
+}
+
+/// Which parts a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, with an embedded NATS server unless `NATS_URL` is set.
+    All,
+    Gateway,
+    Service(ServiceName),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub role: Role,
+    /// Add demo products when the catalogue is empty (role `All` only).
+    pub seed_demo: bool,
+}
+
+/// A running process: its parts, and what [`stop`](Self::stop) must close.
+#[derive(Debug)]
+pub struct Platform {
+    pub gateway_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub nats_url: String,
+    pub nats: async_nats::Client,
+    pub events: EventStore,
+    pub services: ServiceClient,
+    shutdown: Shutdown,
+    databases: Vec<DatabaseConnection>,
+    embedded_nats: Option<NatsServer>,
+}
+
+impl Platform {
+    /// Starts every part of `options.role`; returns once each is serving.
+    pub async fn start(config: &Config, options: Options) -> Result<Self, ChorusError> {
+        let metrics = chorus_runtime::metrics::install()?;
+        let shutdown = Shutdown::new();
+
+        let embedded_nats = match (&config.nats_url, options.role) {
+            (None, Role::All) => {
+                let store = config.data_dir.join("nats");
+                Some(NatsServer::start(&config.nats_server_bin, &store)?)
+            }
+            _ => None,
+        };
+        let nats_url = match (&embedded_nats, &config.nats_url) {
+            (Some(server), _) => server.url(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => DEFAULT_NATS_URL.to_owned(),
+        };
+        let nats = chorus_runtime::nats::connect(&nats_url, &format!("chorus-{:?}", options.role).to_lowercase()).await?;
+        let events = EventStore::provision(nats.clone(), config.stream_replicas).await?;
+        let services = ServiceClient::new(nats.clone(), config.service_timeout);
+
+        let service_names: &[ServiceName] = match options.role {
+            Role::All => &ServiceName::ALL,
+            Role::Service(name) => match name {
+                ServiceName::Catalogue => &[ServiceName::Catalogue],
+                ServiceName::Inventory => &[ServiceName::Inventory],
+                ServiceName::Orders => &[ServiceName::Orders],
+            },
+            Role::Gateway => &[],
+        };
+        let service_faults = Faults::new(&config.faults);
+        if config.fault_injection && !service_names.is_empty() {
+            faults::listen(nats.clone(), service_faults.clone(), shutdown.token.clone())
+                .await
+                .map_err(|e| ChorusError::Service { service: "faults", message: e.to_string() })?;
+        }
+        let mut databases = Vec::new();
+        for name in service_names {
+            let db = chorus_runtime::db::connect(&config.database_url(name.db())).await?;
+            databases.push(db.clone());
+            start_service(*name, db, nats.clone(), service_faults.clone(), &shutdown).await?;
+        }
+
+        let gateway_addr = match options.role {
+            Role::All | Role::Gateway => {
+                let addr = config.gateway_addr;
+                if !addr.ip().is_loopback() {
+                    // Auth is not enforced yet, so the gateway stays on loopback.
+                    return Err(ChorusError::OpenWithoutAuth(addr));
+                }
+                if config.jwt_secret.is_none() {
+                    tracing::warn!(%addr, "no CHORUS_JWT_SECRET: serving without auth, on loopback only");
+                }
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ChorusError::Bind { addr, source })?;
+                let state = chorus_gateway::GatewayState {
+                    services: services.clone(),
+                    fault_injection: config.fault_injection,
+                };
+                let router = chorus_gateway::router(state, metrics.clone());
+                let bound = chorus_gateway::serve(listener, router, &shutdown)
+                    .map_err(|source| ChorusError::Bind { addr, source })?;
+                Some(bound)
+            }
+            Role::Service(_) => None,
+        };
+        let metrics_addr = match (options.role, config.metrics_addr) {
+            (Role::Service(_), Some(addr)) => {
+                Some(chorus_runtime::metrics::serve(addr, metrics, shutdown.token.clone()).await?)
+            }
+            _ => None,
+        };
+
+        if options.role == Role::All && options.seed_demo {
+            seed::seed_if_empty(&services).await?;
+        }
+        Ok(Platform {
+            gateway_addr,
+            metrics_addr,
+            nats_url,
+            nats,
+            events,
+            services,
+            shutdown,
+            databases,
+            embedded_nats,
+        })
+    }
+
+    /// Resolves when the process is asked to stop (signal or [`Self::stop`]).
+    pub fn stopping(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.shutdown.token.clone().cancelled_owned()
+    }
+
+    /// Stops in order: take no new work, finish in-flight requests (bounded),
+    /// drain NATS, close databases, stop the embedded NATS server.
+    pub async fn stop(mut self) {
+        self.shutdown.token.cancel();
+        if !self.shutdown.wait(DRAIN_LIMIT).await {
+            tracing::warn!(limit = ?DRAIN_LIMIT, "in-flight work did not finish in time");
+        }
+        if let Err(e) = self.nats.drain().await {
+            tracing::warn!(error = %e, "NATS drain failed");
+        }
+        for db in self.databases.drain(..) {
+            if let Err(e) = db.close().await {
+                tracing::warn!(error = %e, "database did not close cleanly");
+            }
+        }
+        if let Some(mut server) = self.embedded_nats.take() {
+            server.stop();
+        }
+        tracing::info!("stopped");
+    }
+
+    /// Cancels on SIGINT/SIGTERM.
+    pub fn stop_on_signal(&self) {
+        self.shutdown.cancel_on_signal();
+    }
+}
+
+async fn start_service(
+    name: ServiceName,
+    db: DatabaseConnection,
+    nats: async_nats::Client,
+    faults: Faults,
+    shutdown: &Shutdown,
+) -> Result<(), ChorusError> {
+    let err = |service: &'static str| move |e: &dyn std::fmt::Display| ChorusError::Service { service, message: e.to_string() };
+    match name {
+        ServiceName::Catalogue => chorus_catalogue::start(db, nats, faults, shutdown).await.map_err(|e| err("catalogue")(&e)),
+        ServiceName::Inventory => chorus_inventory::start(db, nats, faults, shutdown).await.map_err(|e| err("inventory")(&e)),
+        ServiceName::Orders => chorus_orders::start(db, nats, faults, shutdown).await.map_err(|e| err("orders")(&e)),
+    }
+}
