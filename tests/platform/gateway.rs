@@ -1,0 +1,178 @@
+//! The gateway's first cut: products, admin mutations, validation, error
+//! codes, faults, health and metrics.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    both_backends,
+    support::{Backend, TestApp, error_code},
+};
+
+both_backends!(
+    demo_products_are_served,
+    products_are_created_restocked_and_deactivated,
+    bad_input_is_refused_and_writes_nothing,
+    unknown_products_are_not_found,
+    faults_are_refused_unless_enabled,
+);
+
+async fn demo_products_are_served(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let products = app.products().await;
+    let names: Vec<&str> = products.as_array().expect("list").iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names.len(), chorus::seed::DEMO_PRODUCTS.len());
+    assert!(names.contains(&"Espresso beans 1 kg"), "{names:?}");
+    let espresso = &products[0];
+    assert_eq!(espresso["priceCents"], 2490);
+    assert_eq!(espresso["stock"], 100);
+    assert_eq!(espresso["reserved"], 0);
+    app.stop().await;
+}
+
+async fn products_are_created_restocked_and_deactivated(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    assert_eq!(app.products().await, json!([]));
+
+    let id = app.create_product("Tamper", 1999, 7).await;
+    let restocked = app
+        .gql_ok(
+            "mutation($id: ID!) { restock(productId: $id, quantity: 5) { stock reserved } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(restocked["restock"], json!({ "stock": 12, "reserved": 0 }));
+
+    let off = app
+        .gql_ok(
+            "mutation($id: ID!) { setProductActive(productId: $id, active: false) { active stock } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(off["setProductActive"], json!({ "active": false, "stock": 12 }));
+
+    let one = app
+        .gql_ok("query($id: ID!) { product(id: $id) { name priceCents active stock } }", json!({ "id": id }))
+        .await;
+    assert_eq!(one["product"], json!({ "name": "Tamper", "priceCents": 1999, "active": false, "stock": 12 }));
+
+    // A product made with no stock still has a level of zero.
+    let empty = app.create_product("Scale", 4500, 0).await;
+    let p = app.gql_ok("query($id: ID!) { product(id: $id) { stock reserved } }", json!({ "id": empty })).await;
+    assert_eq!(p["product"], json!({ "stock": 0, "reserved": 0 }));
+    app.stop().await;
+}
+
+async fn bad_input_is_refused_and_writes_nothing(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let id = app.create_product("Milk jug", 1500, 3).await;
+    let before = app.products().await;
+
+    let cases = [
+        ("mutation { createProduct(name: \"\", priceCents: 100, stock: 1) { id } }", json!({})),
+        ("mutation { createProduct(name: \"   \", priceCents: 100, stock: 1) { id } }", json!({})),
+        ("mutation { createProduct(name: \"x\", priceCents: -1, stock: 1) { id } }", json!({})),
+        ("mutation { createProduct(name: \"x\", priceCents: 100, stock: -5) { id } }", json!({})),
+        ("mutation($n: String!) { createProduct(name: $n, priceCents: 1, stock: 1) { id } }", json!({ "n": "x".repeat(201) })),
+        ("mutation { restock(productId: \"not-a-uuid\", quantity: 5) { id } }", json!({})),
+        ("mutation($id: ID!) { restock(productId: $id, quantity: 0) { id } }", json!({ "id": id })),
+        ("mutation($id: ID!) { restock(productId: $id, quantity: -3) { id } }", json!({ "id": id })),
+        ("mutation { setProductActive(productId: \"42\", active: false) { id } }", json!({})),
+        ("query { product(id: \"nope\") { id } }", json!({})),
+        ("mutation { setFault(target: \"orders.delete\", mode: ERROR, rate: 1.0) }", json!({})),
+        ("mutation { setFault(target: \"orders.create\", mode: ERROR, rate: 1.5) }", json!({})),
+    ];
+    for (query, vars) in cases {
+        let body = app.gql(query, vars).await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{query}: {body}");
+    }
+    assert_eq!(app.products().await, before, "bad input changed something");
+    app.stop().await;
+}
+
+async fn unknown_products_are_not_found(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let ghost = Uuid::new_v4();
+    let body = app.gql("query($id: ID!) { product(id: $id) { id } }", json!({ "id": ghost })).await;
+    assert_eq!(body["data"]["product"], json!(null), "{body}");
+    for query in [
+        "mutation($id: ID!) { restock(productId: $id, quantity: 1) { id } }",
+        "mutation($id: ID!) { setProductActive(productId: $id, active: true) { id } }",
+    ] {
+        let body = app.gql(query, json!({ "id": ghost })).await;
+        assert_eq!(error_code(&body), Some("NOT_FOUND"), "{query}: {body}");
+    }
+    assert_eq!(app.products().await, json!([]));
+    app.stop().await;
+}
+
+async fn faults_are_refused_unless_enabled(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let body = app.gql("mutation { setFault(target: \"catalogue.get\", mode: ERROR, rate: 1.0) }", json!({})).await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_map_to_service_unavailable_and_timeout() {
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_FAULT_INJECTION", "1")], false).await;
+    let id = app.create_product("Cups", 900, 10).await;
+    let get = "query($id: ID!) { product(id: $id) { name } }";
+
+    let set = app.gql_ok("mutation { setFault(target: \"catalogue.get\", mode: ERROR, rate: 1.0) }", json!({})).await;
+    assert_eq!(set["setFault"], true);
+    let body = app.gql(get, json!({ "id": id })).await;
+    assert_eq!(error_code(&body), Some("SERVICE_UNAVAILABLE"), "{body}");
+
+    app.gql_ok("mutation { setFault(target: \"catalogue.get\", mode: TIMEOUT, rate: 1.0) }", json!({})).await;
+    let body = app.gql(get, json!({ "id": id })).await;
+    assert_eq!(error_code(&body), Some("TIMEOUT"), "{body}");
+
+    app.gql_ok("mutation { setFault(target: \"catalogue.get\", mode: NONE, rate: 0.0) }", json!({})).await;
+    let body = app.gql_ok(get, json!({ "id": id })).await;
+    assert_eq!(body["product"]["name"], "Cups");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_can_be_set_at_start() {
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_FAULTS", "catalogue.get=error:1.0")], false).await;
+    let body = app.gql("query($id: ID!) { product(id: $id) { name } }", json!({ "id": Uuid::new_v4() })).await;
+    assert_eq!(error_code(&body), Some("SERVICE_UNAVAILABLE"), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_playground_answer() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let health = app.http.get(format!("http://{}/health", app.addr)).send().await.expect("health");
+    assert_eq!(health.status(), 200);
+    let body: serde_json::Value = health.json().await.expect("json");
+    assert_eq!(body["services"], json!({ "catalogue": "ok", "inventory": "ok", "orders": "ok" }));
+
+    app.products().await;
+    let metrics = app.http.get(format!("http://{}/metrics", app.addr)).send().await.expect("metrics");
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("text");
+    assert!(text.contains("external_service_call_duration_seconds"), "{text}");
+
+    let page = app.http.get(format!("http://{}/", app.addr)).send().await.expect("playground");
+    assert!(page.text().await.expect("html").to_lowercase().contains("graphiql"));
+
+    // Query cost is limited: 700 aliased product lists cost more than allowed.
+    let expensive: String = (0..700).map(|i| format!("a{i}: products {{ id name }} ")).collect();
+    let body = app.gql(&format!("{{ {expensive} }}"), json!({})).await;
+    assert!(body["errors"][0]["message"].as_str().unwrap_or("").contains("too complex"), "{}", &body.to_string()[..200]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn schema_graphql_matches_the_code() {
+    let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .expect("schema.graphql exists");
+    assert_eq!(
+        file,
+        chorus::cli::schema_sdl(),
+        "schema.graphql is stale: run `cargo run -- schema > schema.graphql`"
+    );
+}

@@ -1,0 +1,153 @@
+//! Inventory through NATS: reservations under concurrency never oversell,
+//! idempotency keys decide once, and stock is always conserved.
+
+use chorus_contracts::{
+    ServiceError,
+    inventory::{Commit, Levels, Line, Release, ReservationStatus, Reserve, Restock, StockLevel},
+};
+use uuid::Uuid;
+
+use crate::{
+    both_backends,
+    support::{Backend, TestApp},
+};
+
+both_backends!(
+    concurrent_reservations_never_oversell,
+    a_repeated_key_changes_nothing,
+    release_and_commit_settle_once,
+    multi_line_reservations_are_all_or_nothing,
+);
+
+async fn level(app: &TestApp, product: Uuid) -> StockLevel {
+    let levels = app.platform().services.call(&Levels { product_ids: Some(vec![product]) }).await.expect("levels");
+    levels.into_iter().next().expect("a level")
+}
+
+fn assert_conserved(level: &StockLevel, stocked: i64) {
+    assert_eq!(level.available + level.reserved + level.sold, stocked, "stock not conserved: {level:?}");
+    assert!(level.available >= 0 && level.reserved >= 0 && level.sold >= 0, "{level:?}");
+}
+
+fn reserve(product: Uuid, quantity: u32) -> Reserve {
+    let checkout_id = Uuid::new_v4();
+    Reserve {
+        idempotency_key: format!("{checkout_id}:reserve_stock"),
+        checkout_id,
+        items: vec![Line { product_id: product, quantity }],
+    }
+}
+
+async fn concurrent_reservations_never_oversell(backend: Backend) {
+    let app = TestApp::start_with(backend, &[("CHORUS_SERVICE_TIMEOUT", "30s")], false).await;
+    const STOCK: i64 = 50;
+    let product = app.create_product("Scarce grinder", 10000, STOCK).await;
+    let services = app.platform().services.clone();
+    // 120 callers at once want 1 or 2 units each: far more than 50.
+    let tasks: Vec<_> = (0..120u32)
+        .map(|i| {
+            let services = services.clone();
+            tokio::spawn(async move { services.call(&reserve(product, 1 + i % 2)).await })
+        })
+        .collect();
+    let mut taken = 0i64;
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(r) => {
+                assert_eq!(r.status, ReservationStatus::Held);
+                taken += i64::from(r.items[0].quantity);
+            }
+            Err(ServiceError::InsufficientStock(_)) => refused += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    let after = level(&app, product).await;
+    assert!(taken <= STOCK, "oversold: {taken} > {STOCK}");
+    assert!(refused > 0);
+    assert_eq!(after.reserved, taken);
+    assert_eq!(after.available, STOCK - taken);
+    // Whatever is left is less than the smallest request that was refused.
+    assert!(after.available <= 1, "{after:?}");
+    assert_conserved(&after, STOCK);
+    app.stop().await;
+}
+
+async fn a_repeated_key_changes_nothing(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let product = app.create_product("Kettle", 5900, 5).await;
+    let services = &app.platform().services;
+    let request = reserve(product, 3);
+
+    let first = services.call(&request).await.expect("reserved");
+    let again = services.call(&request).await.expect("same answer");
+    assert_eq!(first, again);
+    let after = level(&app, product).await;
+    assert_eq!((after.available, after.reserved), (2, 3));
+
+    // A refused reservation stays refused under its key, even after a restock.
+    let too_big = reserve(product, 4);
+    let refused = services.call(&too_big).await.expect_err("only 2 left");
+    assert!(matches!(refused, ServiceError::InsufficientStock(_)), "{refused}");
+    services.call(&Restock { product_id: product, quantity: 10 }).await.expect("restock");
+    let still = services.call(&too_big).await.expect_err("same answer");
+    assert_eq!(still, refused);
+    let after = level(&app, product).await;
+    assert_eq!((after.available, after.reserved), (12, 3));
+    assert_conserved(&after, 15);
+    app.stop().await;
+}
+
+async fn release_and_commit_settle_once(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let product = app.create_product("Filters", 690, 10).await;
+    let services = &app.platform().services;
+
+    let a = services.call(&reserve(product, 4)).await.expect("a");
+    let b = services.call(&reserve(product, 3)).await.expect("b");
+
+    let released = services.call(&Release { reservation_id: a.id }).await.expect("release");
+    assert_eq!(released.status, ReservationStatus::Released);
+    let twice = services.call(&Release { reservation_id: a.id }).await.expect("idempotent");
+    assert_eq!(twice.status, ReservationStatus::Released);
+
+    let committed = services.call(&Commit { reservation_id: b.id }).await.expect("commit");
+    assert_eq!(committed.status, ReservationStatus::Committed);
+    services.call(&Commit { reservation_id: b.id }).await.expect("idempotent");
+
+    let after = level(&app, product).await;
+    assert_eq!((after.available, after.reserved, after.sold), (7, 0, 3));
+    assert_conserved(&after, 10);
+
+    assert!(matches!(services.call(&Release { reservation_id: b.id }).await, Err(ServiceError::Conflict(_))));
+    assert!(matches!(services.call(&Commit { reservation_id: a.id }).await, Err(ServiceError::Conflict(_))));
+    assert!(matches!(
+        services.call(&Release { reservation_id: Uuid::new_v4() }).await,
+        Err(ServiceError::NotFound(_))
+    ));
+    assert_eq!(level(&app, product).await, after, "refused settlements changed stock");
+    app.stop().await;
+}
+
+async fn multi_line_reservations_are_all_or_nothing(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let plenty = app.create_product("Beans", 2490, 100).await;
+    let scarce = app.create_product("Grinder", 12900, 1).await;
+    let services = &app.platform().services;
+    let checkout_id = Uuid::new_v4();
+    let request = Reserve {
+        idempotency_key: format!("{checkout_id}:reserve_stock"),
+        checkout_id,
+        items: vec![Line { product_id: plenty, quantity: 10 }, Line { product_id: scarce, quantity: 2 }],
+    };
+    let refused = services.call(&request).await.expect_err("grinder is short");
+    assert!(matches!(refused, ServiceError::InsufficientStock(ref m) if m.contains(&scarce.to_string())), "{refused}");
+    assert_eq!(level(&app, plenty).await.available, 100, "partial reservation kept");
+    assert_eq!(level(&app, scarce).await.available, 1);
+
+    let bad = Reserve { items: vec![], ..request.clone() };
+    assert!(matches!(services.call(&bad).await, Err(ServiceError::BadInput(_))));
+    let unknown = services.call(&reserve(Uuid::new_v4(), 1)).await;
+    assert!(matches!(unknown, Err(ServiceError::InsufficientStock(_))), "{unknown:?}");
+    app.stop().await;
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the platform on a real nats-server and real databases
+//! (SQLite and Postgres), driven through its public interfaces.
+
+mod support;
+
+mod gateway;
+mod inventory;
+mod lifecycle;
+mod orders;

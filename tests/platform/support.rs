@@ -1,0 +1,259 @@
+//! Test support: isolated NATS, per-test databases on SQLite or Postgres,
+//! the platform started in-process on a free port, and a GraphQL client.
+//!
+//! Every test gets its own `nats-server` (free port, temp store) and its
+//! own databases, so tests never share state. Postgres databases are made
+//! from `CHORUS_TEST_POSTGRES_URL` (default: the local server as `postgres`)
+//! and dropped afterwards. Without a reachable Postgres the Postgres half of
+//! a test fails, unless `CHORUS_TEST_SKIP_POSTGRES=1` says to skip it, which
+//! is then printed loudly.
+
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use chorus::platform::{Options, Platform, Role};
+use chorus_runtime::{Config, nats_server::NatsServer};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a scenario once on SQLite and once on Postgres, as two tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::support::Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if $crate::support::skip_postgres() {
+                        return;
+                    }
+                    super::$name($crate::support::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
+/// Whether the Postgres half is to be skipped (and says so loudly).
+pub fn skip_postgres() -> bool {
+    if std::env::var("CHORUS_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
+        eprintln!("\n*** SKIPPED on Postgres: CHORUS_TEST_SKIP_POSTGRES=1 ***\n");
+        return true;
+    }
+    false
+}
+
+fn admin_url() -> String {
+    std::env::var("CHORUS_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+/// A NATS server of the test's own.
+pub struct TestNats {
+    pub server: NatsServer,
+    _dir: TempDir,
+}
+
+impl TestNats {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = NatsServer::start("nats-server", &dir.path().join("nats")).expect("nats-server starts");
+        TestNats { server, _dir: dir }
+    }
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+}
+
+/// The databases of one test: SQLite files in a temp dir, or fresh
+/// Postgres databases dropped at the end.
+pub struct TestDatabases {
+    pub backend: Backend,
+    pub urls: Vec<(&'static str, String)>,
+    postgres_names: Vec<String>,
+}
+
+impl TestDatabases {
+    pub async fn create(backend: Backend, data_dir: &std::path::Path) -> Self {
+        let services = ["CATALOGUE", "INVENTORY", "ORDERS"];
+        match backend {
+            Backend::Sqlite => TestDatabases {
+                backend,
+                urls: services
+                    .iter()
+                    .map(|s| {
+                        let path = data_dir.join(format!("{}.db", s.to_lowercase()));
+                        (*s, format!("sqlite://{}?mode=rwc", path.display()))
+                    })
+                    .collect(),
+                postgres_names: Vec::new(),
+            },
+            Backend::Postgres => {
+                let admin = admin_url();
+                let conn = Database::connect(admin.as_str()).await.unwrap_or_else(|e| {
+                    panic!(
+                        "Postgres is not reachable at {admin} ({e}). Start it, point CHORUS_TEST_POSTGRES_URL \
+                         at one, or set CHORUS_TEST_SKIP_POSTGRES=1 to skip the Postgres half"
+                    )
+                });
+                let tag = Uuid::new_v4().simple().to_string();
+                let mut urls = Vec::new();
+                let mut names = Vec::new();
+                for s in services {
+                    let name = format!("chorus_t_{}_{}", &tag[..12], s.to_lowercase());
+                    conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
+                    urls.push((s, replace_db(&admin, &name)));
+                    names.push(name);
+                }
+                TestDatabases { backend, urls, postgres_names: names }
+            }
+        }
+    }
+
+    pub fn vars(&self) -> Vec<(String, String)> {
+        self.urls.iter().map(|(s, url)| (format!("{s}_DATABASE_URL"), url.clone())).collect()
+    }
+}
+
+impl Drop for TestDatabases {
+    fn drop(&mut self) {
+        if self.postgres_names.is_empty() {
+            return;
+        }
+        let names = std::mem::take(&mut self.postgres_names);
+        // Drop runs outside any runtime guarantee: use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok(conn) = Database::connect(admin_url().as_str()).await {
+                    for name in names {
+                        let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn replace_db(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("admin URL ends with a database name");
+    format!("{base}/{db}")
+}
+
+/// The platform, started in-process on a free port, with its own NATS and
+/// databases.
+pub struct TestApp {
+    pub platform: Option<Platform>,
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub nats: TestNats,
+    pub dbs: TestDatabases,
+    pub data_dir: TempDir,
+}
+
+impl TestApp {
+    /// Starts everything on `backend`, with the demo products.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[], true).await
+    }
+
+    /// Starts with extra configuration variables.
+    pub async fn start_with(backend: Backend, extra: &[(&str, &str)], seed_demo: bool) -> Self {
+        let nats = TestNats::start();
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let dbs = TestDatabases::create(backend, data_dir.path()).await;
+        let mut vars = dbs.vars();
+        vars.push(("NATS_URL".into(), nats.url()));
+        vars.push(("CHORUS_DATA_DIR".into(), data_dir.path().display().to_string()));
+        vars.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
+        vars.push(("CHORUS_SERVICE_TIMEOUT".into(), "1s".into()));
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_vars(vars).expect("valid test config");
+        let platform = Platform::start(&config, Options { role: Role::All, seed_demo })
+            .await
+            .expect("platform starts");
+        let addr = platform.gateway_addr.expect("gateway runs");
+        TestApp { platform: Some(platform), addr, http: reqwest::Client::new(), nats, dbs, data_dir }
+    }
+
+    pub fn platform(&self) -> &Platform {
+        self.platform.as_ref().expect("running")
+    }
+
+    /// POSTs a GraphQL operation and returns the whole response body.
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.http
+            .post(format!("http://{}/graphql", self.addr))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("gateway answers")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
+    /// The data of a response that must have no error.
+    pub async fn gql_ok(&self, query: &str, variables: Value) -> Value {
+        let body = self.gql(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    pub async fn products(&self) -> Value {
+        self.gql_ok("{ products { id name priceCents active stock reserved } }", json!({})).await["products"]
+            .clone()
+    }
+
+    pub async fn create_product(&self, name: &str, price_cents: i64, stock: i64) -> Uuid {
+        let data = self
+            .gql_ok(
+                "mutation($n: String!, $p: Int!, $s: Int!) { createProduct(name: $n, priceCents: $p, stock: $s) { id } }",
+                json!({ "n": name, "p": price_cents, "s": stock }),
+            )
+            .await;
+        Uuid::parse_str(data["createProduct"]["id"].as_str().expect("id")).expect("uuid")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(platform) = self.platform.take() {
+            platform.stop().await;
+        }
+    }
+}
+
+/// The `extensions.code` of a response's first error.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// Polls `check` until it holds, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
