@@ -145,7 +145,7 @@ impl Envelope {
             id: Uuid::now_v7(),
             checkout_id,
             pattern,
-            emitted_at: OffsetDateTime::now_utc(),
+            emitted_at: now_micros(),
             causation_id: None,
             payload,
         }
@@ -167,6 +167,13 @@ impl Envelope {
     pub fn event_type(&self) -> &'static str {
         self.payload.event_type()
     }
+}
+
+/// Now, at the microsecond precision of the wire format, so that an event
+/// equals itself after a round trip through the stream.
+fn now_micros() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
 }
 
 /// An event read back from the stream, with where it sits.

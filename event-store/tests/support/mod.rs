@@ -1,0 +1,63 @@
+//! Filling a real stream fast, for the tests and the benchmark: events are
+//! published pipelined (thousands of acks in flight), and each checkout's
+//! index entry is written once its sequences are known.
+
+#![allow(dead_code)]
+
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use bytes::Bytes;
+use chorus_event_store::{Envelope, EventPayload, Pattern, subjects};
+use uuid::Uuid;
+
+/// The six events of a successful choreographed checkout.
+pub fn checkout_events(checkout_id: Uuid) -> Vec<Envelope> {
+    let client_id = Uuid::new_v4();
+    let reservation_id = Uuid::new_v4();
+    let order_id = Uuid::new_v4();
+    let items = vec![chorus_event_store::CartLine { product_id: Uuid::new_v4(), quantity: 2 }];
+    let payloads = vec![
+        EventPayload::CheckoutInitiated { client_id, items: items.clone(), idempotency_key: None },
+        EventPayload::StockReserved { reservation_id, items },
+        EventPayload::OrderCreated { order_id, client_id, total_cents: 4980, items: vec![] },
+        EventPayload::CheckoutSucceeded { order_id },
+        EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None },
+        EventPayload::SagaTransitioned { from: Some("PENDING".into()), to: "COMPLETED".into(), reason: None },
+    ];
+    payloads.into_iter().map(|p| Envelope::new(checkout_id, Pattern::Choreographed, p)).collect()
+}
+
+/// Stores `checkouts` checkouts of six events each, with their index
+/// entries; returns their ids.
+pub async fn fill(js: &jetstream::Context, checkouts: usize) -> Vec<Uuid> {
+    const BATCH: usize = 500;
+    let mut ids = Vec::with_capacity(checkouts);
+    let mut remaining = checkouts;
+    while remaining > 0 {
+        let n = remaining.min(BATCH);
+        remaining -= n;
+        let batch: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+        let mut acks: Vec<(Uuid, PublishAckFuture)> = Vec::with_capacity(n * 6);
+        for id in &batch {
+            for event in checkout_events(*id) {
+                let subject = subjects::event(*id, event.event_type());
+                let body = Bytes::from(serde_json::to_vec(&event).expect("encode"));
+                acks.push((*id, js.publish(subject, body).await.expect("publish")));
+            }
+        }
+        let mut sequences: std::collections::HashMap<Uuid, Vec<u64>> = Default::default();
+        for (id, ack) in acks {
+            sequences.entry(id).or_default().push(ack.await.expect("ack").sequence);
+        }
+        let mut index_acks = Vec::with_capacity(n);
+        for (id, seqs) in sequences {
+            let subject = format!("$KV.{}.{id}", subjects::INDEX_BUCKET);
+            let value = Bytes::from(serde_json::to_vec(&seqs).expect("encode"));
+            index_acks.push(js.publish(subject, value).await.expect("index publish"));
+        }
+        for ack in index_acks {
+            ack.await.expect("index ack");
+        }
+        ids.extend(batch);
+    }
+    ids
+}
