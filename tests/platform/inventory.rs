@@ -3,7 +3,7 @@
 
 use chorus_contracts::{
     ServiceError,
-    inventory::{Commit, Levels, Line, Release, ReservationStatus, Reserve, Restock, StockLevel},
+    inventory::{CheckAvailability, Commit, Levels, Line, Release, ReservationStatus, Reserve, Restock, StockLevel},
 };
 use uuid::Uuid;
 
@@ -17,6 +17,7 @@ both_backends!(
     a_repeated_key_changes_nothing,
     release_and_commit_settle_once,
     multi_line_reservations_are_all_or_nothing,
+    availability_is_checked_without_holding_anything,
 );
 
 async fn level(app: &TestApp, product: Uuid) -> StockLevel {
@@ -149,5 +150,26 @@ async fn multi_line_reservations_are_all_or_nothing(backend: Backend) {
     assert!(matches!(services.call(&bad).await, Err(ServiceError::BadInput(_))));
     let unknown = services.call(&reserve(Uuid::new_v4(), 1)).await;
     assert!(matches!(unknown, Err(ServiceError::InsufficientStock(_))), "{unknown:?}");
+    app.stop().await;
+}
+
+async fn availability_is_checked_without_holding_anything(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let beans = app.create_product("Beans", 2490, 10).await;
+    let grinder = app.create_product("Grinder", 12900, 1).await;
+    let services = &app.platform().services;
+    let check = |items: Vec<Line>| CheckAvailability { items, checkout_id: None };
+
+    let ok = services.call(&check(vec![Line { product_id: beans, quantity: 10 }])).await.expect("check");
+    assert!(ok.available && ok.shortages.is_empty());
+
+    let short = services
+        .call(&check(vec![Line { product_id: beans, quantity: 3 }, Line { product_id: grinder, quantity: 2 }]))
+        .await
+        .expect("check");
+    assert!(!short.available);
+    assert_eq!(short.shortages.len(), 1);
+    assert_eq!((short.shortages[0].product_id, short.shortages[0].available), (grinder, 1));
+    assert_eq!(level(&app, beans).await.available, 10, "a check held stock");
     app.stop().await;
 }

@@ -194,7 +194,7 @@ async fn each_part_runs_as_its_own_process() {
         env.extend(extra.iter().cloned());
         env
     };
-    let mut procs = vec![
+    let mut procs = [
         chorus(&["service", "catalogue"], &env(&[])),
         chorus(&["service", "inventory"], &env(&[])),
         chorus(&["service", "orders"], &env(&[])),

@@ -7,3 +7,4 @@ mod gateway;
 mod inventory;
 mod lifecycle;
 mod orders;
+mod runtime;

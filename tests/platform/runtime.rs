@@ -1,0 +1,43 @@
+//! The shared runtime against the real things: SQLite's mode, Postgres, and
+//! the README's configuration table.
+
+use chorus_runtime::config::VARIABLES;
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::support::skip_postgres;
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_and_creates_its_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/nested/x.db?mode=rwc", dir.path().display());
+    let db = chorus_runtime::db::connect(&url).await.expect("connects");
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), "PRAGMA journal_mode"))
+        .await
+        .expect("pragma")
+        .expect("a row");
+    let mode: String = row.try_get_by_index(0).expect("text");
+    assert_eq!(mode, "wal");
+    assert!(dir.path().join("nested/x.db").exists());
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error() {
+    if skip_postgres() {
+        return;
+    }
+    let port = chorus_runtime::nats_server::free_port().expect("port");
+    let url = format!("postgres://chorus:secret@127.0.0.1:{port}/nothing");
+    let err = chorus_runtime::db::connect(&url).await.expect_err("nothing listens there");
+    let text = err.to_string();
+    assert!(text.contains("cannot open database"), "{text}");
+    assert!(!text.contains("secret"), "password leaked: {text}");
+}
+
+#[test]
+fn the_readme_lists_every_variable() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    for (name, _, _) in VARIABLES {
+        assert!(readme.contains(&format!("| `{name}` |")), "README's configuration table misses {name}");
+    }
+}
