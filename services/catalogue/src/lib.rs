@@ -17,25 +17,12 @@ use chorus_runtime::shutdown::Shutdown;
 use sea_orm::DatabaseConnection;
 
 /// The `catalogue` service definition over `db`.
-pub fn service(db: DatabaseConnection) -> ServiceDef {
-    let (list, get, create, set_active) = (db.clone(), db.clone(), db.clone(), db);
-    ServiceDef::new("catalogue", "Products and prices")
-        .endpoint(move |_: ListProducts| {
-            let db = list.clone();
-            async move { Ok(handlers::list(&db).await?) }
-        })
-        .endpoint(move |req: GetProducts| {
-            let db = get.clone();
-            async move { Ok(handlers::get_many(&db, &req.ids).await?) }
-        })
-        .endpoint(move |req: CreateProduct| {
-            let db = create.clone();
-            async move { Ok(handlers::create(&db, req).await?) }
-        })
-        .endpoint(move |req: SetProductActive| {
-            let db = set_active.clone();
-            async move { Ok(handlers::set_active(&db, req.id, req.active).await?) }
-        })
+pub fn service(db: DatabaseConnection) -> ServiceDef<DatabaseConnection> {
+    ServiceDef::new("catalogue", "Products and prices", db)
+        .endpoint(|db, _: ListProducts| async move { Ok(handlers::list(&db).await?) })
+        .endpoint(|db, req: GetProducts| async move { Ok(handlers::get_many(&db, &req.ids).await?) })
+        .endpoint(|db, req: CreateProduct| async move { Ok(handlers::create(&db, req).await?) })
+        .endpoint(|db, req: SetProductActive| async move { Ok(handlers::set_active(&db, req.id, req.active).await?) })
 }
 
 /// Migrates `db` and serves the catalogue until shutdown.

@@ -18,43 +18,47 @@ use crate::{Endpoint, ServiceError, faults::Faults};
 
 type Handler = Arc<dyn Fn(Bytes) -> BoxFuture<'static, Result<Bytes, ServiceError>> + Send + Sync>;
 
-/// A service: its name and its endpoints, ready to [`serve`](Self::serve).
-pub struct ServiceDef {
+/// A service: its name, the state its handlers share (a database handle,
+/// say) and its endpoints, ready to [`serve`](Self::serve).
+pub struct ServiceDef<S> {
     name: &'static str,
     description: &'static str,
+    state: S,
     endpoints: Vec<(&'static str, Handler)>,
 }
 
-impl std::fmt::Debug for ServiceDef {
+impl<S> std::fmt::Debug for ServiceDef<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ops: Vec<&str> = self.endpoints.iter().map(|(op, _)| *op).collect();
         f.debug_struct("ServiceDef").field("name", &self.name).field("endpoints", &ops).finish()
     }
 }
 
-impl ServiceDef {
-    pub fn new(name: &'static str, description: &'static str) -> Self {
-        ServiceDef { name, description, endpoints: Vec::new() }
+impl<S: Clone + Send + Sync + 'static> ServiceDef<S> {
+    pub fn new(name: &'static str, description: &'static str, state: S) -> Self {
+        ServiceDef { name, description, state, endpoints: Vec::new() }
     }
 
-    /// Adds the endpoint of request type `E`, answered by `handler`.
+    /// Adds the endpoint of request type `E`, answered by `handler` with a
+    /// clone of the service's state.
     pub fn endpoint<E, F, Fut>(mut self, handler: F) -> Self
     where
         E: Endpoint,
-        F: Fn(E) -> Fut + Send + Sync + 'static,
+        F: Fn(S, E) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<E::Response, ServiceError>> + Send + 'static,
     {
         debug_assert_eq!(E::SERVICE, self.name, "endpoint registered on the wrong service");
         let handler = Arc::new(handler);
+        let state = self.state.clone();
         let erased: Handler = Arc::new(move |payload: Bytes| {
-            let handler = handler.clone();
+            let (handler, state) = (handler.clone(), state.clone());
             Box::pin(async move {
                 let request: E = serde_json::from_slice(&payload)
                     .map_err(|e| ServiceError::BadInput(format!("malformed {} request: {e}", E::OPERATION)))?;
                 if let Some(id) = request.checkout_id() {
                     tracing::Span::current().record("checkout_id", tracing::field::display(id));
                 }
-                let response = handler(request).await?;
+                let response = handler(state, request).await?;
                 serde_json::to_vec(&response)
                     .map(Bytes::from)
                     .map_err(|e| ServiceError::Internal(e.to_string()))

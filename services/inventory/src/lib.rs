@@ -23,34 +23,14 @@ use chorus_runtime::shutdown::Shutdown;
 use sea_orm::DatabaseConnection;
 
 /// The `inventory` service definition over `db`.
-pub fn service(db: DatabaseConnection) -> ServiceDef {
-    let d = db;
-    let (d1, d2, d3, d4, d5, d6) = (d.clone(), d.clone(), d.clone(), d.clone(), d.clone(), d);
-    ServiceDef::new("inventory", "Stock levels and reservations")
-        .endpoint(move |req: CheckAvailability| {
-            let db = d1.clone();
-            async move { Ok(handlers::check(&db, &req.items).await?) }
-        })
-        .endpoint(move |req: Reserve| {
-            let db = d2.clone();
-            async move { Ok(handlers::reserve(&db, req).await?) }
-        })
-        .endpoint(move |req: Release| {
-            let db = d3.clone();
-            async move { Ok(handlers::release(&db, req.reservation_id).await?) }
-        })
-        .endpoint(move |req: Commit| {
-            let db = d4.clone();
-            async move { Ok(handlers::commit(&db, req.reservation_id).await?) }
-        })
-        .endpoint(move |req: Restock| {
-            let db = d5.clone();
-            async move { Ok(handlers::restock(&db, req.product_id, req.quantity).await?) }
-        })
-        .endpoint(move |req: Levels| {
-            let db = d6.clone();
-            async move { Ok(handlers::levels(&db, req.product_ids.as_deref()).await?) }
-        })
+pub fn service(db: DatabaseConnection) -> ServiceDef<DatabaseConnection> {
+    ServiceDef::new("inventory", "Stock levels and reservations", db)
+        .endpoint(|db, req: CheckAvailability| async move { Ok(handlers::check(&db, &req.items).await?) })
+        .endpoint(|db, req: Reserve| async move { Ok(handlers::reserve(&db, req).await?) })
+        .endpoint(|db, req: Release| async move { Ok(handlers::release(&db, req.reservation_id).await?) })
+        .endpoint(|db, req: Commit| async move { Ok(handlers::commit(&db, req.reservation_id).await?) })
+        .endpoint(|db, req: Restock| async move { Ok(handlers::restock(&db, req.product_id, req.quantity).await?) })
+        .endpoint(|db, req: Levels| async move { Ok(handlers::levels(&db, req.product_ids.as_deref()).await?) })
 }
 
 /// Migrates `db` and serves inventory until shutdown.

@@ -16,25 +16,14 @@ use chorus_runtime::shutdown::Shutdown;
 use sea_orm::DatabaseConnection;
 
 /// The `orders` service definition over `db`.
-pub fn service(db: DatabaseConnection) -> ServiceDef {
-    let (d1, d2, d3, d4) = (db.clone(), db.clone(), db.clone(), db);
-    ServiceDef::new("orders", "Orders")
-        .endpoint(move |req: CreateOrder| {
-            let db = d1.clone();
-            async move { Ok(handlers::create(&db, req).await?) }
+pub fn service(db: DatabaseConnection) -> ServiceDef<DatabaseConnection> {
+    ServiceDef::new("orders", "Orders", db)
+        .endpoint(|db, req: CreateOrder| async move { Ok(handlers::create(&db, req).await?) })
+        .endpoint(|db, req: GetOrder| async move { Ok(handlers::get(&db, req.id).await?) })
+        .endpoint(|db, req: ListOrdersByClient| async move {
+            Ok(handlers::list_by_client(&db, req.client_id, req.limit).await?)
         })
-        .endpoint(move |req: GetOrder| {
-            let db = d2.clone();
-            async move { Ok(handlers::get(&db, req.id).await?) }
-        })
-        .endpoint(move |req: ListOrdersByClient| {
-            let db = d3.clone();
-            async move { Ok(handlers::list_by_client(&db, req.client_id, req.limit).await?) }
-        })
-        .endpoint(move |req: CancelOrder| {
-            let db = d4.clone();
-            async move { Ok(handlers::cancel(&db, req.id).await?) }
-        })
+        .endpoint(|db, req: CancelOrder| async move { Ok(handlers::cancel(&db, req.id).await?) })
 }
 
 /// Migrates `db` and serves orders until shutdown.
