@@ -20,6 +20,8 @@ use crate::{ChorusError, seed};
 
 /// How long in-flight work may take to finish at shutdown.
 const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+/// How long an orchestrated checkout call waits for its saga to end.
+pub const CHECKOUT_WAIT: Duration = Duration::from_secs(60);
 /// Where `chorus gateway` and `chorus service` look for NATS by default.
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -29,16 +31,19 @@ pub enum ServiceName {
     Catalogue,
     Inventory,
     Orders,
+    Orchestrator,
 }
 
 impl ServiceName {
-    pub const ALL: [ServiceName; 3] = [ServiceName::Catalogue, ServiceName::Inventory, ServiceName::Orders];
+    pub const ALL: [ServiceName; 4] =
+        [ServiceName::Catalogue, ServiceName::Inventory, ServiceName::Orders, ServiceName::Orchestrator];
 
     fn db(self) -> ServiceDb {
         match self {
             ServiceName::Catalogue => ServiceDb::Catalogue,
             ServiceName::Inventory => ServiceDb::Inventory,
             ServiceName::Orders => ServiceDb::Orders,
+            ServiceName::Orchestrator => ServiceDb::Orchestrator,
         }
     }
 }
@@ -101,6 +106,7 @@ impl Platform {
                 ServiceName::Catalogue => &[ServiceName::Catalogue],
                 ServiceName::Inventory => &[ServiceName::Inventory],
                 ServiceName::Orders => &[ServiceName::Orders],
+                ServiceName::Orchestrator => &[ServiceName::Orchestrator],
             },
             Role::Gateway => &[],
         };
@@ -114,7 +120,8 @@ impl Platform {
         for name in service_names {
             let db = chorus_runtime::db::connect(&config.database_url(name.db())).await?;
             databases.push(db.clone());
-            start_service(*name, db, nats.clone(), service_faults.clone(), &shutdown).await?;
+            let parts = Parts { nats: nats.clone(), services: services.clone(), events: events.clone(), faults: service_faults.clone() };
+            start_service(*name, db, parts, config, &shutdown).await?;
         }
 
         let gateway_addr = match options.role {
@@ -132,6 +139,7 @@ impl Platform {
                     .map_err(|source| ChorusError::Bind { addr, source })?;
                 let state = chorus_gateway::GatewayState {
                     services: services.clone(),
+                    checkouts: services.with_timeout(CHECKOUT_WAIT + Duration::from_secs(15)),
                     fault_injection: config.fault_injection,
                 };
                 let router = chorus_gateway::router(state, metrics.clone());
@@ -196,17 +204,38 @@ impl Platform {
     }
 }
 
+/// What every service is started with.
+struct Parts {
+    nats: async_nats::Client,
+    services: ServiceClient,
+    events: EventStore,
+    faults: Faults,
+}
+
 async fn start_service(
     name: ServiceName,
     db: DatabaseConnection,
-    nats: async_nats::Client,
-    faults: Faults,
+    parts: Parts,
+    config: &Config,
     shutdown: &Shutdown,
 ) -> Result<(), ChorusError> {
     let err = |service: &'static str| move |e: &dyn std::fmt::Display| ChorusError::Service { service, message: e.to_string() };
+    let Parts { nats, services, events, faults } = parts;
     match name {
         ServiceName::Catalogue => chorus_catalogue::start(db, nats, faults, shutdown).await.map_err(|e| err("catalogue")(&e)),
         ServiceName::Inventory => chorus_inventory::start(db, nats, faults, shutdown).await.map_err(|e| err("inventory")(&e)),
         ServiceName::Orders => chorus_orders::start(db, nats, faults, shutdown).await.map_err(|e| err("orders")(&e)),
+        ServiceName::Orchestrator => {
+            let settings = chorus_orchestrator::Settings {
+                lease: config.saga_lease,
+                step_attempts: config.step_attempts,
+                backoff: config.step_backoff,
+                wait_limit: CHECKOUT_WAIT,
+            };
+            chorus_orchestrator::start(db, nats, services, events, settings, faults, shutdown)
+                .await
+                .map(drop)
+                .map_err(|e| err("orchestrator")(&e))
+        }
     }
 }

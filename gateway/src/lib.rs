@@ -27,12 +27,14 @@ pub use error::GatewayError;
 pub use schema::{ChorusSchema, build_schema};
 
 /// The services `/health` requires.
-pub const SERVICES: &[&str] = &["catalogue", "inventory", "orders"];
+pub const SERVICES: &[&str] = &["catalogue", "inventory", "orders", "orchestrator"];
 
 /// What every resolver needs; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct GatewayState {
     pub services: ServiceClient,
+    /// For calls that wait for a whole saga (a longer timeout).
+    pub checkouts: ServiceClient,
     /// Whether `setFault` may change faults (`CHORUS_FAULT_INJECTION=1`).
     pub fault_injection: bool,
 }

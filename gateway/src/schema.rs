@@ -3,12 +3,15 @@
 //! services through the typed client.
 
 use async_graphql::{
-    Context, EmptySubscription, Enum, ID, Object, ResultExt, Schema, SimpleObject,
+    Context, EmptySubscription, Enum, ID, InputObject, Object, ResultExt, Schema, SimpleObject,
 };
 use chorus_contracts::{
+    cart,
     catalogue::{self, CreateProduct, GetProducts, ListProducts, SetProductActive},
     faults,
-    inventory::{Levels, Restock, StockLevel},
+    inventory::{Levels, Line, Restock, StockLevel},
+    orchestrator::{self, CompensateSaga, GetSaga, ListSagas, StartCheckout},
+    orders::{self, GetOrder},
 };
 use chorus_runtime::config::{FaultMode as RuntimeFaultMode, FaultSpec};
 use uuid::Uuid;
@@ -110,6 +113,197 @@ async fn product_by_id(state: &GatewayState, id: Uuid) -> Result<Option<Product>
     Ok(products_with_stock(state, found).await?.pop())
 }
 
+/// The states of an orchestrated checkout (DESIGN §3.1).
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SagaState {
+    Pending,
+    VerifyingStock,
+    StockVerified,
+    FetchingProducts,
+    ProductsFetched,
+    ReservingStock,
+    StockReserved,
+    CreatingOrder,
+    OrderCreated,
+    Completed,
+    FailedInsufficientStock,
+    FailedProductUnavailable,
+    FailedStockReservation,
+    FailedOrderCreation,
+    Compensating,
+    Cancelled,
+}
+
+impl SagaState {
+    fn parse(raw: &str) -> Result<Self, GatewayError> {
+        use SagaState::*;
+        Ok(match raw {
+            "PENDING" => Pending,
+            "VERIFYING_STOCK" => VerifyingStock,
+            "STOCK_VERIFIED" => StockVerified,
+            "FETCHING_PRODUCTS" => FetchingProducts,
+            "PRODUCTS_FETCHED" => ProductsFetched,
+            "RESERVING_STOCK" => ReservingStock,
+            "STOCK_RESERVED" => StockReserved,
+            "CREATING_ORDER" => CreatingOrder,
+            "ORDER_CREATED" => OrderCreated,
+            "COMPLETED" => Completed,
+            "FAILED_INSUFFICIENT_STOCK" => FailedInsufficientStock,
+            "FAILED_PRODUCT_UNAVAILABLE" => FailedProductUnavailable,
+            "FAILED_STOCK_RESERVATION" => FailedStockReservation,
+            "FAILED_ORDER_CREATION" => FailedOrderCreation,
+            "COMPENSATING" => Compensating,
+            "CANCELLED" => Cancelled,
+            other => return Err(GatewayError::Internal(format!("unknown saga state {other}"))),
+        })
+    }
+
+    /// The stored name, as the orchestrator spells it.
+    fn name(self) -> String {
+        async_graphql::Value::from(self).to_string()
+    }
+}
+
+/// One logged move of a saga.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SagaTransition {
+    pub saga_id: ID,
+    pub from: Option<SagaState>,
+    pub to: SagaState,
+    pub reason: Option<String>,
+    pub at: String,
+}
+
+/// An orchestrated checkout; its id is the checkout id.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Saga {
+    pub id: ID,
+    pub state: SagaState,
+    pub client_id: ID,
+    pub order_id: Option<ID>,
+    pub failure_reason: Option<String>,
+    pub transitions: Vec<SagaTransition>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl TryFrom<orchestrator::Saga> for Saga {
+    type Error = GatewayError;
+    fn try_from(s: orchestrator::Saga) -> Result<Self, GatewayError> {
+        let saga_id = ID(s.id.to_string());
+        let transitions = s
+            .transitions
+            .into_iter()
+            .map(|t| {
+                Ok(SagaTransition {
+                    saga_id: saga_id.clone(),
+                    from: t.from.as_deref().map(SagaState::parse).transpose()?,
+                    to: SagaState::parse(&t.to)?,
+                    reason: t.reason,
+                    at: t.at,
+                })
+            })
+            .collect::<Result<_, GatewayError>>()?;
+        Ok(Saga {
+            id: saga_id,
+            state: SagaState::parse(&s.state)?,
+            client_id: ID(s.client_id.to_string()),
+            order_id: s.order_id.map(|o| ID(o.to_string())),
+            failure_reason: s.failure_reason,
+            transitions,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        })
+    }
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct OrderItem {
+    pub product_id: ID,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Order {
+    pub id: ID,
+    pub client_id: ID,
+    pub checkout_id: ID,
+    pub status: String,
+    pub total_cents: i64,
+    pub items: Vec<OrderItem>,
+    pub created_at: String,
+}
+
+impl From<orders::Order> for Order {
+    fn from(o: orders::Order) -> Self {
+        Order {
+            id: ID(o.id.to_string()),
+            client_id: ID(o.client_id.to_string()),
+            checkout_id: ID(o.checkout_id.to_string()),
+            status: o.status.as_str().to_owned(),
+            total_cents: o.total_cents,
+            items: o
+                .items
+                .into_iter()
+                .map(|i| OrderItem {
+                    product_id: ID(i.product_id.to_string()),
+                    quantity: i32::try_from(i.quantity).unwrap_or(i32::MAX),
+                    unit_price_cents: i.unit_price_cents,
+                })
+                .collect(),
+            created_at: o.created_at,
+        }
+    }
+}
+
+#[derive(InputObject, Debug, Clone)]
+pub struct CartItemInput {
+    pub product_id: ID,
+    pub quantity: i32,
+}
+
+#[derive(InputObject, Debug, Clone)]
+pub struct CheckoutInput {
+    pub client_id: ID,
+    pub items: Vec<CartItemInput>,
+    /// Scoped to the client: the same key returns the same checkout.
+    pub idempotency_key: Option<String>,
+}
+
+/// A checkout, parsed and checked: what the services are given.
+struct Cart {
+    client_id: Uuid,
+    items: Vec<Line>,
+    idempotency_key: Option<String>,
+}
+
+impl CheckoutInput {
+    /// Every rule of DESIGN §3 on the input, before anything is written.
+    fn parse(self) -> Result<Cart, GatewayError> {
+        let client_id = parse_uuid("clientId", &self.client_id)?;
+        let items = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let product_id = parse_uuid(&format!("items[{i}].productId"), &item.product_id)?;
+                let quantity = u32::try_from(item.quantity).map_err(|_| {
+                    GatewayError::BadUserInput(format!("items[{i}]: quantity {} is outside 1..={}", item.quantity, cart::MAX_QUANTITY))
+                })?;
+                Ok(Line { product_id, quantity })
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
+        cart::validate(items.iter().map(|l| (l.product_id, l.quantity))).map_err(GatewayError::BadUserInput)?;
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.chars().count() > 200)
+        {
+            return Err(GatewayError::BadUserInput("idempotencyKey: 1 to 200 characters".into()));
+        }
+        Ok(Cart { client_id, items, idempotency_key: self.idempotency_key })
+    }
+}
+
 pub struct QueryRoot;
 
 #[Object]
@@ -120,6 +314,55 @@ impl QueryRoot {
         async {
             let products = state.services.call(&ListProducts {}).await?;
             products_with_stock(state, products).await
+        }
+        .await
+        .extend()
+    }
+
+    /// One order, or null.
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Order>> {
+        let state = state(ctx);
+        async {
+            let id = parse_uuid("id", &id)?;
+            match state.services.call(&GetOrder { id }).await {
+                Ok(order) => Ok::<_, GatewayError>(Some(Order::from(order))),
+                Err(chorus_contracts::ServiceError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+        .await
+        .extend()
+    }
+
+    /// One orchestrated checkout with its transitions, or null.
+    async fn saga(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Saga>> {
+        let state = state(ctx);
+        async {
+            let id = parse_uuid("id", &id)?;
+            match state.services.call(&GetSaga { id }).await {
+                Ok(saga) => Saga::try_from(saga).map(Some),
+                Err(chorus_contracts::ServiceError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+        .await
+        .extend()
+    }
+
+    /// Orchestrated checkouts, newest first.
+    async fn sagas(
+        &self,
+        ctx: &Context<'_>,
+        state: Option<SagaState>,
+        #[graphql(default = 50)] limit: i32,
+    ) -> async_graphql::Result<Vec<Saga>> {
+        let gateway = self::state(ctx);
+        async {
+            if !(1..=500).contains(&limit) {
+                return Err(GatewayError::BadUserInput("limit: 1 to 500".into()));
+            }
+            let request = ListSagas { state: state.map(SagaState::name), limit: limit.unsigned_abs() };
+            gateway.services.call(&request).await?.into_iter().map(Saga::try_from).collect()
         }
         .await
         .extend()
@@ -141,6 +384,40 @@ pub struct MutationRoot;
 
 #[Object]
 impl MutationRoot {
+    /// Runs an orchestrated checkout and returns its saga once terminal.
+    /// A business failure is not an error: the saga ends `CANCELLED` with
+    /// its `failureReason`.
+    async fn checkout_orchestrated(&self, ctx: &Context<'_>, input: CheckoutInput) -> async_graphql::Result<Saga> {
+        let state = state(ctx);
+        async {
+            let cart = input.parse()?;
+            let request = StartCheckout {
+                client_id: cart.client_id,
+                items: cart.items,
+                idempotency_key: cart.idempotency_key,
+                traceparent: Some(chorus_runtime::trace::TraceParent::new_root().to_string()),
+            };
+            Saga::try_from(state.checkouts.call(&request).await?)
+        }
+        .await
+        .extend()
+    }
+
+    /// Forces compensation of a saga that is not terminal (admin); a
+    /// completed saga is refused.
+    async fn compensate_saga(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Saga> {
+        let state = state(ctx);
+        async {
+            let id = parse_uuid("id", &id)?;
+            match state.checkouts.call(&CompensateSaga { id }).await {
+                Err(chorus_contracts::ServiceError::Conflict(m)) => Err(GatewayError::BadUserInput(m)),
+                other => Saga::try_from(other?),
+            }
+        }
+        .await
+        .extend()
+    }
+
     /// Adds a product with its initial stock (admin).
     async fn create_product(
         &self,

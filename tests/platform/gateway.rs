@@ -148,7 +148,7 @@ async fn health_metrics_and_playground_answer() {
     let health = app.http.get(format!("http://{}/health", app.addr)).send().await.expect("health");
     assert_eq!(health.status(), 200);
     let body: serde_json::Value = health.json().await.expect("json");
-    assert_eq!(body["services"], json!({ "catalogue": "ok", "inventory": "ok", "orders": "ok" }));
+    assert_eq!(body["services"], json!({ "catalogue": "ok", "inventory": "ok", "orders": "ok", "orchestrator": "ok" }));
 
     app.products().await;
     let metrics = app.http.get(format!("http://{}/metrics", app.addr)).send().await.expect("metrics");

@@ -167,7 +167,7 @@ async fn chorus_up_keeps_its_state_and_never_leaves_nats_behind() {
         names.push(v["name"].as_str().unwrap_or_default().to_owned());
     }
     names.sort();
-    assert_eq!(names, ["catalogue", "inventory", "orders"]);
+    assert_eq!(names, ["catalogue", "inventory", "orchestrator", "orders"]);
     let js = async_nats::jetstream::new(client.clone());
     let stream = js.get_stream("CHECKOUT_EVENTS").await.expect("stream exists");
     let config = &stream.cached_info().config;
@@ -198,6 +198,7 @@ async fn each_part_runs_as_its_own_process() {
         chorus(&["service", "catalogue"], &env(&[])),
         chorus(&["service", "inventory"], &env(&[])),
         chorus(&["service", "orders"], &env(&[])),
+        chorus(&["service", "orchestrator"], &env(&[])),
         chorus(&["gateway"], &env(&[("GATEWAY_ADDR", addr.clone())])),
     ];
     let http = reqwest::Client::new();

@@ -6,5 +6,6 @@ mod support;
 mod gateway;
 mod inventory;
 mod lifecycle;
+mod orchestrated;
 mod orders;
 mod runtime;

@@ -89,7 +89,7 @@ pub struct TestDatabases {
 
 impl TestDatabases {
     pub async fn create(backend: Backend, data_dir: &std::path::Path) -> Self {
-        let services = ["CATALOGUE", "INVENTORY", "ORDERS"];
+        let services = ["CATALOGUE", "INVENTORY", "ORDERS", "ORCHESTRATOR"];
         match backend {
             Backend::Sqlite => TestDatabases {
                 backend,

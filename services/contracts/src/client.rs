@@ -24,6 +24,12 @@ impl ServiceClient {
         ServiceClient { nats, timeout }
     }
 
+    /// The same client with another per-call timeout (a checkout waits for
+    /// its whole saga).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        ServiceClient { nats: self.nats.clone(), timeout }
+    }
+
     pub fn nats(&self) -> &async_nats::Client {
         &self.nats
     }

@@ -47,6 +47,9 @@ pub struct Shortage {
 pub struct Availability {
     pub available: bool,
     pub shortages: Vec<Shortage>,
+    /// Products inventory has never stocked (not in the catalogue, most likely).
+    #[serde(default)]
+    pub unknown: Vec<Uuid>,
 }
 
 impl Endpoint for CheckAvailability {
@@ -146,4 +149,24 @@ impl Endpoint for Levels {
     const SERVICE: &'static str = "inventory";
     const OPERATION: &'static str = "levels";
     type Response = Vec<StockLevel>;
+}
+
+/// Undoes whatever a `Reserve` with this key did or will do: releases the
+/// reservation if there is one, and otherwise claims the key as released,
+/// so that a reserve still in flight (a timed-out call) reserves nothing
+/// when it lands. Idempotent; a committed reservation is a `Conflict`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CancelReservation {
+    pub idempotency_key: String,
+    pub checkout_id: Uuid,
+}
+
+impl Endpoint for CancelReservation {
+    const SERVICE: &'static str = "inventory";
+    const OPERATION: &'static str = "cancel";
+    /// The released reservation, or `None` when nothing had been reserved.
+    type Response = Option<Reservation>;
+    fn checkout_id(&self) -> Option<Uuid> {
+        Some(self.checkout_id)
+    }
 }

@@ -12,6 +12,7 @@ pub mod client;
 mod error;
 pub mod faults;
 pub mod inventory;
+pub mod orchestrator;
 pub mod orders;
 pub mod server;
 

@@ -95,3 +95,23 @@ impl Endpoint for CancelOrder {
     const OPERATION: &'static str = "cancel";
     type Response = Order;
 }
+
+/// Undoes whatever a `CreateOrder` with this key did or will do: cancels
+/// the order if there is one, and otherwise claims the key, so that a create
+/// still in flight creates nothing when it lands. Idempotent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CancelOrderByKey {
+    pub idempotency_key: String,
+    pub client_id: Uuid,
+    pub checkout_id: Uuid,
+}
+
+impl Endpoint for CancelOrderByKey {
+    const SERVICE: &'static str = "orders";
+    const OPERATION: &'static str = "cancel_by_key";
+    /// The cancelled order, or `None` when none had been created.
+    type Response = Option<Order>;
+    fn checkout_id(&self) -> Option<Uuid> {
+        Some(self.checkout_id)
+    }
+}

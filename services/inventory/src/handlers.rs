@@ -37,6 +37,7 @@ fn validate(items: &[Line]) -> Result<(), InventoryError> {
 pub async fn check(db: &impl ConnectionTrait, items: &[Line]) -> Result<Availability, InventoryError> {
     validate(items)?;
     let levels = available_by_product(db, items).await?;
+    let unknown: Vec<Uuid> = items.iter().map(|l| l.product_id).filter(|id| !levels.contains_key(id)).collect();
     let shortages: Vec<Shortage> = items
         .iter()
         .filter_map(|line| {
@@ -48,7 +49,7 @@ pub async fn check(db: &impl ConnectionTrait, items: &[Line]) -> Result<Availabi
             })
         })
         .collect();
-    Ok(Availability { available: shortages.is_empty(), shortages })
+    Ok(Availability { available: shortages.is_empty(), shortages, unknown })
 }
 
 /// Holds stock for every line, all or nothing, once per idempotency key.
@@ -175,6 +176,30 @@ fn status(raw: &str) -> Result<ReservationStatus, InventoryError> {
         RELEASED => Ok(ReservationStatus::Released),
         COMMITTED => Ok(ReservationStatus::Committed),
         other => Err(InventoryError::Db(DbErr::Custom(format!("unknown reservation status {other}")))),
+    }
+}
+
+/// Undoes whatever a reserve with `key` did or will do (see
+/// [`CancelReservation`](chorus_contracts::inventory::CancelReservation)).
+pub async fn cancel(db: &DatabaseConnection, key: &str, checkout_id: Uuid) -> Result<Option<Reservation>, InventoryError> {
+    let tombstone = Reserve { idempotency_key: key.to_owned(), checkout_id, items: Vec::new() };
+    let reason = Some("cancelled before anything was reserved".to_owned());
+    if claim_key(db, Uuid::now_v7(), &tombstone, RELEASED, reason, OffsetDateTime::now_utc()).await? {
+        return Ok(None);
+    }
+    let row = reservation::Entity::find()
+        .filter(reservation::Column::IdempotencyKey.eq(key))
+        .one(db)
+        .await?
+        .ok_or_else(|| InventoryError::BadInput(format!("idempotency key {key} vanished")))?;
+    match row.status.as_str() {
+        REJECTED => Ok(None),
+        HELD => release(db, row.id).await.map(Some),
+        COMMITTED => Err(InventoryError::Conflict { id: row.id, status: row.status, action: "cancel" }),
+        _ => {
+            let reservation = load(db, row).await?;
+            Ok((!reservation.items.is_empty()).then_some(reservation))
+        }
     }
 }
 

@@ -28,6 +28,9 @@ pub fn service(db: DatabaseConnection) -> ServiceDef<DatabaseConnection> {
         .endpoint(|db, req: CheckAvailability| async move { Ok(handlers::check(&db, &req.items).await?) })
         .endpoint(|db, req: Reserve| async move { Ok(handlers::reserve(&db, req).await?) })
         .endpoint(|db, req: Release| async move { Ok(handlers::release(&db, req.reservation_id).await?) })
+        .endpoint(|db, req: CancelReservation| async move {
+            Ok(handlers::cancel(&db, &req.idempotency_key, req.checkout_id).await?)
+        })
         .endpoint(|db, req: Commit| async move { Ok(handlers::commit(&db, req.reservation_id).await?) })
         .endpoint(|db, req: Restock| async move { Ok(handlers::restock(&db, req.product_id, req.quantity).await?) })
         .endpoint(|db, req: Levels| async move { Ok(handlers::levels(&db, req.product_ids.as_deref()).await?) })

@@ -8,6 +8,8 @@ pub enum OrdersError {
     BadInput(String),
     #[error("order {0} not found")]
     NotFound(Uuid),
+    #[error("checkout {0} was cancelled before its order was created")]
+    Voided(Uuid),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error("NATS: {0}")]
@@ -19,6 +21,7 @@ impl From<OrdersError> for ServiceError {
         match e {
             OrdersError::BadInput(m) => ServiceError::BadInput(m),
             e @ OrdersError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            e @ OrdersError::Voided(_) => ServiceError::Conflict(e.to_string()),
             e @ (OrdersError::Db(_) | OrdersError::Nats(_)) => ServiceError::Internal(e.to_string()),
         }
     }

@@ -18,6 +18,10 @@ use crate::{
 /// Most orders one listing returns.
 pub const MAX_LIST: u32 = 1000;
 
+/// The status of a key claimed by a cancellation before any order existed;
+/// such rows are not orders and are never shown.
+const VOID: &str = "VOID";
+
 /// Creates an order once per idempotency key; a repeat returns the first.
 pub async fn create(db: &DatabaseConnection, req: CreateOrder) -> Result<Order, OrdersError> {
     cart::validate(req.items.iter().map(|l| (l.product_id, l.quantity))).map_err(OrdersError::BadInput)?;
@@ -62,6 +66,9 @@ pub async fn create(db: &DatabaseConnection, req: CreateOrder) -> Result<Order, 
             .one(db)
             .await?
             .ok_or_else(|| OrdersError::BadInput("idempotency key vanished".into()))?;
+        if first.status == VOID {
+            return Err(OrdersError::Voided(first.checkout_id));
+        }
         return load(db, first).await;
     }
     order_item::Entity::insert_many(req.items.iter().map(|l| order_item::ActiveModel {
@@ -79,7 +86,11 @@ pub async fn create(db: &DatabaseConnection, req: CreateOrder) -> Result<Order, 
 }
 
 pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Order, OrdersError> {
-    let row = order::Entity::find_by_id(id).one(db).await?.ok_or(OrdersError::NotFound(id))?;
+    let row = order::Entity::find_by_id(id)
+        .filter(order::Column::Status.ne(VOID))
+        .one(db)
+        .await?
+        .ok_or(OrdersError::NotFound(id))?;
     load(db, row).await
 }
 
@@ -88,6 +99,7 @@ pub async fn list_by_client(db: &impl ConnectionTrait, client_id: Uuid, limit: O
     let limit = limit.unwrap_or(100).min(MAX_LIST);
     let rows = order::Entity::find()
         .filter(order::Column::ClientId.eq(client_id))
+        .filter(order::Column::Status.ne(VOID))
         .order_by_desc(order::Column::CreatedAt)
         .order_by_desc(order::Column::Id)
         .limit(u64::from(limit))
@@ -106,12 +118,51 @@ pub async fn cancel(db: &impl ConnectionTrait, id: Uuid) -> Result<Order, Orders
         .col_expr(order::Column::Status, Expr::value(OrderStatus::Cancelled.as_str()))
         .col_expr(order::Column::UpdatedAt, Expr::value(OffsetDateTime::now_utc()))
         .filter(order::Column::Id.eq(id))
+        .filter(order::Column::Status.ne(VOID))
         .exec(db)
         .await?;
     if updated.rows_affected == 0 {
         return Err(OrdersError::NotFound(id));
     }
     get(db, id).await
+}
+
+/// Undoes whatever a create with `key` did or will do (see
+/// [`CancelOrderByKey`](chorus_contracts::orders::CancelOrderByKey)).
+pub async fn cancel_by_key(
+    db: &impl ConnectionTrait,
+    key: &str,
+    client_id: Uuid,
+    checkout_id: Uuid,
+) -> Result<Option<Order>, OrdersError> {
+    let now = OffsetDateTime::now_utc();
+    let claimed = order::Entity::insert(order::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        idempotency_key: Set(key.to_owned()),
+        client_id: Set(client_id),
+        checkout_id: Set(checkout_id),
+        status: Set(VOID.to_owned()),
+        total_cents: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(OnConflict::column(order::Column::IdempotencyKey).do_nothing().to_owned())
+    .exec_without_returning(db)
+    .await;
+    match claimed {
+        Ok(n) if n > 0 => return Ok(None),
+        Ok(_) | Err(DbErr::RecordNotInserted) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let row = order::Entity::find()
+        .filter(order::Column::IdempotencyKey.eq(key))
+        .one(db)
+        .await?
+        .ok_or_else(|| OrdersError::BadInput("idempotency key vanished".into()))?;
+    if row.status == VOID {
+        return Ok(None);
+    }
+    cancel(db, row.id).await.map(Some)
 }
 
 async fn load(db: &impl ConnectionTrait, row: order::Model) -> Result<Order, OrdersError> {

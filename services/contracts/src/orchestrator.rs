@@ -1,0 +1,91 @@
+//! The orchestrator: the orchestrated checkout saga (DESIGN §3.1).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Endpoint, inventory::Line};
+
+/// One logged move of a saga's state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub from: Option<String>,
+    pub to: String,
+    pub reason: Option<String>,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// A saga as clients see it; `state` is a DESIGN §3.1 name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saga {
+    pub id: Uuid,
+    pub state: String,
+    pub client_id: Uuid,
+    pub order_id: Option<Uuid>,
+    pub failure_reason: Option<String>,
+    pub transitions: Vec<Transition>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Starts an orchestrated checkout and answers once it is terminal. With an
+/// idempotency key this client already used, answers that saga (waiting for
+/// it, too) and starts nothing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StartCheckout {
+    pub client_id: Uuid,
+    pub items: Vec<Line>,
+    pub idempotency_key: Option<String>,
+    /// W3C trace context of the caller, continued by every step.
+    #[serde(default)]
+    pub traceparent: Option<String>,
+}
+
+impl Endpoint for StartCheckout {
+    const SERVICE: &'static str = "orchestrator";
+    const OPERATION: &'static str = "checkout";
+    type Response = Saga;
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GetSaga {
+    pub id: Uuid,
+}
+
+impl Endpoint for GetSaga {
+    const SERVICE: &'static str = "orchestrator";
+    const OPERATION: &'static str = "get";
+    type Response = Saga;
+    fn checkout_id(&self) -> Option<Uuid> {
+        Some(self.id)
+    }
+}
+
+/// Sagas, newest first, optionally in one state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ListSagas {
+    pub state: Option<String>,
+    pub limit: u32,
+}
+
+impl Endpoint for ListSagas {
+    const SERVICE: &'static str = "orchestrator";
+    const OPERATION: &'static str = "list";
+    type Response = Vec<Saga>;
+}
+
+/// Forces compensation of a saga that is not terminal and answers once it
+/// is `CANCELLED`; a `COMPLETED` saga is a `Conflict`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CompensateSaga {
+    pub id: Uuid,
+}
+
+impl Endpoint for CompensateSaga {
+    const SERVICE: &'static str = "orchestrator";
+    const OPERATION: &'static str = "compensate";
+    type Response = Saga;
+    fn checkout_id(&self) -> Option<Uuid> {
+        Some(self.id)
+    }
+}

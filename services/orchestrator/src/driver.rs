@@ -1,0 +1,530 @@
+//! Driving sagas: one task per saga runs its steps, persisting each
+//! transition before the next step starts; a recovery loop takes over sagas
+//! whose replica died; compensation undoes completed steps in reverse.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chorus_contracts::{
+    ServiceClient, ServiceError, cart,
+    catalogue::GetProducts,
+    inventory::{CancelReservation, CheckAvailability, Commit, Line, ReservationStatus, Reserve},
+    orchestrator::{Saga, StartCheckout},
+    orders::{CancelOrderByKey, CreateOrder, OrderLine},
+};
+use chorus_event_store::{Envelope, EventPayload, EventStore, Pattern};
+use chorus_runtime::{shutdown::Shutdown, trace::TraceParent};
+use sea_orm::DatabaseConnection;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::{
+    OrchestratorError,
+    entity::saga,
+    repo::{self, Created, Patch},
+    state::{SagaEvent, SagaState},
+};
+
+/// How the orchestrator retries and leases; from configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long a replica's claim on a saga lasts without renewal.
+    pub lease: Duration,
+    /// Attempts of one forward call before its step fails.
+    pub step_attempts: u32,
+    /// First retry delay; doubled each attempt, with jitter.
+    pub backoff: Duration,
+    /// How long a checkout call waits for its saga to end.
+    pub wait_limit: Duration,
+}
+
+/// One orchestrator replica; cheap to clone.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    services: ServiceClient,
+    events: EventStore,
+    settings: Settings,
+    replica: String,
+    shutdown: Shutdown,
+    /// The sagas this replica drives, each with a token that interrupts
+    /// its driver (a forced compensation replaces it).
+    driving: Mutex<HashMap<Uuid, CancellationToken>>,
+    ended: broadcast::Sender<Uuid>,
+}
+
+/// What a step decided, before it is persisted.
+struct Outcome {
+    event: SagaEvent,
+    reason: Option<String>,
+    patch: Patch,
+}
+
+impl Outcome {
+    fn next(event: SagaEvent) -> Self {
+        Outcome { event, reason: None, patch: Patch::default() }
+    }
+    fn fail(state: SagaState, step: &'static str, reason: String) -> Self {
+        Outcome {
+            event: SagaEvent::StepFailed(state),
+            reason: Some(reason.clone()),
+            patch: Patch { failure: Some((reason, step)), ..Patch::default() },
+        }
+    }
+}
+
+impl Orchestrator {
+    pub fn new(db: DatabaseConnection, services: ServiceClient, events: EventStore, settings: Settings, shutdown: Shutdown) -> Self {
+        let (ended, _) = broadcast::channel(1024);
+        Orchestrator {
+            inner: Arc::new(Inner {
+                db,
+                services,
+                events,
+                settings,
+                replica: format!("orchestrator-{}", Uuid::new_v4().simple()),
+                shutdown,
+                driving: Mutex::new(HashMap::new()),
+                ended,
+            }),
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    /// Starts a checkout (or finds the one its idempotency key names) and
+    /// waits until it is terminal.
+    pub async fn checkout(&self, req: StartCheckout) -> Result<Saga, OrchestratorError> {
+        cart::validate(req.items.iter().map(|l| (l.product_id, l.quantity))).map_err(OrchestratorError::BadInput)?;
+        if let Some(key) = &req.idempotency_key
+            && (key.is_empty() || key.len() > 200)
+        {
+            return Err(OrchestratorError::BadInput("idempotencyKey: 1 to 200 characters".into()));
+        }
+        let s = &self.inner.settings;
+        let created = repo::create(
+            &self.inner.db,
+            req.client_id,
+            &req.items,
+            req.idempotency_key.as_deref(),
+            req.traceparent.clone(),
+            &self.inner.replica,
+            s.lease,
+        )
+        .await?;
+        let id = match created {
+            Created::New(row) => {
+                metrics::counter!("saga_started_total").increment(1);
+                self.publish_transition(&row, None, SagaState::Pending, Some("checkout received")).await;
+                self.spawn_drive(row.id);
+                row.id
+            }
+            Created::Existing(id) => id,
+        };
+        self.wait_terminal(id).await
+    }
+
+    /// Forces compensation of a saga that is not terminal.
+    pub async fn compensate(&self, id: Uuid) -> Result<Saga, OrchestratorError> {
+        let row = repo::find(&self.inner.db, id).await?;
+        match repo::state_of(&row)? {
+            SagaState::Completed => return Err(OrchestratorError::AlreadyCompleted(id)),
+            SagaState::Cancelled => return repo::view(&self.inner.db, id).await,
+            _ => {}
+        }
+        // Take the saga from whoever drives it: their next write fails
+        // (lease owner changed) and they stop.
+        if repo::take_over(&self.inner.db, id, &self.inner.replica, self.inner.settings.lease, true).await? {
+            let row = repo::find(&self.inner.db, id).await?;
+            let state = repo::state_of(&row)?;
+            if state.is_running() {
+                let to = state.decide(SagaEvent::CompensationStarted)?;
+                let reason = format!("compensation forced by an admin in {state}");
+                let patch = Patch { failure: Some((reason.clone(), step_of(state))), ..Patch::default() };
+                let moved = repo::transition(&self.inner.db, &row, to, Some(&reason), patch, &self.inner.replica, self.inner.settings.lease).await?;
+                self.publish_transition(&moved, Some(state), to, Some(&reason)).await;
+            }
+            // A driver of ours may be inside a step that no longer matters:
+            // interrupt it and start one that compensates.
+            let previous = self.inner.driving.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            if let Some(previous) = previous {
+                previous.cancel();
+            }
+            self.spawn_drive(id);
+        }
+        self.wait_terminal(id).await
+    }
+
+    /// Drives `id` in a task of its own unless this replica already does.
+    fn spawn_drive(&self, id: Uuid) {
+        let token = CancellationToken::new();
+        {
+            let mut driving = self.inner.driving.lock().unwrap_or_else(|p| p.into_inner());
+            if driving.contains_key(&id) {
+                return;
+            }
+            driving.insert(id, token.clone());
+        }
+        let this = self.clone();
+        let span = tracing::info_span!("saga", checkout_id = %id, saga_id = %id);
+        self.inner.shutdown.tracker.spawn(
+            async move {
+                let driven = tokio::select! {
+                    driven = this.drive(id) => driven,
+                    () = token.cancelled() => Ok(()),
+                };
+                match driven {
+                    Ok(()) => {}
+                    Err(OrchestratorError::LeaseLost(_)) => tracing::info!("another driver took the saga over"),
+                    Err(e) => tracing::error!(error = %e, "saga driver stopped"),
+                }
+                // A cancelled token means our entry was already replaced.
+                if !token.is_cancelled() {
+                    this.inner.driving.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Runs the saga's steps until it is terminal, this replica loses its
+    /// lease, or the process stops (then the saga is handed back).
+    async fn drive(&self, id: Uuid) -> Result<(), OrchestratorError> {
+        let inner = &self.inner;
+        let mut row = repo::find(&inner.db, id).await?;
+        loop {
+            let state = repo::state_of(&row)?;
+            if state.is_terminal() {
+                let _ = inner.ended.send(id);
+                return Ok(());
+            }
+            if row.lease_owner.as_deref() != Some(inner.replica.as_str()) {
+                return Err(OrchestratorError::LeaseLost(id));
+            }
+            if inner.shutdown.token.is_cancelled() {
+                repo::hand_back(&inner.db, id, &inner.replica).await?;
+                tracing::info!(state = %state, "handed the saga back at shutdown");
+                return Ok(());
+            }
+            let outcome = self.with_heartbeat(id, self.step(&row, state)).await??;
+            let to = state.decide(outcome.event)?;
+            if to.is_terminal() {
+                self.publish_outcome(&row, to).await;
+            }
+            row = repo::transition(&inner.db, &row, to, outcome.reason.as_deref(), outcome.patch, &inner.replica, inner.settings.lease).await?;
+            self.publish_transition(&row, Some(state), to, outcome.reason.as_deref()).await;
+            if to.is_terminal() {
+                record_end(&row, to);
+            }
+        }
+    }
+
+    /// Runs `work` while renewing this replica's lease; fails with
+    /// `LeaseLost` if another replica took the saga meanwhile.
+    async fn with_heartbeat<T>(&self, id: Uuid, work: impl Future<Output = T>) -> Result<T, OrchestratorError> {
+        let inner = &self.inner;
+        let period = inner.settings.lease / 3;
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                () = tokio::time::sleep(period) => {
+                    if !repo::renew(&inner.db, id, &inner.replica, inner.settings.lease).await? {
+                        return Err(OrchestratorError::LeaseLost(id));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The work of one state; forward calls are retried a bounded number of
+    /// times, undo calls until they succeed.
+    async fn step(&self, row: &saga::Model, state: SagaState) -> Result<Outcome, OrchestratorError> {
+        use SagaState::*;
+        let trace = row.traceparent.as_deref().and_then(TraceParent::parse);
+        let trace = trace.as_ref();
+        let key = |step: &str| format!("{}:{step}", row.id);
+        Ok(match state {
+            Pending | StockVerified | ProductsFetched | StockReserved => Outcome::next(SagaEvent::StepStarted),
+            VerifyingStock => {
+                let items = repo::items_of(row)?;
+                let request = CheckAvailability { items, checkout_id: Some(row.id) };
+                match self.call(&request, trace).await {
+                    Ok(a) if !a.unknown.is_empty() => {
+                        let ids: Vec<String> = a.unknown.iter().map(Uuid::to_string).collect();
+                        Outcome::fail(FailedProductUnavailable, "verify_stock", format!("unknown product: {}", ids.join(", ")))
+                    }
+                    Ok(a) if a.available => Outcome::next(SagaEvent::StepSucceeded),
+                    Ok(a) => {
+                        let short: Vec<String> = a
+                            .shortages
+                            .iter()
+                            .map(|s| format!("product {} has {} available, {} requested", s.product_id, s.available, s.requested))
+                            .collect();
+                        Outcome::fail(FailedInsufficientStock, "verify_stock", format!("insufficient stock: {}", short.join("; ")))
+                    }
+                    Err(e) => Outcome::fail(FailedStockReservation, "verify_stock", format!("inventory: {e}")),
+                }
+            }
+            FetchingProducts => {
+                let items = repo::items_of(row)?;
+                let ids = items.iter().map(|l| l.product_id).collect();
+                match self.call(&GetProducts { ids, checkout_id: Some(row.id) }, trace).await {
+                    Ok(products) => match price(&items, &products) {
+                        Ok(lines) => Outcome { patch: Patch { lines: Some(lines), ..Patch::default() }, ..Outcome::next(SagaEvent::StepSucceeded) },
+                        Err(reason) => Outcome::fail(FailedProductUnavailable, "fetch_products", reason),
+                    },
+                    Err(e) => Outcome::fail(FailedProductUnavailable, "fetch_products", format!("catalogue: {e}")),
+                }
+            }
+            ReservingStock => {
+                let request = Reserve { idempotency_key: key("reserve_stock"), checkout_id: row.id, items: repo::items_of(row)? };
+                match self.call(&request, trace).await {
+                    Ok(r) if r.status == ReservationStatus::Held => Outcome {
+                        patch: Patch { reservation_id: Some(r.id), ..Patch::default() },
+                        ..Outcome::next(SagaEvent::StepSucceeded)
+                    },
+                    Ok(r) => Outcome::fail(FailedStockReservation, "reserve_stock", format!("reservation {} is {:?}", r.id, r.status)),
+                    Err(ServiceError::InsufficientStock(m)) => {
+                        Outcome::fail(FailedInsufficientStock, "reserve_stock", format!("insufficient stock: {m}"))
+                    }
+                    Err(e) => Outcome::fail(FailedStockReservation, "reserve_stock", format!("inventory: {e}")),
+                }
+            }
+            CreatingOrder => {
+                let request = CreateOrder {
+                    idempotency_key: key("create_order"),
+                    client_id: row.client_id,
+                    checkout_id: row.id,
+                    items: repo::lines_of(row)?,
+                };
+                match self.call(&request, trace).await {
+                    Ok(order) => Outcome { patch: Patch { order_id: Some(order.id), ..Patch::default() }, ..Outcome::next(SagaEvent::StepSucceeded) },
+                    Err(e) => Outcome::fail(FailedOrderCreation, "create_order", format!("orders: {e}")),
+                }
+            }
+            OrderCreated => {
+                let reservation_id = row
+                    .reservation_id
+                    .ok_or_else(|| OrchestratorError::Corrupt(format!("saga {} has an order but no reservation", row.id)))?;
+                self.until_done(&Commit { reservation_id }, trace).await;
+                Outcome::next(SagaEvent::StepSucceeded)
+            }
+            FailedInsufficientStock | FailedProductUnavailable | FailedStockReservation | FailedOrderCreation => {
+                Outcome::next(SagaEvent::CompensationStarted)
+            }
+            Compensating => {
+                let reached: HashSet<String> = repo::transitions(&self.inner.db, row.id).await?.into_iter().map(|l| l.to_state).collect();
+                // Undo in reverse order; a call that may still be in flight
+                // is undone by key, which also stops it from landing later.
+                if reached.contains(CreatingOrder.as_str()) {
+                    let cancel = CancelOrderByKey { idempotency_key: key("create_order"), client_id: row.client_id, checkout_id: row.id };
+                    self.until_done(&cancel, trace).await;
+                }
+                if reached.contains(ReservingStock.as_str()) {
+                    let cancel = CancelReservation { idempotency_key: key("reserve_stock"), checkout_id: row.id };
+                    self.until_done(&cancel, trace).await;
+                }
+                Outcome { reason: Some("every completed step undone".into()), ..Outcome::next(SagaEvent::CompensationFinished) }
+            }
+            Completed | Cancelled => return Err(OrchestratorError::Corrupt(format!("saga {} is already terminal", row.id))),
+        })
+    }
+
+    /// A forward call: timeout per attempt (the client's), bounded retries
+    /// of transient errors with exponential backoff and jitter.
+    async fn call<E: chorus_contracts::Endpoint>(&self, request: &E, trace: Option<&TraceParent>) -> Result<E::Response, ServiceError> {
+        let s = &self.inner.settings;
+        let mut attempt = 1;
+        loop {
+            match self.inner.services.call_traced(request, trace).await {
+                Err(e) if e.is_transient() && attempt < s.step_attempts => {
+                    tracing::debug!(error = %e, attempt, operation = E::OPERATION, "retrying");
+                    tokio::time::sleep(backoff(s.backoff, attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// An undo or commit call, retried until it succeeds: a saga must not be
+    /// left half-done. Backoff is capped so recovery is quick once the
+    /// service is back.
+    async fn until_done<E: chorus_contracts::Endpoint>(&self, request: &E, trace: Option<&TraceParent>) -> E::Response {
+        let mut attempt = 1;
+        loop {
+            match self.inner.services.call_traced(request, trace).await {
+                Ok(response) => return response,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, operation = E::OPERATION, "retrying until it succeeds");
+                    tokio::time::sleep(backoff(self.inner.settings.backoff, attempt).min(Duration::from_secs(5))).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Waits until the saga is terminal (or the wait limit passes) and
+    /// returns it. Sagas driven here wake the waiter at once; others (driven
+    /// by another replica) are polled.
+    async fn wait_terminal(&self, id: Uuid) -> Result<Saga, OrchestratorError> {
+        let mut ended = self.inner.ended.subscribe();
+        let deadline = Instant::now() + self.inner.settings.wait_limit;
+        loop {
+            let saga = repo::view(&self.inner.db, id).await?;
+            let terminal = SagaState::parse(&saga.state).is_some_and(SagaState::is_terminal);
+            if terminal || Instant::now() >= deadline {
+                return Ok(saga);
+            }
+            let poll = tokio::time::sleep(Duration::from_millis(200));
+            tokio::select! {
+                () = poll => {}
+                _ = async { while ended.recv().await.is_ok_and(|e| e != id) {} } => {}
+            }
+        }
+    }
+
+    /// Takes over every saga whose replica stopped renewing its lease, now
+    /// and then every half lease, until shutdown.
+    pub fn spawn_recovery(&self) {
+        let this = self.clone();
+        let token = self.inner.shutdown.token.clone();
+        self.inner.shutdown.tracker.spawn(async move {
+            let period = this.inner.settings.lease / 2;
+            loop {
+                if let Err(e) = this.recover_once().await {
+                    tracing::warn!(error = %e, "recovery pass failed");
+                }
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    () = tokio::time::sleep(period) => {}
+                }
+            }
+        });
+    }
+
+    /// One recovery pass; returns how many sagas this replica took over.
+    pub async fn recover_once(&self) -> Result<usize, OrchestratorError> {
+        let inner = &self.inner;
+        let mut taken = 0;
+        for id in repo::orphans(&inner.db, 100).await? {
+            if repo::take_over(&inner.db, id, &inner.replica, inner.settings.lease, false).await? {
+                tracing::info!(checkout_id = %id, "took over a saga whose replica stopped");
+                taken += 1;
+                self.spawn_drive(id);
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn publish_transition(&self, row: &saga::Model, from: Option<SagaState>, to: SagaState, reason: Option<&str>) {
+        let payload = EventPayload::SagaTransitioned {
+            from: from.map(|s| s.as_str().to_owned()),
+            to: to.as_str().to_owned(),
+            reason: reason.map(str::to_owned),
+        };
+        let name = format!("transition:{}", row.version - 1);
+        self.publish(row, payload, &name).await;
+    }
+
+    /// The saga's result as events, published before the terminal state is
+    /// stored: a crash in between makes the next replica publish them again
+    /// under the same ids (deduplicated), never lose them.
+    async fn publish_outcome(&self, row: &saga::Model, to: SagaState) {
+        if to == SagaState::Completed {
+            let (Some(order_id), Ok(lines)) = (row.order_id, repo::lines_of(row)) else { return };
+            let total_cents = lines.iter().map(|l| l.unit_price_cents * i64::from(l.quantity)).sum();
+            let items = lines
+                .into_iter()
+                .map(|l| chorus_event_store::OrderLine { product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
+                .collect();
+            self.publish(row, EventPayload::OrderCreated { order_id, client_id: row.client_id, total_cents, items }, "OrderCreated").await;
+            self.publish(row, EventPayload::CheckoutSucceeded { order_id }, "CheckoutSucceeded").await;
+        } else {
+            let reason = row.failure_reason.clone().unwrap_or_else(|| "cancelled".into());
+            let step = row.failure_step.clone().unwrap_or_else(|| "unknown".into());
+            self.publish(row, EventPayload::CheckoutFailed { reason, step }, "CheckoutFailed").await;
+        }
+    }
+
+    async fn publish(&self, row: &saga::Model, payload: EventPayload, name: &str) {
+        let event = Envelope::new(row.id, Pattern::Orchestrated, payload).with_derived_id(name);
+        let trace = row.traceparent.as_deref().and_then(TraceParent::parse);
+        for attempt in 1..=5u32 {
+            match self.inner.events.append(&event, trace.as_ref()).await {
+                Ok(_) => return,
+                Err(e) if attempt == 5 => tracing::error!(error = %e, event = name, "event not published"),
+                Err(_) => tokio::time::sleep(backoff(self.inner.settings.backoff, attempt)).await,
+            }
+        }
+    }
+}
+
+/// Prices the cart; every product must exist and be for sale.
+fn price(items: &[Line], products: &[chorus_contracts::catalogue::Product]) -> Result<Vec<OrderLine>, String> {
+    items
+        .iter()
+        .map(|line| match products.iter().find(|p| p.id == line.product_id) {
+            None => Err(format!("product {} does not exist", line.product_id)),
+            Some(p) if !p.active => Err(format!("product {} ({}) is not for sale", p.id, p.name)),
+            Some(p) => Ok(OrderLine { product_id: p.id, quantity: line.quantity, unit_price_cents: p.price_cents }),
+        })
+        .collect()
+}
+
+/// The step a running state belongs to, for `failure_step`.
+fn step_of(state: SagaState) -> &'static str {
+    match state {
+        SagaState::Pending | SagaState::VerifyingStock | SagaState::StockVerified => "verify_stock",
+        SagaState::FetchingProducts | SagaState::ProductsFetched => "fetch_products",
+        SagaState::ReservingStock | SagaState::StockReserved => "reserve_stock",
+        SagaState::CreatingOrder | SagaState::OrderCreated => "create_order",
+        _ => "compensate",
+    }
+}
+
+/// `base · 2^(attempt-1)`, plus up to 50% jitter so that retries of many
+/// sagas do not arrive together.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(10));
+    exp + exp.mul_f64(rand::random::<f64>() * 0.5)
+}
+
+fn record_end(row: &saga::Model, to: SagaState) {
+    let elapsed = (row.updated_at - row.created_at).as_seconds_f64().max(0.0);
+    metrics::histogram!("saga_execution_duration_seconds").record(elapsed);
+    if to == SagaState::Completed {
+        metrics::counter!("saga_completed_total").increment(1);
+    } else {
+        let reason = row.failure_reason.as_deref().map_or("unknown", failure_kind);
+        let step = row.failure_step.clone().unwrap_or_else(|| "unknown".into());
+        metrics::counter!("saga_failed_total", "reason" => reason, "step" => step).increment(1);
+    }
+}
+
+/// A small set of label values for `saga_failed_total{reason}`.
+fn failure_kind(reason: &str) -> &'static str {
+    if reason.starts_with("insufficient stock") {
+        "insufficient_stock"
+    } else if reason.starts_with("unknown product") || reason.contains("does not exist") || reason.contains("not for sale") {
+        "product_unavailable"
+    } else if reason.contains("timeout") {
+        "timeout"
+    } else if reason.starts_with("compensation forced") {
+        "forced"
+    } else {
+        "service_error"
+    }
+}

@@ -1,0 +1,64 @@
+//! The orchestrator's tables: the saga row (its current state, lease and
+//! what each step produced) and the append-only saga log.
+
+pub mod saga {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sagas")]
+    pub struct Model {
+        /// The checkout id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub client_id: Uuid,
+        /// Unique per client when present.
+        pub idempotency_key: Option<String>,
+        /// The cart, as JSON `[{product_id, quantity}]`.
+        pub items: String,
+        /// The priced lines once products are fetched, as JSON.
+        pub lines: Option<String>,
+        pub state: String,
+        /// How many transitions are logged; the next log row's `seq`.
+        pub version: i64,
+        pub reservation_id: Option<Uuid>,
+        pub order_id: Option<Uuid>,
+        pub failure_reason: Option<String>,
+        pub failure_step: Option<String>,
+        pub lease_owner: Option<String>,
+        pub lease_expires_at: Option<TimeDateTimeWithTimeZone>,
+        /// Times a replica took this saga over.
+        pub attempts: i64,
+        pub traceparent: Option<String>,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub updated_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod saga_log {
+    use sea_orm::entity::prelude::*;
+
+    /// One transition; `(saga_id, seq)` is unique, so two replicas can never
+    /// both log the same step.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "saga_log")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub saga_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        pub from_state: Option<String>,
+        pub to_state: String,
+        pub reason: Option<String>,
+        pub at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

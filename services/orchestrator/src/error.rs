@@ -1,0 +1,39 @@
+use chorus_contracts::ServiceError;
+use uuid::Uuid;
+
+/// Everything the orchestrator can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("saga {0} not found")]
+    NotFound(Uuid),
+    #[error("saga {0} is completed: there is nothing to compensate")]
+    AlreadyCompleted(Uuid),
+    /// Another replica holds the saga now; this one stops driving it.
+    #[error("saga {0} is driven by another replica")]
+    LeaseLost(Uuid),
+    #[error(transparent)]
+    IllegalTransition(#[from] crate::state::IllegalTransition),
+    #[error("stored saga is unreadable: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("NATS: {0}")]
+    Nats(async_nats::Error),
+}
+
+impl From<OrchestratorError> for ServiceError {
+    fn from(e: OrchestratorError) -> Self {
+        match e {
+            OrchestratorError::BadInput(m) => ServiceError::BadInput(m),
+            e @ OrchestratorError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            e @ OrchestratorError::AlreadyCompleted(_) => ServiceError::Conflict(e.to_string()),
+            e @ OrchestratorError::LeaseLost(_) => ServiceError::Unavailable(e.to_string()),
+            e @ (OrchestratorError::IllegalTransition(_)
+            | OrchestratorError::Corrupt(_)
+            | OrchestratorError::Db(_)
+            | OrchestratorError::Nats(_)) => ServiceError::Internal(e.to_string()),
+        }
+    }
+}

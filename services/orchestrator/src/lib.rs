@@ -1,0 +1,65 @@
+//! The orchestrated checkout saga (DESIGN §3.1): one coordinator drives an
+//! explicit, persisted state machine with synchronous calls to the services,
+//! compensates automatically, and keeps a saga log.
+//!
+//! - [`state`]: the state machine as a type (`decide` refuses illegal moves);
+//! - [`entity`], [`migration`]: tables `sagas` and `saga_log`;
+//! - [`repo`]: compare-and-set persistence (state, version, lease owner);
+//! - [`driver`]: steps, retries, compensation, leases and recovery.
+//!
+//! Invariants: a transition is stored (saga row and log row, one
+//! transaction) before the next step runs; a saga is driven by the one
+//! replica holding its lease; every call carries `<saga_id>:<step>` as its
+//! idempotency key, so re-running a step after a crash changes nothing twice.
+
+pub mod driver;
+pub mod entity;
+mod error;
+pub mod migration;
+pub mod repo;
+pub mod state;
+
+pub use driver::{Orchestrator, Settings};
+pub use error::OrchestratorError;
+
+use chorus_contracts::{ServiceClient, faults::Faults, orchestrator::*, server::ServiceDef};
+use chorus_event_store::EventStore;
+use chorus_runtime::shutdown::Shutdown;
+use sea_orm::DatabaseConnection;
+
+use crate::state::SagaState;
+
+/// Most sagas one listing returns.
+pub const MAX_LIST: u32 = 500;
+
+/// The `orchestrator` service definition.
+pub fn service(orchestrator: Orchestrator) -> ServiceDef<Orchestrator> {
+    ServiceDef::new("orchestrator", "The orchestrated checkout saga", orchestrator)
+        .endpoint(|o, req: StartCheckout| async move { Ok(o.checkout(req).await?) })
+        .endpoint(|o, req: GetSaga| async move { Ok(repo::view(o.db(), req.id).await?) })
+        .endpoint(|o, req: ListSagas| async move {
+            let state = match req.state.as_deref() {
+                None => None,
+                Some(raw) => Some(SagaState::parse(raw).ok_or_else(|| OrchestratorError::BadInput(format!("unknown state {raw}")))?),
+            };
+            Ok(repo::list(o.db(), state, u64::from(req.limit.min(MAX_LIST))).await?)
+        })
+        .endpoint(|o, req: CompensateSaga| async move { Ok(o.compensate(req.id).await?) })
+}
+
+/// Migrates `db`, serves the orchestrator and starts recovery until shutdown.
+pub async fn start(
+    db: DatabaseConnection,
+    nats: async_nats::Client,
+    services: ServiceClient,
+    events: EventStore,
+    settings: Settings,
+    faults: Faults,
+    shutdown: &Shutdown,
+) -> Result<Orchestrator, OrchestratorError> {
+    migration::migrate(&db).await?;
+    let orchestrator = Orchestrator::new(db, services, events, settings, shutdown.clone());
+    service(orchestrator.clone()).serve(nats, faults, shutdown).await.map_err(OrchestratorError::Nats)?;
+    orchestrator.spawn_recovery();
+    Ok(orchestrator)
+}

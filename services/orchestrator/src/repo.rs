@@ -1,0 +1,295 @@
+//! The saga's persistence. Every write is a compare-and-set on the saga's
+//! state, version and lease owner, so a replica that lost its lease can
+//! never overwrite the replica that took over.
+
+use chorus_contracts::{inventory::Line, orchestrator::{Saga, Transition}, orders::OrderLine};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Condition, TransactionTrait, prelude::*, sea_query::{ExprTrait, OnConflict},
+};
+use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::{
+    OrchestratorError,
+    entity::{saga, saga_log},
+    state::SagaState,
+};
+
+/// What a step produced, stored with the transition that records it.
+#[derive(Debug, Default, Clone)]
+pub struct Patch {
+    pub lines: Option<Vec<OrderLine>>,
+    pub reservation_id: Option<Uuid>,
+    pub order_id: Option<Uuid>,
+    pub failure: Option<(String, &'static str)>,
+}
+
+/// A new saga, or the one this client's idempotency key already names.
+pub enum Created {
+    New(saga::Model),
+    Existing(Uuid),
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    client_id: Uuid,
+    items: &[Line],
+    idempotency_key: Option<&str>,
+    traceparent: Option<String>,
+    owner: &str,
+    lease: std::time::Duration,
+) -> Result<Created, OrchestratorError> {
+    let now = OffsetDateTime::now_utc();
+    let id = Uuid::now_v7();
+    let items_json = serde_json::to_string(items).map_err(|e| OrchestratorError::Corrupt(e.to_string()))?;
+    let txn = db.begin().await?;
+    let inserted = saga::Entity::insert(saga::ActiveModel {
+        id: Set(id),
+        client_id: Set(client_id),
+        idempotency_key: Set(idempotency_key.map(str::to_owned)),
+        items: Set(items_json),
+        lines: Set(None),
+        state: Set(SagaState::Pending.as_str().to_owned()),
+        version: Set(1),
+        reservation_id: Set(None),
+        order_id: Set(None),
+        failure_reason: Set(None),
+        failure_step: Set(None),
+        lease_owner: Set(Some(owner.to_owned())),
+        lease_expires_at: Set(Some(now + to_time(lease))),
+        attempts: Set(1),
+        traceparent: Set(traceparent),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(OnConflict::columns([saga::Column::ClientId, saga::Column::IdempotencyKey]).do_nothing().to_owned())
+    .exec_without_returning(&txn)
+    .await;
+    let inserted = match inserted {
+        Ok(n) => n > 0,
+        Err(DbErr::RecordNotInserted) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if !inserted {
+        txn.rollback().await?;
+        let existing = saga::Entity::find()
+            .filter(saga::Column::ClientId.eq(client_id))
+            .filter(saga::Column::IdempotencyKey.eq(idempotency_key))
+            .one(db)
+            .await?
+            .ok_or_else(|| OrchestratorError::Corrupt("idempotency key vanished".into()))?;
+        return Ok(Created::Existing(existing.id));
+    }
+    log(&txn, id, 0, None, SagaState::Pending, Some("checkout received"), now).await?;
+    let row = saga::Entity::find_by_id(id).one(&txn).await?.ok_or(OrchestratorError::NotFound(id))?;
+    txn.commit().await?;
+    Ok(Created::New(row))
+}
+
+async fn log(
+    db: &impl ConnectionTrait,
+    saga_id: Uuid,
+    seq: i64,
+    from: Option<SagaState>,
+    to: SagaState,
+    reason: Option<&str>,
+    at: OffsetDateTime,
+) -> Result<(), OrchestratorError> {
+    saga_log::Entity::insert(saga_log::ActiveModel {
+        saga_id: Set(saga_id),
+        seq: Set(seq),
+        from_state: Set(from.map(|s| s.as_str().to_owned())),
+        to_state: Set(to.as_str().to_owned()),
+        reason: Set(reason.map(str::to_owned)),
+        at: Set(at),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// Moves `current` to `to` if nobody moved it since it was read and this
+/// replica still holds its lease; writes the log row in the same transaction
+/// and renews the lease. Returns the new row.
+pub async fn transition(
+    db: &DatabaseConnection,
+    current: &saga::Model,
+    to: SagaState,
+    reason: Option<&str>,
+    patch: Patch,
+    owner: &str,
+    lease: std::time::Duration,
+) -> Result<saga::Model, OrchestratorError> {
+    let from = state_of(current)?;
+    let now = OffsetDateTime::now_utc();
+    let txn = db.begin().await?;
+    let mut update = saga::Entity::update_many()
+        .col_expr(saga::Column::State, Expr::value(to.as_str()))
+        .col_expr(saga::Column::Version, Expr::value(current.version + 1))
+        .col_expr(saga::Column::UpdatedAt, Expr::value(now))
+        .col_expr(saga::Column::LeaseExpiresAt, Expr::value(now + to_time(lease)));
+    if let Some(lines) = &patch.lines {
+        let json = serde_json::to_string(lines).map_err(|e| OrchestratorError::Corrupt(e.to_string()))?;
+        update = update.col_expr(saga::Column::Lines, Expr::value(json));
+    }
+    if let Some(id) = patch.reservation_id {
+        update = update.col_expr(saga::Column::ReservationId, Expr::value(id));
+    }
+    if let Some(id) = patch.order_id {
+        update = update.col_expr(saga::Column::OrderId, Expr::value(id));
+    }
+    if let Some((reason, step)) = &patch.failure {
+        update = update
+            .col_expr(saga::Column::FailureReason, Expr::value(reason.clone()))
+            .col_expr(saga::Column::FailureStep, Expr::value(*step));
+    }
+    let moved = update
+        .filter(saga::Column::Id.eq(current.id))
+        .filter(saga::Column::Version.eq(current.version))
+        .filter(saga::Column::LeaseOwner.eq(owner))
+        .exec(&txn)
+        .await?;
+    if moved.rows_affected == 0 {
+        txn.rollback().await?;
+        return Err(OrchestratorError::LeaseLost(current.id));
+    }
+    log(&txn, current.id, current.version, Some(from), to, reason, now).await?;
+    let row = saga::Entity::find_by_id(current.id).one(&txn).await?.ok_or(OrchestratorError::NotFound(current.id))?;
+    txn.commit().await?;
+    Ok(row)
+}
+
+/// Extends this replica's lease; false when another replica holds it.
+pub async fn renew(db: &DatabaseConnection, id: Uuid, owner: &str, lease: std::time::Duration) -> Result<bool, OrchestratorError> {
+    let renewed = saga::Entity::update_many()
+        .col_expr(saga::Column::LeaseExpiresAt, Expr::value(OffsetDateTime::now_utc() + to_time(lease)))
+        .filter(saga::Column::Id.eq(id))
+        .filter(saga::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(renewed.rows_affected == 1)
+}
+
+/// Gives a saga back so that any replica can take it at once.
+pub async fn hand_back(db: &DatabaseConnection, id: Uuid, owner: &str) -> Result<(), OrchestratorError> {
+    saga::Entity::update_many()
+        .col_expr(saga::Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(saga::Column::LeaseExpiresAt, Expr::value(Option::<OffsetDateTime>::None))
+        .filter(saga::Column::Id.eq(id))
+        .filter(saga::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Takes the lease of a saga that is not terminal and whose lease expired
+/// (or was handed back); true if this replica now holds it.
+pub async fn take_over(db: &DatabaseConnection, id: Uuid, owner: &str, lease: std::time::Duration, force: bool) -> Result<bool, OrchestratorError> {
+    let now = OffsetDateTime::now_utc();
+    let mut update = saga::Entity::update_many()
+        .col_expr(saga::Column::LeaseOwner, Expr::value(owner))
+        .col_expr(saga::Column::LeaseExpiresAt, Expr::value(now + to_time(lease)))
+        .col_expr(saga::Column::Attempts, Expr::col(saga::Column::Attempts).add(1))
+        .filter(saga::Column::Id.eq(id))
+        .filter(saga::Column::State.is_not_in([SagaState::Completed.as_str(), SagaState::Cancelled.as_str()]));
+    if !force {
+        update = update.filter(
+            Condition::any()
+                .add(saga::Column::LeaseOwner.is_null())
+                .add(saga::Column::LeaseExpiresAt.lt(now)),
+        );
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// Sagas that are not terminal and that no live replica holds.
+pub async fn orphans(db: &DatabaseConnection, limit: u64) -> Result<Vec<Uuid>, OrchestratorError> {
+    let now = OffsetDateTime::now_utc();
+    let rows = saga::Entity::find()
+        .select_only()
+        .column(saga::Column::Id)
+        .filter(saga::Column::State.is_not_in([SagaState::Completed.as_str(), SagaState::Cancelled.as_str()]))
+        .filter(
+            Condition::any()
+                .add(saga::Column::LeaseOwner.is_null())
+                .add(saga::Column::LeaseExpiresAt.lt(now)),
+        )
+        .order_by_asc(saga::Column::UpdatedAt)
+        .limit(limit)
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?;
+    Ok(rows)
+}
+
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<saga::Model, OrchestratorError> {
+    saga::Entity::find_by_id(id).one(db).await?.ok_or(OrchestratorError::NotFound(id))
+}
+
+pub async fn transitions(db: &impl ConnectionTrait, id: Uuid) -> Result<Vec<saga_log::Model>, OrchestratorError> {
+    Ok(saga_log::Entity::find()
+        .filter(saga_log::Column::SagaId.eq(id))
+        .order_by_asc(saga_log::Column::Seq)
+        .all(db)
+        .await?)
+}
+
+/// The saga as clients see it, with its whole log.
+pub async fn view(db: &impl ConnectionTrait, id: Uuid) -> Result<Saga, OrchestratorError> {
+    let row = find(db, id).await?;
+    let log = transitions(db, id).await?;
+    Ok(to_contract(row, log))
+}
+
+pub async fn list(db: &impl ConnectionTrait, state: Option<SagaState>, limit: u64) -> Result<Vec<Saga>, OrchestratorError> {
+    let mut query = saga::Entity::find().order_by_desc(saga::Column::CreatedAt).order_by_desc(saga::Column::Id).limit(limit);
+    if let Some(state) = state {
+        query = query.filter(saga::Column::State.eq(state.as_str()));
+    }
+    let rows = query.all(db).await?;
+    let mut sagas = Vec::with_capacity(rows.len());
+    for row in rows {
+        let log = transitions(db, row.id).await?;
+        sagas.push(to_contract(row, log));
+    }
+    Ok(sagas)
+}
+
+pub fn state_of(row: &saga::Model) -> Result<SagaState, OrchestratorError> {
+    SagaState::parse(&row.state).ok_or_else(|| OrchestratorError::Corrupt(format!("unknown state {}", row.state)))
+}
+
+pub fn items_of(row: &saga::Model) -> Result<Vec<Line>, OrchestratorError> {
+    serde_json::from_str(&row.items).map_err(|e| OrchestratorError::Corrupt(e.to_string()))
+}
+
+pub fn lines_of(row: &saga::Model) -> Result<Vec<OrderLine>, OrchestratorError> {
+    match &row.lines {
+        Some(json) => serde_json::from_str(json).map_err(|e| OrchestratorError::Corrupt(e.to_string())),
+        None => Err(OrchestratorError::Corrupt(format!("saga {} has no priced lines", row.id))),
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn to_contract(row: saga::Model, log: Vec<saga_log::Model>) -> Saga {
+    Saga {
+        id: row.id,
+        state: row.state,
+        client_id: row.client_id,
+        order_id: row.order_id,
+        failure_reason: row.failure_reason,
+        transitions: log
+            .into_iter()
+            .map(|l| Transition { from: l.from_state, to: l.to_state, reason: l.reason, at: rfc3339(l.at) })
+            .collect(),
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+    }
+}
+
+fn to_time(d: std::time::Duration) -> Duration {
+    Duration::try_from(d).unwrap_or(Duration::MAX)
+}

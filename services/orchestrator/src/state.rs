@@ -1,0 +1,254 @@
+//! The saga's state machine (DESIGN §3.1) as a type: [`SagaState::decide`]
+//! is the only way to move, and it refuses every move the diagram does not
+//! draw, so an illegal transition is never stored.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Every state of an orchestrated checkout, with the seed's names in the docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SagaState {
+    /// EN_ATTENTE
+    Pending,
+    /// VERIFICATION_STOCK
+    VerifyingStock,
+    /// STOCK_VERIFIE
+    StockVerified,
+    FetchingProducts,
+    ProductsFetched,
+    /// RESERVATION_STOCK
+    ReservingStock,
+    /// STOCK_RESERVE
+    StockReserved,
+    /// CREATION_COMMANDE
+    CreatingOrder,
+    /// COMMANDE_CREEE
+    OrderCreated,
+    /// SAGA_TERMINEE
+    Completed,
+    /// ECHEC_STOCK_INSUFFISANT
+    FailedInsufficientStock,
+    FailedProductUnavailable,
+    /// ECHEC_RESERVATION_STOCK
+    FailedStockReservation,
+    /// ECHEC_CREATION_COMMANDE
+    FailedOrderCreation,
+    /// COMPENSATION_EN_COURS
+    Compensating,
+    /// SAGA_ANNULEE
+    Cancelled,
+}
+
+/// What happened, as the orchestrator tells the state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SagaEvent {
+    /// The next step starts.
+    StepStarted,
+    /// The running step succeeded.
+    StepSucceeded,
+    /// The running step failed for good, with this failure state.
+    StepFailed(SagaState),
+    /// Compensation starts (after a failure, or forced by an admin).
+    CompensationStarted,
+    /// Every completed step is undone.
+    CompensationFinished,
+}
+
+/// A move the state machine does not allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("illegal saga transition: {event:?} in {from}")]
+pub struct IllegalTransition {
+    pub from: SagaState,
+    pub event: SagaEvent,
+}
+
+impl SagaState {
+    pub const ALL: [SagaState; 16] = [
+        SagaState::Pending,
+        SagaState::VerifyingStock,
+        SagaState::StockVerified,
+        SagaState::FetchingProducts,
+        SagaState::ProductsFetched,
+        SagaState::ReservingStock,
+        SagaState::StockReserved,
+        SagaState::CreatingOrder,
+        SagaState::OrderCreated,
+        SagaState::Completed,
+        SagaState::FailedInsufficientStock,
+        SagaState::FailedProductUnavailable,
+        SagaState::FailedStockReservation,
+        SagaState::FailedOrderCreation,
+        SagaState::Compensating,
+        SagaState::Cancelled,
+    ];
+
+    /// The next state after `event`, or why that move is illegal.
+    pub fn decide(self, event: SagaEvent) -> Result<SagaState, IllegalTransition> {
+        use SagaEvent::*;
+        use SagaState::*;
+        let next = match (self, event) {
+            (Pending, StepStarted) => Some(VerifyingStock),
+            (VerifyingStock, StepSucceeded) => Some(StockVerified),
+            (
+                VerifyingStock,
+                StepFailed(f @ (FailedInsufficientStock | FailedProductUnavailable | FailedStockReservation)),
+            ) => Some(f),
+            (StockVerified, StepStarted) => Some(FetchingProducts),
+            (FetchingProducts, StepSucceeded) => Some(ProductsFetched),
+            (FetchingProducts, StepFailed(f @ FailedProductUnavailable)) => Some(f),
+            (ProductsFetched, StepStarted) => Some(ReservingStock),
+            (ReservingStock, StepSucceeded) => Some(StockReserved),
+            (ReservingStock, StepFailed(f @ (FailedInsufficientStock | FailedStockReservation))) => Some(f),
+            (StockReserved, StepStarted) => Some(CreatingOrder),
+            (CreatingOrder, StepSucceeded) => Some(OrderCreated),
+            (CreatingOrder, StepFailed(f @ FailedOrderCreation)) => Some(f),
+            (OrderCreated, StepSucceeded) => Some(Completed),
+            // Every failure is compensated, even with nothing to undo, so the log says why.
+            (s, CompensationStarted) if s.is_failed() => Some(Compensating),
+            // An admin may force compensation of a saga that is still running.
+            (s, CompensationStarted) if s.is_running() => Some(Compensating),
+            (Compensating, CompensationFinished) => Some(Cancelled),
+            _ => None,
+        };
+        next.ok_or(IllegalTransition { from: self, event })
+    }
+
+    /// `COMPLETED` or `CANCELLED`: nothing more will happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, SagaState::Completed | SagaState::Cancelled)
+    }
+
+    /// One of the `FAILED_*` states.
+    pub fn is_failed(self) -> bool {
+        matches!(
+            self,
+            SagaState::FailedInsufficientStock
+                | SagaState::FailedProductUnavailable
+                | SagaState::FailedStockReservation
+                | SagaState::FailedOrderCreation
+        )
+    }
+
+    /// On the forward path, not yet completed.
+    pub fn is_running(self) -> bool {
+        !self.is_terminal() && !self.is_failed() && self != SagaState::Compensating
+    }
+
+    /// The name stored and shown (`STOCK_RESERVED`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SagaState::Pending => "PENDING",
+            SagaState::VerifyingStock => "VERIFYING_STOCK",
+            SagaState::StockVerified => "STOCK_VERIFIED",
+            SagaState::FetchingProducts => "FETCHING_PRODUCTS",
+            SagaState::ProductsFetched => "PRODUCTS_FETCHED",
+            SagaState::ReservingStock => "RESERVING_STOCK",
+            SagaState::StockReserved => "STOCK_RESERVED",
+            SagaState::CreatingOrder => "CREATING_ORDER",
+            SagaState::OrderCreated => "ORDER_CREATED",
+            SagaState::Completed => "COMPLETED",
+            SagaState::FailedInsufficientStock => "FAILED_INSUFFICIENT_STOCK",
+            SagaState::FailedProductUnavailable => "FAILED_PRODUCT_UNAVAILABLE",
+            SagaState::FailedStockReservation => "FAILED_STOCK_RESERVATION",
+            SagaState::FailedOrderCreation => "FAILED_ORDER_CREATION",
+            SagaState::Compensating => "COMPENSATING",
+            SagaState::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<SagaState> {
+        SagaState::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+impl fmt::Display for SagaState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SagaEvent::*, SagaState::*, *};
+
+    /// Given a state, when an event, then the next state.
+    const LEGAL: &[(SagaState, SagaEvent, SagaState)] = &[
+        (Pending, StepStarted, VerifyingStock),
+        (VerifyingStock, StepSucceeded, StockVerified),
+        (VerifyingStock, StepFailed(FailedInsufficientStock), FailedInsufficientStock),
+        (VerifyingStock, StepFailed(FailedStockReservation), FailedStockReservation),
+        (VerifyingStock, StepFailed(FailedProductUnavailable), FailedProductUnavailable),
+        (StockVerified, StepStarted, FetchingProducts),
+        (FetchingProducts, StepSucceeded, ProductsFetched),
+        (FetchingProducts, StepFailed(FailedProductUnavailable), FailedProductUnavailable),
+        (ProductsFetched, StepStarted, ReservingStock),
+        (ReservingStock, StepSucceeded, StockReserved),
+        (ReservingStock, StepFailed(FailedInsufficientStock), FailedInsufficientStock),
+        (ReservingStock, StepFailed(FailedStockReservation), FailedStockReservation),
+        (StockReserved, StepStarted, CreatingOrder),
+        (CreatingOrder, StepSucceeded, OrderCreated),
+        (CreatingOrder, StepFailed(FailedOrderCreation), FailedOrderCreation),
+        (OrderCreated, StepSucceeded, Completed),
+        (FailedInsufficientStock, CompensationStarted, Compensating),
+        (FailedProductUnavailable, CompensationStarted, Compensating),
+        (FailedStockReservation, CompensationStarted, Compensating),
+        (FailedOrderCreation, CompensationStarted, Compensating),
+        (Pending, CompensationStarted, Compensating),
+        (ReservingStock, CompensationStarted, Compensating),
+        (OrderCreated, CompensationStarted, Compensating),
+        (Compensating, CompensationFinished, Cancelled),
+    ];
+
+    const ILLEGAL: &[(SagaState, SagaEvent)] = &[
+        (Pending, StepSucceeded),
+        (Pending, StepFailed(FailedOrderCreation)),
+        (VerifyingStock, StepFailed(FailedOrderCreation)),
+        (FetchingProducts, StepFailed(FailedInsufficientStock)),
+        (CreatingOrder, StepFailed(FailedStockReservation)),
+        (StockVerified, StepSucceeded),
+        (Completed, StepStarted),
+        (Completed, CompensationStarted),
+        (Cancelled, CompensationStarted),
+        (Cancelled, StepStarted),
+        (Compensating, StepStarted),
+        (Compensating, CompensationStarted),
+        (FailedOrderCreation, StepStarted),
+        (FailedOrderCreation, CompensationFinished),
+        (OrderCreated, StepFailed(FailedOrderCreation)),
+    ];
+
+    #[test]
+    fn every_legal_transition() {
+        for &(from, event, to) in LEGAL {
+            assert_eq!(from.decide(event), Ok(to), "given {from}, when {event:?}");
+        }
+    }
+
+    #[test]
+    fn a_sample_of_illegal_transitions_is_refused() {
+        for &(from, event) in ILLEGAL {
+            assert_eq!(from.decide(event), Err(IllegalTransition { from, event }), "given {from}, when {event:?}");
+        }
+    }
+
+    #[test]
+    fn terminal_states_accept_nothing() {
+        let events = [StepStarted, StepSucceeded, CompensationStarted, CompensationFinished, StepFailed(FailedOrderCreation)];
+        for state in [Completed, Cancelled] {
+            for event in events {
+                assert!(state.decide(event).is_err(), "{state} accepted {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for state in SagaState::ALL {
+            assert_eq!(SagaState::parse(state.as_str()), Some(state));
+            let json = serde_json::to_string(&state).expect("json");
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+    }
+}
