@@ -9,7 +9,8 @@
 use std::{str::FromStr, time::Duration};
 
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, SqlxSqliteConnector,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlxSqliteConnector,
+    TransactionTrait,
     sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
@@ -50,6 +51,27 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, RuntimeError> {
             .sqlx_logging(false);
         Database::connect(options).await.map_err(db_err)
     }
+}
+
+/// Runs `M`'s migrations, one process at a time. Replicas starting together
+/// on one Postgres database would otherwise race on `CREATE TABLE IF NOT
+/// EXISTS` (a duplicate key in `pg_type`); an advisory lock held by the
+/// migrating transaction makes the others wait, then find nothing to do.
+pub async fn migrate<M: sea_orm_migration::MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return M::up(db, None).await;
+    }
+    let key = lock_key(&M::migration_table_name().to_string());
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({key})")).await?;
+    M::up(&txn, None).await?;
+    txn.commit().await
+}
+
+/// A stable 64-bit key for a name (FNV-1a), for advisory locks.
+fn lock_key(name: &str) -> i64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 /// The directory of a `sqlite://path/file.db?…` URL, if it has one.

@@ -13,21 +13,28 @@ use std::{
 use chorus_runtime::nats_server::free_port;
 use futures::StreamExt;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::support::{TestNats, eventually};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chorus");
 
 /// A `chorus` process with its stdout lines collected.
-struct Proc {
-    child: Child,
+pub struct Proc {
+    pub child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
-fn chorus(args: &[&str], env: &[(&str, String)]) -> Proc {
+pub fn chorus(args: &[&str], env: &[(&str, String)]) -> Proc {
     let mut command = Command::new(BIN);
-    command.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+    // Each process logs to a file of its own, kept for a failed test's post-mortem.
+    let log_dir = std::env::temp_dir().join("chorus-test-logs");
+    let _ = std::fs::create_dir_all(&log_dir);
+    let log = std::fs::File::create(log_dir.join(format!("{}-{}.log", args.join("-"), Uuid::new_v4().simple())))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null());
+    command.args(args).stdout(Stdio::piped()).stderr(log);
     for (key, _) in std::env::vars() {
         if key.starts_with("CHORUS_") || key.ends_with("_DATABASE_URL") || key == "NATS_URL" || key == "GATEWAY_ADDR" {
             command.env_remove(key);
@@ -59,12 +66,12 @@ impl Proc {
         self.seen.iter().find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()))
     }
 
-    fn signal(&self, signal: &str) {
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status();
         assert!(status.map(|s| s.success()).unwrap_or(false), "kill -s {signal}");
     }
 
-    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -104,11 +111,11 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-async fn healthy(http: &reqwest::Client, addr: &str) -> bool {
+pub async fn healthy(http: &reqwest::Client, addr: &str) -> bool {
     matches!(http.get(format!("http://{addr}/health")).send().await, Ok(r) if r.status() == 200)
 }
 
-async fn gql(http: &reqwest::Client, addr: &str, query: &str) -> Value {
+pub async fn gql(http: &reqwest::Client, addr: &str, query: &str) -> Value {
     http.post(format!("http://{addr}/graphql"))
         .json(&json!({ "query": query }))
         .send()

@@ -8,4 +8,5 @@ mod inventory;
 mod lifecycle;
 mod orchestrated;
 mod orders;
+mod recovery;
 mod runtime;

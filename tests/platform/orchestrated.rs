@@ -81,7 +81,8 @@ async fn a_checkout_completes_in_the_seeds_order(backend: Backend) {
 
 async fn every_failure_is_compensated(backend: Backend) {
     // (name, faults, stock, quantity, deactivate, unknown product, expected failure state, reason fragment)
-    let cases: &[(&str, &str, i64, u32, bool, bool, &str, &str)] = &[
+    type Case<'a> = (&'a str, &'a str, i64, u32, bool, bool, &'a str, &'a str);
+    let cases: &[Case] = &[
         ("insufficient stock", "", 2, 3, false, false, "FAILED_INSUFFICIENT_STOCK", "insufficient stock"),
         ("unknown product", "", 5, 1, false, true, "FAILED_PRODUCT_UNAVAILABLE", "unknown product"),
         ("inactive product", "", 5, 1, true, false, "FAILED_PRODUCT_UNAVAILABLE", "not for sale"),

@@ -17,9 +17,10 @@ impl MigratorTrait for Migrator {
     }
 }
 
-/// Brings the schema up to date; running it again changes nothing.
+/// Brings the schema up to date; running it again, or from several
+/// replicas at once, changes nothing.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    chorus_runtime::db::migrate::<Migrator>(db).await
 }
 
 mod m20261125_000001_create_stock {

@@ -26,7 +26,7 @@ pub struct Patch {
 
 /// A new saga, or the one this client's idempotency key already names.
 pub enum Created {
-    New(saga::Model),
+    New(Box<saga::Model>),
     Existing(Uuid),
 }
 
@@ -83,7 +83,7 @@ pub async fn create(
     log(&txn, id, 0, None, SagaState::Pending, Some("checkout received"), now).await?;
     let row = saga::Entity::find_by_id(id).one(&txn).await?.ok_or(OrchestratorError::NotFound(id))?;
     txn.commit().await?;
-    Ok(Created::New(row))
+    Ok(Created::New(Box::new(row)))
 }
 
 async fn log(

@@ -1,0 +1,104 @@
+//! No single point of failure: orchestrator replicas as separate processes
+//! on one Postgres database; one is SIGKILLed in the middle of sagas and the
+//! other finishes them, with nothing done twice.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    lifecycle::{chorus, gql, healthy},
+    support::{Backend, TestDatabases, TestNats, eventually, skip_postgres},
+};
+
+const HAPPY_PATH: [&str; 10] = [
+    "PENDING", "VERIFYING_STOCK", "STOCK_VERIFIED", "FETCHING_PRODUCTS", "PRODUCTS_FETCHED",
+    "RESERVING_STOCK", "STOCK_RESERVED", "CREATING_ORDER", "ORDER_CREATED", "COMPLETED",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_orchestrators_sagas_are_finished_by_another_replica() {
+    if skip_postgres() {
+        return;
+    }
+    let nats = TestNats::start();
+    let data = tempfile::tempdir().expect("temp dir");
+    let dbs = TestDatabases::create(Backend::Postgres, data.path()).await;
+    let addr = format!("127.0.0.1:{}", chorus_runtime::nats_server::free_port().expect("port"));
+    let mut env: Vec<(&str, String)> = vec![
+        ("NATS_URL", nats.url()),
+        ("CHORUS_DATA_DIR", data.path().display().to_string()),
+        ("GATEWAY_ADDR", addr.clone()),
+        ("CHORUS_FAULT_INJECTION", "1".into()),
+        ("CHORUS_SERVICE_TIMEOUT", "500ms".into()),
+        ("CHORUS_SAGA_LEASE", "2s".into()),
+        ("CHORUS_STEP_ATTEMPTS", "100".into()),
+        ("CHORUS_STEP_BACKOFF", "50ms".into()),
+    ];
+    let db_vars: Vec<(String, String)> = dbs.vars();
+    for (k, v) in &db_vars {
+        env.push((k.as_str(), v.clone()));
+    }
+    let _services = [
+        chorus(&["service", "catalogue"], &env),
+        chorus(&["service", "inventory"], &env),
+        chorus(&["service", "orders"], &env),
+        chorus(&["gateway"], &env),
+    ];
+    let mut replica_a = chorus(&["service", "orchestrator"], &env);
+    let _replica_b = chorus(&["service", "orchestrator"], &env);
+    let http = reqwest::Client::new();
+    assert!(eventually(Duration::from_secs(60), || healthy(&http, &addr)).await, "never healthy");
+
+    let created = gql(&http, &addr, "mutation { createProduct(name: \"Beans\", priceCents: 1000, stock: 20) { id } }").await;
+    let product = created["data"]["createProduct"]["id"].as_str().expect("product").to_owned();
+    gql(&http, &addr, "mutation { setFault(target: \"orders.create\", mode: TIMEOUT, rate: 1.0) }").await;
+
+    // Eight checkouts, spread over both replicas, all held creating their order.
+    let clients: Vec<Uuid> = (0..8).map(|_| Uuid::new_v4()).collect();
+    let pending: Vec<_> = clients
+        .iter()
+        .map(|client| {
+            let (http, addr) = (http.clone(), addr.clone());
+            let query = format!(
+                "mutation {{ checkoutOrchestrated(input: {{ clientId: \"{client}\", items: [{{ productId: \"{product}\", quantity: 2 }}] }}) {{ id }} }}"
+            );
+            tokio::spawn(async move { gql(&http, &addr, &query).await })
+        })
+        .collect();
+    let all_held = eventually(Duration::from_secs(30), || async {
+        let body = gql(&http, &addr, "{ sagas(state: CREATING_ORDER) { id } }").await;
+        body["data"]["sagas"].as_array().map(Vec::len) == Some(8)
+    })
+    .await;
+    assert!(all_held, "the sagas never all reached CREATING_ORDER");
+
+    replica_a.child.kill().expect("SIGKILL");
+    let killed = Instant::now();
+    gql(&http, &addr, "mutation { setFault(target: \"orders.create\", mode: NONE, rate: 0) }").await;
+
+    let all_done = eventually(Duration::from_secs(60), || async {
+        let body = gql(&http, &addr, "{ sagas(state: COMPLETED) { id } }").await;
+        body["data"]["sagas"].as_array().map(Vec::len) == Some(8)
+    })
+    .await;
+    if !all_done {
+        let states = gql(&http, &addr, "{ sagas { state failureReason transitions { to at } } }").await;
+        panic!("not every saga completed after the SIGKILL: {states}");
+    }
+    eprintln!("recovery: every saga COMPLETED {:?} after the SIGKILL (lease 2s)", killed.elapsed());
+    for task in pending {
+        task.abort();
+    }
+
+    let sagas = gql(&http, &addr, "{ sagas { id clientId state orderId transitions { to } } }").await;
+    for saga in sagas["data"]["sagas"].as_array().expect("sagas") {
+        let path: Vec<&str> = saga["transitions"].as_array().expect("log").iter().filter_map(|t| t["to"].as_str()).collect();
+        assert_eq!(path, HAPPY_PATH, "a step was driven twice or skipped: {saga}");
+        let order = gql(&http, &addr, &format!("{{ order(id: \"{}\") {{ clientId totalCents }} }}", saga["orderId"].as_str().expect("order"))).await;
+        assert_eq!(order["data"]["order"], json!({ "clientId": saga["clientId"], "totalCents": 2000 }));
+    }
+    let products = gql(&http, &addr, "{ products { stock reserved } }").await;
+    assert_eq!(products["data"]["products"], json!([{ "stock": 4, "reserved": 0 }]), "stock not conserved");
+}
