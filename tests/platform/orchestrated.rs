@@ -76,6 +76,11 @@ async fn a_checkout_completes_in_the_seeds_order(backend: Backend) {
     assert!(types.ends_with(&["OrderCreated", "CheckoutSucceeded", "SagaTransitioned"]), "{types:?}");
     assert!(events.iter().all(|e| e.envelope.pattern == chorus_event_store::Pattern::Orchestrated));
     assert!(matches!(events.last().map(|e| &e.envelope.payload), Some(EventPayload::SagaTransitioned { to, .. }) if to == "COMPLETED"));
+
+    let metrics = app.http.get(format!("http://{}/metrics", app.addr)).send().await.expect("metrics").text().await.expect("text");
+    for name in ["saga_started_total", "saga_completed_total", "saga_execution_duration_seconds_bucket", "events_published_total{topic=\"ecommerce.checkout\",type=\"CheckoutSucceeded\"}", "external_service_call_duration_seconds_bucket{service=\"orders\""] {
+        assert!(metrics.contains(name), "/metrics lacks {name}");
+    }
     app.stop().await;
 }
 

@@ -217,7 +217,12 @@ impl Orchestrator {
                 tracing::info!(state = %state, "handed the saga back at shutdown");
                 return Ok(());
             }
-            let outcome = self.with_heartbeat(id, self.step(&row, state)).await??;
+            // At shutdown the step in flight is abandoned (every step is
+            // idempotent) and the saga handed back for another replica.
+            let outcome = tokio::select! {
+                outcome = self.with_heartbeat(id, self.step(&row, state)) => outcome??,
+                () = inner.shutdown.token.cancelled() => continue,
+            };
             let to = state.decide(outcome.event)?;
             if to.is_terminal() {
                 self.publish_outcome(&row, to).await;
@@ -396,13 +401,14 @@ impl Orchestrator {
         }
     }
 
-    /// Takes over every saga whose replica stopped renewing its lease, now
-    /// and then every half lease, until shutdown.
+    /// Takes over every saga whose replica stopped renewing its lease (or
+    /// handed it back), now and then every second (at most every half
+    /// lease), until shutdown.
     pub fn spawn_recovery(&self) {
         let this = self.clone();
         let token = self.inner.shutdown.token.clone();
         self.inner.shutdown.tracker.spawn(async move {
-            let period = this.inner.settings.lease / 2;
+            let period = (this.inner.settings.lease / 2).min(Duration::from_secs(1));
             loop {
                 if let Err(e) = this.recover_once().await {
                     tracing::warn!(error = %e, "recovery pass failed");
