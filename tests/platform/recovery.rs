@@ -62,7 +62,7 @@ async fn a_killed_orchestrators_sagas_are_finished_by_another_replica() {
         .map(|client| {
             let (http, addr) = (http.clone(), addr.clone());
             let query = format!(
-                "mutation {{ checkoutOrchestrated(input: {{ clientId: \"{client}\", items: [{{ productId: \"{product}\", quantity: 2 }}] }}) {{ id }} }}"
+                "mutation {{ checkoutOrchestrated(input: {{ clientId: \"{client}\", items: [{{ productId: \"{product}\", quantity: 2 }}], idempotencyKey: \"cart\" }}) {{ id state }} }}"
             );
             tokio::spawn(async move { gql(&http, &addr, &query).await })
         })
@@ -77,6 +77,15 @@ async fn a_killed_orchestrators_sagas_are_finished_by_another_replica() {
     replica_a.child.kill().expect("SIGKILL");
     let killed = Instant::now();
     gql(&http, &addr, "mutation { setFault(target: \"orders.create\", mode: NONE, rate: 0) }").await;
+
+    // A client retrying with its idempotency key gets its saga, once terminal,
+    // whichever replica started it.
+    let retry = format!(
+        "mutation {{ checkoutOrchestrated(input: {{ clientId: \"{}\", items: [{{ productId: \"{product}\", quantity: 2 }}], idempotencyKey: \"cart\" }}) {{ id state clientId }} }}",
+        clients[0]
+    );
+    let retried = gql(&http, &addr, &retry).await;
+    assert_eq!(retried["data"]["checkoutOrchestrated"]["state"], "COMPLETED", "{retried}");
 
     let all_done = eventually(Duration::from_secs(60), || async {
         let body = gql(&http, &addr, "{ sagas(state: COMPLETED) { id } }").await;
@@ -93,7 +102,11 @@ async fn a_killed_orchestrators_sagas_are_finished_by_another_replica() {
     }
 
     let sagas = gql(&http, &addr, "{ sagas { id clientId state orderId transitions { to } } }").await;
-    for saga in sagas["data"]["sagas"].as_array().expect("sagas") {
+    let sagas = sagas["data"]["sagas"].as_array().expect("sagas");
+    assert_eq!(sagas.len(), 8, "the retry started a second saga");
+    let first = sagas.iter().find(|s| s["clientId"] == clients[0].to_string()).expect("client 0's saga");
+    assert_eq!(first["id"], retried["data"]["checkoutOrchestrated"]["id"]);
+    for saga in sagas {
         let path: Vec<&str> = saga["transitions"].as_array().expect("log").iter().filter_map(|t| t["to"].as_str()).collect();
         assert_eq!(path, HAPPY_PATH, "a step was driven twice or skipped: {saga}");
         let order = gql(&http, &addr, &format!("{{ order(id: \"{}\") {{ clientId totalCents }} }}", saga["orderId"].as_str().expect("order"))).await;
