@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use chorus_workers::WorkerName;
+
 use crate::platform::{Options, Platform, Role, ServiceName};
 
 #[derive(Debug, Parser)]
@@ -28,6 +30,11 @@ pub enum Command {
         #[arg(value_enum)]
         name: ServiceName,
     },
+    /// Run one choreography worker alone, against NATS_URL (replicas share its consumer).
+    Worker {
+        #[arg(value_parser = clap::builder::ValueParser::new(parse_worker))]
+        name: WorkerName,
+    },
     /// Print the gateway's GraphQL schema (SDL).
     Schema,
 }
@@ -48,9 +55,10 @@ pub async fn main() -> ExitCode {
     };
     chorus_runtime::telemetry::init(config.log_format);
     let options = match cli.command {
-        Command::Up { no_seed } => Options { role: Role::All, seed_demo: !no_seed },
-        Command::Gateway => Options { role: Role::Gateway, seed_demo: false },
-        Command::Service { name } => Options { role: Role::Service(name), seed_demo: false },
+        Command::Up { no_seed } => Options { seed_demo: !no_seed, ..Options::new(Role::All) },
+        Command::Gateway => Options::new(Role::Gateway),
+        Command::Service { name } => Options::new(Role::Service(name)),
+        Command::Worker { name } => Options::new(Role::Worker(name)),
         Command::Schema => unreachable!("handled above"),
     };
     match run(&config, options).await {
@@ -78,6 +86,10 @@ async fn run(config: &chorus_runtime::Config, options: Options) -> Result<(), cr
     platform.stopping().await;
     platform.stop().await;
     Ok(())
+}
+
+fn parse_worker(name: &str) -> Result<WorkerName, String> {
+    name.parse()
 }
 
 /// The gateway's SDL, as `schema.graphql` holds it.

@@ -1,13 +1,15 @@
 //! Starting and stopping the parts of a process.
 //!
-//! `chorus up` runs every part in one process; `chorus gateway` and
-//! `chorus service <name>` run one part each against `NATS_URL`. Both go
-//! through [`Platform::start`], as do the end-to-end tests.
+//! `chorus up` runs every part in one process; `chorus gateway`,
+//! `chorus service <name>` and `chorus worker <name>` run one part each
+//! against `NATS_URL`. All go through [`Platform::start`], as do the
+//! end-to-end tests.
 
 use std::{net::SocketAddr, time::Duration};
 
 use chorus_contracts::{ServiceClient, faults::{self, Faults}};
-use chorus_event_store::EventStore;
+use chorus_event_store::{EventStore, Projections};
+use chorus_workers::WorkerName;
 use chorus_runtime::{
     Config,
     config::ServiceDb,
@@ -55,6 +57,7 @@ pub enum Role {
     All,
     Gateway,
     Service(ServiceName),
+    Worker(WorkerName),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -62,6 +65,14 @@ pub struct Options {
     pub role: Role,
     /// Add demo products when the catalogue is empty (role `All` only).
     pub seed_demo: bool,
+    /// Workers role `All` leaves out (tests: a stalled worker).
+    pub except_workers: &'static [WorkerName],
+}
+
+impl Options {
+    pub fn new(role: Role) -> Self {
+        Options { role, seed_demo: false, except_workers: &[] }
+    }
 }
 
 /// A running process: its parts, and what [`stop`](Self::stop) must close.
@@ -72,6 +83,7 @@ pub struct Platform {
     pub nats_url: String,
     pub nats: async_nats::Client,
     pub events: EventStore,
+    pub projections: Projections,
     pub services: ServiceClient,
     shutdown: Shutdown,
     databases: Vec<DatabaseConnection>,
@@ -98,6 +110,7 @@ impl Platform {
         };
         let nats = chorus_runtime::nats::connect(&nats_url, &format!("chorus-{:?}", options.role).to_lowercase()).await?;
         let events = EventStore::provision(nats.clone(), config.stream_replicas).await?;
+        let projections = Projections::provision(events.jetstream().clone(), config.stream_replicas).await?;
         let services = ServiceClient::new(nats.clone(), config.service_timeout);
 
         let service_names: &[ServiceName] = match options.role {
@@ -108,7 +121,7 @@ impl Platform {
                 ServiceName::Orders => &[ServiceName::Orders],
                 ServiceName::Orchestrator => &[ServiceName::Orchestrator],
             },
-            Role::Gateway => &[],
+            Role::Gateway | Role::Worker(_) => &[],
         };
         let service_faults = Faults::new(&config.faults);
         if config.fault_injection && !service_names.is_empty() {
@@ -122,6 +135,43 @@ impl Platform {
             databases.push(db.clone());
             let parts = Parts { nats: nats.clone(), services: services.clone(), events: events.clone(), faults: service_faults.clone() };
             start_service(*name, db, parts, config, &shutdown).await?;
+        }
+
+        let worker_names: Vec<WorkerName> = match options.role {
+            Role::All => WorkerName::ALL.into_iter().filter(|w| !options.except_workers.contains(w)).collect(),
+            Role::Worker(name) => vec![name],
+            _ => Vec::new(),
+        };
+        if !worker_names.is_empty() {
+            let audit = if worker_names.contains(&WorkerName::Audit) {
+                let db = chorus_runtime::db::connect(&config.database_url(ServiceDb::Audit)).await?;
+                chorus_workers::audit::migrate(&db)
+                    .await
+                    .map_err(|e| ChorusError::Service { service: "audit", message: e.to_string() })?;
+                databases.push(db.clone());
+                Some(db)
+            } else {
+                None
+            };
+            let workers = chorus_workers::Workers {
+                services: services.clone(),
+                events: events.clone(),
+                projections: projections.clone(),
+                nats: nats.clone(),
+                settings: chorus_workers::Settings {
+                    attempts: config.step_attempts,
+                    backoff: config.step_backoff,
+                    stall_deadline: config.stall_deadline,
+                    ack_wait: config.ack_wait,
+                    crash_before_ack: crash_before_ack(),
+                },
+                audit,
+            };
+            for name in worker_names {
+                chorus_workers::consumer::start(name, workers.clone(), &shutdown)
+                    .await
+                    .map_err(|e| ChorusError::Service { service: "workers", message: format!("{name}: {e}") })?;
+            }
         }
 
         let gateway_addr = match options.role {
@@ -139,6 +189,8 @@ impl Platform {
                     .map_err(|source| ChorusError::Bind { addr, source })?;
                 let state = chorus_gateway::GatewayState {
                     services: services.clone(),
+                    events: events.clone(),
+                    projections: projections.clone(),
                     checkouts: services.with_timeout(CHECKOUT_WAIT + Duration::from_secs(15)),
                     fault_injection: config.fault_injection,
                 };
@@ -147,10 +199,10 @@ impl Platform {
                     .map_err(|source| ChorusError::Bind { addr, source })?;
                 Some(bound)
             }
-            Role::Service(_) => None,
+            Role::Service(_) | Role::Worker(_) => None,
         };
         let metrics_addr = match (options.role, config.metrics_addr) {
-            (Role::Service(_), Some(addr)) => {
+            (Role::Service(_) | Role::Worker(_), Some(addr)) => {
                 Some(chorus_runtime::metrics::serve(addr, metrics, shutdown.token.clone()).await?)
             }
             _ => None,
@@ -165,6 +217,7 @@ impl Platform {
             nats_url,
             nats,
             events,
+            projections,
             services,
             shutdown,
             databases,
@@ -238,4 +291,10 @@ async fn start_service(
                 .map_err(|e| err("orchestrator")(&e))
         }
     }
+}
+
+/// `CHORUS_TEST_CRASH_BEFORE_ACK=<worker>`: that worker aborts the process
+/// after an event's effects and before its ack (the redelivery test).
+fn crash_before_ack() -> Option<WorkerName> {
+    std::env::var("CHORUS_TEST_CRASH_BEFORE_ACK").ok()?.parse().ok()
 }

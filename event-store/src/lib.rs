@@ -2,7 +2,8 @@
 //!
 //! - [`event`]: the envelope and every event type (DESIGN §3.2), as serde types;
 //! - [`subjects`]: the one place that builds subjects and filters;
-//! - [`store`]: stream provisioning, `append`, `read_checkout`, `read_page`, `follow`.
+//! - [`store`]: stream provisioning, `append`, `read_checkout`, `read_page`, `follow`;
+//! - [`projections`]: the CQRS read models `checkouts` and `orders_by_client` in KV buckets.
 //!
 //! One event is one message on `ecommerce.checkout.<checkout_id>.<EventType>`
 //! in stream `CHECKOUT_EVENTS`, its `Nats-Msg-Id` the event id. Reading one
@@ -12,9 +13,11 @@
 
 mod error;
 pub mod event;
+pub mod projections;
 pub mod store;
 pub mod subjects;
 
 pub use error::EventStoreError;
 pub use event::{CartLine, Envelope, EventPayload, OrderLine, Pattern, RecordedEvent};
+pub use projections::{CheckoutStatus, CheckoutView, ClientOrders, Projection, Projections};
 pub use store::{EventStore, Page};

@@ -33,6 +33,14 @@ pub struct Page {
     pub next_sequence: Option<u64>,
 }
 
+/// Where an appended event sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub sequence: u64,
+    /// The stream already held this event id (within its dedupe window).
+    pub duplicate: bool,
+}
+
 /// A handle on stream `CHECKOUT_EVENTS` and its checkout index; cheap to clone.
 #[derive(Clone)]
 pub struct EventStore {
@@ -66,14 +74,19 @@ pub fn stream_config(replicas: usize) -> stream::Config {
 }
 
 /// The checkout index bucket: one key per checkout, its value the sorted
-/// list of that checkout's stream sequences. Written as the stream a KV
-/// bucket is (ADR-8) rather than through `create_key_value`, whose account
-/// query does not parse a 2.9 server's answer.
+/// list of that checkout's stream sequences.
 pub fn index_stream_config(replicas: usize) -> stream::Config {
+    kv_stream_config(subjects::INDEX_BUCKET, "Chorus: checkout id -> sequences of its events in CHECKOUT_EVENTS", replicas)
+}
+
+/// The stream behind a KV bucket (one value per key), written as such rather
+/// than through `create_key_value`, whose account query does not parse a
+/// 2.9 server's answer (ADR-8).
+pub fn kv_stream_config(bucket: &str, description: &str, replicas: usize) -> stream::Config {
     stream::Config {
-        name: format!("KV_{}", subjects::INDEX_BUCKET),
-        description: Some("Chorus: checkout id -> sequences of its events in CHECKOUT_EVENTS".to_owned()),
-        subjects: vec![format!("$KV.{}.>", subjects::INDEX_BUCKET)],
+        name: format!("KV_{bucket}"),
+        description: Some(description.to_owned()),
+        subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         max_age: RETENTION,
         max_message_size: -1,
@@ -110,10 +123,20 @@ impl EventStore {
         &self.js
     }
 
+    /// The stream itself, for durable consumers (the workers).
+    pub fn stream(&self) -> &stream::Stream {
+        &self.stream
+    }
+
     /// Appends one event and returns its stream sequence. Publishing the
     /// same event again (same id) stores nothing new and returns the first
     /// sequence, so a caller may retry freely.
     pub async fn append(&self, event: &Envelope, trace: Option<&TraceParent>) -> Result<u64, EventStoreError> {
+        self.append_once(event, trace).await.map(|a| a.sequence)
+    }
+
+    /// Like [`Self::append`], and says whether the stream already held it.
+    pub async fn append_once(&self, event: &Envelope, trace: Option<&TraceParent>) -> Result<Appended, EventStoreError> {
         let subject = subjects::event(event.checkout_id, event.event_type());
         let payload = Bytes::from(serde_json::to_vec(event)?);
         let mut headers = HeaderMap::new();
@@ -134,7 +157,7 @@ impl EventStore {
             metrics::counter!("events_published_total", "topic" => subjects::TOPIC, "type" => event.event_type())
                 .increment(1);
         }
-        Ok(ack.sequence)
+        Ok(Appended { sequence: ack.sequence, duplicate: ack.duplicate })
     }
 
     /// Adds `sequence` to the checkout's index entry, with compare-and-set
@@ -211,19 +234,30 @@ impl EventStore {
     /// Up to `limit` events from `from` on, in order; for admin views and
     /// tools walking the whole stream (a scan is the point here).
     pub async fn read_page(&self, from: u64, limit: usize) -> Result<Page, EventStoreError> {
+        self.read_page_filtered(from, limit, None).await
+    }
+
+    /// Like [`Self::read_page`], only events whose subject matches `filter`
+    /// (for example [`subjects::event_type`]). A filtered read walks the
+    /// stream on NATS 2.9: for tools, not for request paths.
+    pub async fn read_page_filtered(&self, from: u64, limit: usize, filter: Option<String>) -> Result<Page, EventStoreError> {
         let from = from.max(1);
         let last = self.last_sequence().await?;
         if limit == 0 || from > last {
             return Ok(Page { events: Vec::new(), next_sequence: None });
         }
-        let consumer = self
+        let mut consumer = self
             .stream
             .create_consumer(OrderedConfig {
                 deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+                filter_subject: filter.unwrap_or_default(),
                 ..Default::default()
             })
             .await
             .map_err(EventStoreError::read)?;
+        if consumer.info().await.map_err(EventStoreError::read)?.num_pending == 0 {
+            return Ok(Page { events: Vec::new(), next_sequence: None });
+        }
         let mut messages = consumer.messages().await.map_err(EventStoreError::read)?;
         let mut events = Vec::with_capacity(limit.min(1024));
         let mut pending = 0;
@@ -273,7 +307,8 @@ impl EventStore {
     }
 }
 
-fn decode(sequence: u64, payload: &[u8], headers: Option<&HeaderMap>) -> Result<RecordedEvent, EventStoreError> {
+/// An event from a stream message (what every consumer of the stream reads).
+pub fn decode(sequence: u64, payload: &[u8], headers: Option<&HeaderMap>) -> Result<RecordedEvent, EventStoreError> {
     let envelope: Envelope =
         serde_json::from_slice(payload).map_err(|source| EventStoreError::Decode { sequence, source })?;
     let traceparent = headers.and_then(|h| h.get(TRACEPARENT)).map(|v| v.as_str().to_owned());

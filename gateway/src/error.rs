@@ -60,6 +60,12 @@ impl From<ServiceError> for GatewayError {
     }
 }
 
+impl From<chorus_event_store::EventStoreError> for GatewayError {
+    fn from(e: chorus_event_store::EventStoreError) -> Self {
+        GatewayError::Internal(format!("event store: {e}"))
+    }
+}
+
 impl ErrorExtensions for GatewayError {
     fn extend(&self) -> async_graphql::Error {
         if let GatewayError::Internal(detail) = self {

@@ -1,12 +1,14 @@
 //! The GraphQL gateway: the only door into Chorus (DESIGN §4).
 //!
 //! - [`schema`]: the GraphQL types, queries and mutations (no HTTP here);
+//! - [`views`]: checkouts, events and orders read from the event store and read models;
 //! - [`error`]: the one mapping from every failure to `extensions.code`;
 //! - this file: the axum wiring (`/graphql`, GraphiQL at `/`, `/health`,
 //!   `/metrics`) and [`serve`].
 
 pub mod error;
 pub mod schema;
+pub mod views;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -20,6 +22,7 @@ use axum::{
     routing::get,
 };
 use chorus_contracts::ServiceClient;
+use chorus_event_store::{EventStore, Projections};
 use chorus_runtime::shutdown::Shutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -33,6 +36,8 @@ pub const SERVICES: &[&str] = &["catalogue", "inventory", "orders", "orchestrato
 #[derive(Clone, Debug)]
 pub struct GatewayState {
     pub services: ServiceClient,
+    pub events: EventStore,
+    pub projections: Projections,
     /// For calls that wait for a whole saga (a longer timeout).
     pub checkouts: ServiceClient,
     /// Whether `setFault` may change faults (`CHORUS_FAULT_INJECTION=1`).

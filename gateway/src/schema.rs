@@ -16,7 +16,14 @@ use chorus_contracts::{
 use chorus_runtime::config::{FaultMode as RuntimeFaultMode, FaultSpec};
 use uuid::Uuid;
 
-use crate::{GatewayError, GatewayState};
+use crate::{
+    GatewayError, GatewayState,
+    views::{Checkout, CheckoutAccepted, CheckoutEvent, ClientOrders, EventPage},
+};
+use chorus_event_store::{CartLine, Envelope, EventPayload, Pattern};
+
+/// Most events one `streamEvents` page returns.
+pub const MAX_PAGE: i32 = 1_000;
 
 pub type ChorusSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -368,6 +375,68 @@ impl QueryRoot {
         .extend()
     }
 
+    /// One checkout of either pattern from the `checkouts` read model,
+    /// never behind what the event store already holds; null if unknown.
+    async fn checkout(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Checkout>> {
+        let state = state(ctx);
+        async {
+            let id = parse_uuid("id", &id)?;
+            Ok::<_, GatewayError>(state.projections.checkout_fresh(&state.events, id).await?.map(Checkout::from))
+        }
+        .await
+        .extend()
+    }
+
+    /// Every event of one checkout, in stream order, replayed from the
+    /// event store (an index lookup and direct gets: no stream scan).
+    async fn checkout_events(&self, ctx: &Context<'_>, checkout_id: ID) -> async_graphql::Result<Vec<CheckoutEvent>> {
+        let state = state(ctx);
+        async {
+            let id = parse_uuid("checkoutId", &checkout_id)?;
+            let events = state.events.read_checkout(id).await?;
+            Ok::<_, GatewayError>(events.into_iter().map(CheckoutEvent::from).collect())
+        }
+        .await
+        .extend()
+    }
+
+    /// A page of the whole stream from `fromSequence` (admin).
+    async fn stream_events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 1)] from_sequence: i64,
+        #[graphql(default = 100)] limit: i32,
+    ) -> async_graphql::Result<EventPage> {
+        let state = state(ctx);
+        async {
+            if from_sequence < 1 {
+                return Err(GatewayError::BadUserInput("fromSequence: 1 or more".into()));
+            }
+            if !(1..=MAX_PAGE).contains(&limit) {
+                return Err(GatewayError::BadUserInput(format!("limit: 1 to {MAX_PAGE}")));
+            }
+            let page = state.events.read_page(from_sequence.unsigned_abs(), limit.unsigned_abs() as usize).await?;
+            Ok(EventPage {
+                events: page.events.into_iter().map(CheckoutEvent::from).collect(),
+                next_sequence: page.next_sequence.and_then(|n| i64::try_from(n).ok()),
+            })
+        }
+        .await
+        .extend()
+    }
+
+    /// A client's orders (the `orders_by_client` read model), or null when
+    /// the client has none.
+    async fn orders_by_client(&self, ctx: &Context<'_>, client_id: ID) -> async_graphql::Result<Option<ClientOrders>> {
+        let state = state(ctx);
+        async {
+            let id = parse_uuid("clientId", &client_id)?;
+            Ok::<_, GatewayError>(state.projections.orders_by_client(id).await?.map(ClientOrders::from))
+        }
+        .await
+        .extend()
+    }
+
     /// One product, or null if there is none with this id.
     async fn product(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Product>> {
         let state = state(ctx);
@@ -398,6 +467,36 @@ impl MutationRoot {
                 traceparent: Some(chorus_runtime::trace::TraceParent::new_root().to_string()),
             };
             Saga::try_from(state.checkouts.call(&request).await?)
+        }
+        .await
+        .extend()
+    }
+
+    /// Starts a choreographed checkout: checks the input, publishes
+    /// `CheckoutInitiated` and returns at once; the workers take it from
+    /// there (follow it with `checkout` or `checkoutEvents`). With an
+    /// `idempotencyKey` this client already used, returns that checkout.
+    async fn checkout_choreographed(&self, ctx: &Context<'_>, input: CheckoutInput) -> async_graphql::Result<CheckoutAccepted> {
+        let state = state(ctx);
+        async {
+            let cart = input.parse()?;
+            let checkout_id = match &cart.idempotency_key {
+                // The same client and key name the same checkout, and its
+                // first event the same message id: a racing repeat is deduplicated.
+                Some(key) => Uuid::new_v5(&cart.client_id, format!("choreographed:{key}").as_bytes()),
+                None => Uuid::now_v7(),
+            };
+            if cart.idempotency_key.is_some()
+                && let Some(existing) = state.projections.checkout_fresh(&state.events, checkout_id).await?
+            {
+                return Ok(CheckoutAccepted { checkout_id: ID(checkout_id.to_string()), status: existing.status.as_str().to_owned() });
+            }
+            let items = cart.items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
+            let payload = EventPayload::CheckoutInitiated { client_id: cart.client_id, items, idempotency_key: cart.idempotency_key };
+            let event = Envelope::new(checkout_id, Pattern::Choreographed, payload).with_derived_id("CheckoutInitiated");
+            let trace = chorus_runtime::trace::TraceParent::new_root();
+            state.events.append(&event, Some(&trace)).await?;
+            Ok::<_, GatewayError>(CheckoutAccepted { checkout_id: ID(checkout_id.to_string()), status: "PENDING".into() })
         }
         .await
         .extend()

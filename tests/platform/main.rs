@@ -3,6 +3,7 @@
 
 mod support;
 
+mod choreographed;
 mod gateway;
 mod inventory;
 mod lifecycle;

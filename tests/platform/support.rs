@@ -89,7 +89,7 @@ pub struct TestDatabases {
 
 impl TestDatabases {
     pub async fn create(backend: Backend, data_dir: &std::path::Path) -> Self {
-        let services = ["CATALOGUE", "INVENTORY", "ORDERS", "ORCHESTRATOR"];
+        let services = ["CATALOGUE", "INVENTORY", "ORDERS", "ORCHESTRATOR", "AUDIT"];
         match backend {
             Backend::Sqlite => TestDatabases {
                 backend,
@@ -174,21 +174,52 @@ impl TestApp {
 
     /// Starts with extra configuration variables.
     pub async fn start_with(backend: Backend, extra: &[(&str, &str)], seed_demo: bool) -> Self {
+        Self::start_without(backend, extra, seed_demo, &[]).await
+    }
+
+    /// Starts every part except the workers named.
+    pub async fn start_without(
+        backend: Backend,
+        extra: &[(&str, &str)],
+        seed_demo: bool,
+        except_workers: &'static [chorus_workers::WorkerName],
+    ) -> Self {
         let nats = TestNats::start();
         let data_dir = tempfile::tempdir().expect("temp dir");
         let dbs = TestDatabases::create(backend, data_dir.path()).await;
+        let platform = Self::launch(&nats, &dbs, data_dir.path(), extra, seed_demo, except_workers).await;
+        let addr = platform.gateway_addr.expect("gateway runs");
+        TestApp { platform: Some(platform), addr, http: reqwest::Client::new(), nats, dbs, data_dir }
+    }
+
+    /// Stops the platform and starts it again on the same NATS and databases.
+    pub async fn restart(&mut self, extra: &[(&str, &str)]) {
+        if let Some(platform) = self.platform.take() {
+            platform.stop().await;
+        }
+        let platform = Self::launch(&self.nats, &self.dbs, self.data_dir.path(), extra, false, &[]).await;
+        self.addr = platform.gateway_addr.expect("gateway runs");
+        self.platform = Some(platform);
+    }
+
+    async fn launch(
+        nats: &TestNats,
+        dbs: &TestDatabases,
+        data_dir: &std::path::Path,
+        extra: &[(&str, &str)],
+        seed_demo: bool,
+        except_workers: &'static [chorus_workers::WorkerName],
+    ) -> Platform {
         let mut vars = dbs.vars();
         vars.push(("NATS_URL".into(), nats.url()));
-        vars.push(("CHORUS_DATA_DIR".into(), data_dir.path().display().to_string()));
+        vars.push(("CHORUS_DATA_DIR".into(), data_dir.display().to_string()));
         vars.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
         vars.push(("CHORUS_SERVICE_TIMEOUT".into(), "1s".into()));
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_vars(vars).expect("valid test config");
-        let platform = Platform::start(&config, Options { role: Role::All, seed_demo })
+        Platform::start(&config, Options { role: Role::All, seed_demo, except_workers })
             .await
-            .expect("platform starts");
-        let addr = platform.gateway_addr.expect("gateway runs");
-        TestApp { platform: Some(platform), addr, http: reqwest::Client::new(), nats, dbs, data_dir }
+            .expect("platform starts")
     }
 
     pub fn platform(&self) -> &Platform {

@@ -115,3 +115,16 @@ impl Endpoint for CancelOrderByKey {
         Some(self.checkout_id)
     }
 }
+
+/// The order a `CreateOrder` with this key made, if it made one and it was
+/// not undone by `CancelOrderByKey` before it existed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FindOrderByKey {
+    pub idempotency_key: String,
+}
+
+impl Endpoint for FindOrderByKey {
+    const SERVICE: &'static str = "orders";
+    const OPERATION: &'static str = "find_by_key";
+    type Response = Option<Order>;
+}

@@ -15,7 +15,7 @@ use chorus_contracts::{
     orchestrator::{Saga, StartCheckout},
     orders::{CancelOrderByKey, CreateOrder, OrderLine},
 };
-use chorus_event_store::{Envelope, EventPayload, EventStore, Pattern};
+use chorus_event_store::{CartLine, Envelope, EventPayload, EventStore, Pattern};
 use chorus_runtime::{shutdown::Shutdown, trace::TraceParent};
 use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast;
@@ -126,6 +126,11 @@ impl Orchestrator {
         let id = match created {
             Created::New(row) => {
                 metrics::counter!("saga_started_total").increment(1);
+                // The same first event as a choreographed checkout, so that
+                // read models, audit and notifications see both patterns alike.
+                let items = req.items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
+                let initiated = EventPayload::CheckoutInitiated { client_id: row.client_id, items, idempotency_key: row.idempotency_key.clone() };
+                self.publish(&row, initiated, "CheckoutInitiated").await;
                 self.publish_transition(&row, None, SagaState::Pending, Some("checkout received")).await;
                 self.spawn_drive(row.id);
                 row.id

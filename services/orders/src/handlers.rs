@@ -127,6 +127,19 @@ pub async fn cancel(db: &impl ConnectionTrait, id: Uuid) -> Result<Order, Orders
     get(db, id).await
 }
 
+/// The order created with `key`, unless the key was voided first.
+pub async fn find_by_key(db: &impl ConnectionTrait, key: &str) -> Result<Option<Order>, OrdersError> {
+    let row = order::Entity::find()
+        .filter(order::Column::IdempotencyKey.eq(key))
+        .filter(order::Column::Status.ne(VOID))
+        .one(db)
+        .await?;
+    match row {
+        Some(row) => load(db, row).await.map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Undoes whatever a create with `key` did or will do (see
 /// [`CancelOrderByKey`](chorus_contracts::orders::CancelOrderByKey)).
 pub async fn cancel_by_key(

@@ -24,6 +24,7 @@ pub fn service(db: DatabaseConnection) -> ServiceDef<DatabaseConnection> {
             Ok(handlers::list_by_client(&db, req.client_id, req.limit).await?)
         })
         .endpoint(|db, req: CancelOrder| async move { Ok(handlers::cancel(&db, req.id).await?) })
+        .endpoint(|db, req: FindOrderByKey| async move { Ok(handlers::find_by_key(&db, &req.idempotency_key).await?) })
         .endpoint(|db, req: CancelOrderByKey| async move {
             Ok(handlers::cancel_by_key(&db, &req.idempotency_key, req.client_id, req.checkout_id).await?)
         })

@@ -1,0 +1,447 @@
+//! The choreographed saga end to end: the workers on real NATS, the
+//! services on SQLite and Postgres, driven through the gateway.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use chorus_contracts::inventory::{Levels, StockLevel};
+use chorus_event_store::{Envelope, EventPayload, Pattern, Projection, subjects};
+use chorus_workers::WorkerName;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    both_backends,
+    lifecycle::chorus,
+    support::{Backend, TestApp, error_code, eventually},
+};
+
+const CHECKOUT: &str = "mutation($input: CheckoutInput!) { checkoutChoreographed(input: $input) { checkoutId status } }";
+const VIEW: &str = "query($id: ID!) { checkout(id: $id) { id pattern status clientId orderId failureReason failedStep steps { name at } } }";
+const EVENTS: &str = "query($id: ID!) { checkoutEvents(checkoutId: $id) { id sequence type checkoutId pattern emittedAt payload } }";
+/// Long enough for any checkout on a loaded CI machine; a bound, not a target.
+const SETTLE: Duration = Duration::from_secs(30);
+
+pub async fn checkout(app: &TestApp, client: Uuid, items: &[(Uuid, u32)]) -> Uuid {
+    let items: Vec<Value> = items.iter().map(|(p, q)| json!({ "productId": p, "quantity": q })).collect();
+    let data = app.gql_ok(CHECKOUT, json!({ "input": { "clientId": client, "items": items } })).await;
+    assert_eq!(data["checkoutChoreographed"]["status"], "PENDING");
+    Uuid::parse_str(data["checkoutChoreographed"]["checkoutId"].as_str().expect("id")).expect("uuid")
+}
+
+/// The checkout's view once it is no longer `PENDING`.
+pub async fn terminal(app: &TestApp, id: Uuid) -> Value {
+    let view = poll(app, VIEW, json!({ "id": id }), "checkout", |v| !v.is_null() && v["status"] != "PENDING").await;
+    assert!(view.0, "checkout {id} did not end: {}", view.1);
+    view.1
+}
+
+/// Polls a query's `field` until `done` holds (or [`SETTLE`] passes).
+async fn poll(app: &TestApp, query: &str, variables: Value, field: &str, done: impl Fn(&Value) -> bool) -> (bool, Value) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let value = app.gql_ok(query, variables.clone()).await[field].clone();
+        if done(&value) {
+            return (true, value);
+        }
+        if Instant::now() > deadline {
+            return (false, value);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn event_types(app: &TestApp, id: Uuid) -> Vec<String> {
+    let data = app.gql_ok(EVENTS, json!({ "id": id })).await;
+    let events = data["checkoutEvents"].as_array().expect("list").clone();
+    let sequences: Vec<i64> = events.iter().map(|e| e["sequence"].as_i64().expect("sequence")).collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "not in stream order: {sequences:?}");
+    events.iter().map(|e| e["type"].as_str().expect("type").to_owned()).collect()
+}
+
+pub async fn level(app: &TestApp, product: Uuid) -> StockLevel {
+    let levels = app.platform().services.call(&Levels { product_ids: Some(vec![product]) }).await.expect("levels");
+    levels.into_iter().next().expect("a stock level")
+}
+
+/// available + reserved + sold = everything stocked.
+pub async fn assert_conserved(app: &TestApp, product: Uuid, stocked: i64) -> StockLevel {
+    let l = level(app, product).await;
+    assert_eq!(l.available + l.reserved + l.sold, stocked, "stock not conserved: {l:?}");
+    l
+}
+
+async fn happy_path(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let product = app.create_product("Lamp", 2_500, 10).await;
+    let client = Uuid::new_v4();
+    let mut notes = app.platform().nats.subscribe(format!("notifications.{client}")).await.expect("subscribe");
+
+    let id = checkout(&app, client, &[(product, 3)]).await;
+    let view = terminal(&app, id).await;
+    assert_eq!(view["status"], "SUCCEEDED", "{view}");
+    assert_eq!(view["pattern"], "choreographed");
+    assert_eq!(view["clientId"], client.to_string());
+    let order_id = view["orderId"].as_str().expect("an order").to_owned();
+    assert_eq!(
+        event_types(&app, id).await,
+        ["CheckoutInitiated", "StockReserved", "OrderCreated", "CheckoutSucceeded"]
+    );
+    let order = app.gql_ok("query($id: ID!) { order(id: $id) { totalCents status checkoutId } }", json!({ "id": order_id })).await;
+    assert_eq!(order["order"], json!({ "totalCents": 7_500, "status": "CREATED", "checkoutId": id.to_string() }));
+    let l = assert_conserved(&app, product, 10).await;
+    assert_eq!((l.available, l.reserved, l.sold), (7, 0, 3));
+
+    // The read models: the checkout with its steps, the client's orders.
+    let steps: Vec<&str> = view["steps"].as_array().expect("steps").iter().map(|s| s["name"].as_str().expect("name")).collect();
+    assert_eq!(steps, ["CheckoutInitiated", "StockReserved", "OrderCreated", "CheckoutSucceeded"]);
+    let query = "query($c: ID!) { ordersByClient(clientId: $c) { clientId totalOrders lastOrderId lastCheckoutId orderIds } }";
+    let (projected, orders) = poll(&app, query, json!({ "c": client }), "ordersByClient", |o| o["totalOrders"] == 1).await;
+    assert!(projected, "ordersByClient never showed the order: {orders}");
+    assert_eq!(orders["lastOrderId"], order_id.as_str());
+    assert_eq!(orders["lastCheckoutId"], id.to_string());
+    assert_eq!(orders["orderIds"], json!([order_id]));
+
+    // The client was told, once per terminal event.
+    let note = tokio::time::timeout(SETTLE, notes.next()).await.expect("a notification").expect("message");
+    let note: Value = serde_json::from_slice(&note.payload).expect("json");
+    assert_eq!(note["checkout_id"], id.to_string());
+    assert_eq!(note["status"], "SUCCEEDED");
+    assert_eq!(note["order_id"], order_id.as_str());
+
+    // The audit trail holds each event once.
+    let audit = audit_db(&app).await;
+    let trail_ok = eventually(SETTLE, || async {
+        chorus_workers::audit::trail(&audit, id).await.map(|t| t.len() == 4).unwrap_or(false)
+    })
+    .await;
+    assert!(trail_ok, "audit trail incomplete");
+    app.stop().await;
+}
+
+async fn insufficient_stock_moves_nothing(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let product = app.create_product("Rare", 100, 2).await;
+    let id = checkout(&app, Uuid::new_v4(), &[(product, 5)]).await;
+    let view = terminal(&app, id).await;
+    assert_eq!(view["status"], "FAILED");
+    assert_eq!(view["failedStep"], "reserve_stock");
+    assert!(view["failureReason"].as_str().expect("reason").contains("2 available"), "{view}");
+    assert!(view["orderId"].is_null());
+    assert_eq!(event_types(&app, id).await, ["CheckoutInitiated", "StockReservationFailed", "CheckoutFailed"]);
+    let data = app.gql_ok(EVENTS, json!({ "id": id })).await;
+    assert_eq!(data["checkoutEvents"][1]["payload"]["code"], "INSUFFICIENT_STOCK");
+    let l = assert_conserved(&app, product, 2).await;
+    assert_eq!((l.available, l.reserved, l.sold), (2, 0, 0));
+    app.stop().await;
+}
+
+async fn a_failed_order_releases_the_stock(backend: Backend) {
+    let app = TestApp::start_with(backend, &[("CHORUS_FAULTS", "orders.create=error:1.0")], false).await;
+    let product = app.create_product("Chair", 4_000, 5).await;
+    let started = Instant::now();
+    let id = checkout(&app, Uuid::new_v4(), &[(product, 2)]).await;
+    let view = terminal(&app, id).await;
+    eprintln!("order failure compensated in {:?}", started.elapsed());
+    assert_eq!(view["status"], "FAILED", "{view}");
+    assert_eq!(view["failedStep"], "create_order");
+    assert_eq!(
+        event_types(&app, id).await,
+        ["CheckoutInitiated", "StockReserved", "OrderCreationFailed", "StockReleased", "CheckoutFailed"]
+    );
+    let l = assert_conserved(&app, product, 5).await;
+    assert_eq!((l.available, l.reserved, l.sold), (5, 0, 0));
+    app.stop().await;
+}
+
+async fn unknown_and_inactive_products_fail_the_checkout(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let product = app.create_product("Gone", 100, 5).await;
+    app.gql_ok("mutation($p: ID!) { setProductActive(productId: $p, active: false) { active } }", json!({ "p": product })).await;
+    for (items, needle) in [(vec![(Uuid::new_v4(), 1)], "does not exist"), (vec![(product, 1)], "not for sale")] {
+        let id = checkout(&app, Uuid::new_v4(), &items).await;
+        let view = terminal(&app, id).await;
+        assert_eq!(view["status"], "FAILED");
+        assert!(view["failureReason"].as_str().expect("reason").contains(needle), "{view}");
+        let data = app.gql_ok(EVENTS, json!({ "id": id })).await;
+        assert_eq!(data["checkoutEvents"][1]["payload"]["code"], "PRODUCT_UNAVAILABLE");
+    }
+    let l = assert_conserved(&app, product, 5).await;
+    assert_eq!(l.available, 5);
+    app.stop().await;
+}
+
+async fn many_buyers_of_scarce_stock(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let product = app.create_product("Scarce", 999, 5).await;
+    let items = [(product, 1)];
+    let ids = futures::future::join_all((0..20).map(|_| checkout(&app, Uuid::new_v4(), &items))).await;
+    let views = futures::future::join_all(ids.iter().map(|id| terminal(&app, *id))).await;
+    let succeeded = views.iter().filter(|v| v["status"] == "SUCCEEDED").count();
+    assert_eq!(succeeded, 5, "exactly the available units sell");
+    assert_eq!(views.iter().filter(|v| v["status"] == "FAILED").count(), 15);
+    let l = assert_conserved(&app, product, 5).await;
+    assert_eq!((l.available, l.reserved, l.sold), (0, 0, 5));
+    app.stop().await;
+}
+
+both_backends!(
+    happy_path,
+    insufficient_stock_moves_nothing,
+    a_failed_order_releases_the_stock,
+    unknown_and_inactive_products_fail_the_checkout,
+    many_buyers_of_scarce_stock,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_publishes_nothing() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let product = app.create_product("Valid", 100, 5).await;
+    let before = app.platform().events.last_sequence().await.expect("sequence");
+    for input in [
+        json!({ "clientId": "nope", "items": [{ "productId": product, "quantity": 1 }] }),
+        json!({ "clientId": Uuid::new_v4(), "items": [] }),
+        json!({ "clientId": Uuid::new_v4(), "items": [{ "productId": product, "quantity": 0 }] }),
+        json!({ "clientId": Uuid::new_v4(), "items": [{ "productId": product, "quantity": 1 }, { "productId": product, "quantity": 2 }] }),
+    ] {
+        let body = app.gql(CHECKOUT, json!({ "input": input })).await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    }
+    assert_eq!(app.platform().events.last_sequence().await.expect("sequence"), before, "nothing was published");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_key_or_event_changes_nothing_twice() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let product = app.create_product("Once", 100, 10).await;
+    let client = Uuid::new_v4();
+    let input = json!({ "input": { "clientId": client, "items": [{ "productId": product, "quantity": 2 }], "idempotencyKey": "k-1" } });
+    let first = app.gql_ok(CHECKOUT, input.clone()).await["checkoutChoreographed"].clone();
+    let id = Uuid::parse_str(first["checkoutId"].as_str().expect("id")).expect("uuid");
+    terminal(&app, id).await;
+    let again = app.gql_ok(CHECKOUT, input).await["checkoutChoreographed"].clone();
+    assert_eq!(again, json!({ "checkoutId": id.to_string(), "status": "SUCCEEDED" }));
+
+    // The same CheckoutInitiated published again (same id: deduplicated),
+    // and a copy under a new id (past the dedupe window): neither reserves
+    // or orders a second time.
+    let history = app.platform().events.read_checkout(id).await.expect("history");
+    let initiated = history[0].envelope.clone();
+    app.platform().events.append(&initiated, None).await.expect("re-publish");
+    let mut copy = initiated.clone();
+    copy.id = Uuid::now_v7();
+    app.platform().events.append(&copy, None).await.expect("copy");
+    let events = &app.platform().events;
+    let handled = eventually(SETTLE, || async {
+        consumers_idle(&app, &[WorkerName::StockReservation, WorkerName::OrderCreation]).await
+    })
+    .await;
+    assert!(handled, "the copy was never handled");
+    let types: Vec<&str> = events.read_checkout(id).await.expect("history").iter().map(|e| e.envelope.event_type()).collect();
+    assert_eq!(types, ["CheckoutInitiated", "StockReserved", "OrderCreated", "CheckoutSucceeded", "CheckoutInitiated"]);
+    let l = assert_conserved(&app, product, 10).await;
+    assert_eq!((l.available, l.reserved, l.sold), (8, 0, 2));
+    let orders = app.gql_ok("query($c: ID!) { ordersByClient(clientId: $c) { totalOrders } }", json!({ "c": client })).await;
+    assert_eq!(orders["ordersByClient"]["totalOrders"], 1);
+    app.stop().await;
+}
+
+/// Whether these workers' consumers have nothing left to deliver or ack.
+async fn consumers_idle(app: &TestApp, workers: &[WorkerName]) -> bool {
+    for worker in workers {
+        let Ok(mut consumer) = app
+            .platform()
+            .events
+            .stream()
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(worker.durable())
+            .await
+        else {
+            return false;
+        };
+        match consumer.info().await {
+            Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_checkout_holding_stock_is_failed_and_compensated() {
+    let extra = [("CHORUS_STALL_DEADLINE", "1s")];
+    let app = TestApp::start_without(Backend::Sqlite, &extra, false, &[WorkerName::OrderCreation]).await;
+    let product = app.create_product("Held", 100, 4).await;
+    let id = checkout(&app, Uuid::new_v4(), &[(product, 3)]).await;
+    let held = eventually(SETTLE, || async { level(&app, product).await.reserved == 3 }).await;
+    assert!(held, "the reservation never happened");
+    let view = terminal(&app, id).await;
+    assert_eq!(view["status"], "FAILED");
+    assert_eq!(view["failedStep"], "stalled");
+    assert!(view["failureReason"].as_str().expect("reason").contains("after StockReserved"), "{view}");
+    assert_eq!(event_types(&app, id).await, ["CheckoutInitiated", "StockReserved", "StockReleased", "CheckoutFailed"]);
+    let l = assert_conserved(&app, product, 4).await;
+    assert_eq!((l.available, l.reserved, l.sold), (4, 0, 0));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_nobody_reserves_for_is_failed_after_the_deadline() {
+    let extra = [("CHORUS_STALL_DEADLINE", "1s")];
+    let app = TestApp::start_without(Backend::Sqlite, &extra, false, &[WorkerName::StockReservation]).await;
+    let product = app.create_product("Idle", 100, 4).await;
+    let id = checkout(&app, Uuid::new_v4(), &[(product, 1)]).await;
+    let view = terminal(&app, id).await;
+    assert_eq!(view["failedStep"], "stalled");
+    assert_eq!(event_types(&app, id).await, ["CheckoutInitiated", "CheckoutFailed"]);
+
+    // The reservation worker coming back late reserves nothing for it.
+    let mut late = app.platform().services.clone();
+    late = late.with_timeout(Duration::from_secs(2));
+    let reserve = chorus_contracts::inventory::Reserve {
+        idempotency_key: format!("{id}:reserve"),
+        checkout_id: id,
+        items: vec![chorus_contracts::inventory::Line { product_id: product, quantity: 1 }],
+    };
+    let answer = late.call(&reserve).await.expect("answered");
+    assert_eq!(answer.status, chorus_contracts::inventory::ReservationStatus::Released);
+    let l = assert_conserved(&app, product, 4).await;
+    assert_eq!((l.available, l.reserved), (4, 0));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_its_effect_and_its_ack_changes_nothing_twice() {
+    let app = TestApp::start_without(Backend::Sqlite, &[], false, &[WorkerName::StockReservation]).await;
+    let product = app.create_product("Twice", 100, 10).await;
+    let env = |crash: bool| {
+        let mut env = vec![
+            ("NATS_URL", app.nats.url()),
+            ("CHORUS_DATA_DIR", app.data_dir.path().display().to_string()),
+            ("CHORUS_ACK_WAIT", "1s".to_owned()),
+        ];
+        env.extend(app.dbs.urls.iter().map(|(s, url)| (leak(format!("{s}_DATABASE_URL")), url.clone())));
+        if crash {
+            env.push(("CHORUS_TEST_CRASH_BEFORE_ACK", "stock-reservation".to_owned()));
+        }
+        env
+    };
+    let mut doomed = chorus(&["worker", "stock-reservation"], &env(true));
+    let id = checkout(&app, Uuid::new_v4(), &[(product, 4)]).await;
+    let status = tokio::task::spawn_blocking(move || doomed.wait_exit(Duration::from_secs(60))).await.expect("join");
+    assert!(!status.success(), "the worker was to die before its ack");
+    // It reserved and published before dying; the rest of the saga ran on.
+    assert_eq!(terminal(&app, id).await["status"], "SUCCEEDED");
+
+    // A healthy replica gets the unacked event again and changes nothing.
+    let _replica = chorus(&["worker", "stock-reservation"], &env(false));
+    let redelivered = eventually(SETTLE, || async { consumers_idle(&app, &[WorkerName::StockReservation]).await }).await;
+    assert!(redelivered, "the event was never redelivered and acked");
+    let l = assert_conserved(&app, product, 10).await;
+    assert_eq!((l.available, l.reserved, l.sold), (6, 0, 4), "reserved once, sold once");
+    assert_eq!(event_types(&app, id).await, ["CheckoutInitiated", "StockReserved", "OrderCreated", "CheckoutSucceeded"]);
+    app.stop().await;
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_models_and_audit_survive_a_restart_and_rebuild_the_same() {
+    let mut app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let product = app.create_product("Kept", 100, 3).await;
+    let client = Uuid::new_v4();
+    let mut ids = Vec::new();
+    for quantity in [1, 1, 5] {
+        ids.push(checkout(&app, client, &[(product, quantity)]).await);
+    }
+    let orchestrated = app
+        .gql_ok(
+            "mutation($input: CheckoutInput!) { checkoutOrchestrated(input: $input) { id state } }",
+            json!({ "input": { "clientId": client, "items": [{ "productId": product, "quantity": 1 }] } }),
+        )
+        .await;
+    assert_eq!(orchestrated["checkoutOrchestrated"]["state"], "COMPLETED");
+    ids.push(Uuid::parse_str(orchestrated["checkoutOrchestrated"]["id"].as_str().expect("id")).expect("uuid"));
+    for id in &ids {
+        terminal(&app, *id).await;
+    }
+    let all = [WorkerName::CqrsProjection, WorkerName::Audit, WorkerName::Notification];
+    assert!(eventually(SETTLE, || consumers_idle(&app, &all)).await, "projections never caught up");
+    let view = app.gql_ok(VIEW, json!({ "id": ids[3] })).await["checkout"].clone();
+    assert_eq!((view["pattern"].as_str(), view["status"].as_str()), (Some("orchestrated"), Some("SUCCEEDED")), "{view}");
+    let orders = app.gql_ok("query($c: ID!) { ordersByClient(clientId: $c) { totalOrders orderIds } }", json!({ "c": client })).await;
+    assert_eq!(orders["ordersByClient"]["totalOrders"], 3, "two choreographed and one orchestrated order: {orders}");
+
+    let projections = app.platform().projections.clone();
+    let before = [
+        projections.dump(Projection::Checkouts).await.expect("dump"),
+        projections.dump(Projection::OrdersByClient).await.expect("dump"),
+    ];
+    let audit_before = chorus_workers::audit::count(&audit_db(&app).await).await.expect("count");
+    assert_eq!(before[0].len(), 4);
+
+    app.restart(&[]).await;
+    let projections = app.platform().projections.clone();
+    assert_eq!(projections.dump(Projection::Checkouts).await.expect("dump"), before[0]);
+    assert_eq!(projections.dump(Projection::OrdersByClient).await.expect("dump"), before[1]);
+    assert_eq!(chorus_workers::audit::count(&audit_db(&app).await).await.expect("count"), audit_before);
+    assert_eq!(app.gql_ok(VIEW, json!({ "id": ids[0] })).await["checkout"]["status"], "SUCCEEDED");
+
+    for (i, projection) in Projection::ALL.into_iter().enumerate() {
+        let report = projections.rebuild(&app.platform().events, projection).await.expect("rebuild");
+        assert!(report.events > 0);
+        assert_eq!(projections.dump(projection).await.expect("dump"), before[i], "{} rebuilt differently", projection.name());
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_ordered_consumer_replays_what_checkout_events_returns() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let product = app.create_product("Replayed", 100, 5).await;
+    let id = checkout(&app, Uuid::new_v4(), &[(product, 1)]).await;
+    terminal(&app, id).await;
+    let other = checkout(&app, Uuid::new_v4(), &[(product, 9)]).await;
+    terminal(&app, other).await;
+
+    let consumer = app
+        .platform()
+        .events
+        .stream()
+        .create_consumer(OrderedConfig {
+            filter_subject: subjects::checkout(id),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .expect("ordered consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut replayed = Vec::new();
+    while replayed.len() < 4 {
+        let msg = tokio::time::timeout(SETTLE, messages.next()).await.expect("in time").expect("some").expect("ok");
+        let envelope: Envelope = serde_json::from_slice(&msg.payload).expect("an event");
+        replayed.push(json!({ "id": envelope.id.to_string(), "sequence": msg.info().expect("info").stream_sequence, "type": envelope.event_type() }));
+    }
+    let data = app.gql_ok(EVENTS, json!({ "id": id })).await;
+    let listed: Vec<Value> = data["checkoutEvents"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| json!({ "id": e["id"], "sequence": e["sequence"], "type": e["type"] }))
+        .collect();
+    assert_eq!(listed, replayed);
+    assert_eq!(data["checkoutEvents"][0]["pattern"], Pattern::Choreographed.as_str());
+    assert!(matches!(
+        app.platform().events.read_checkout(id).await.expect("read")[1].envelope.payload,
+        EventPayload::StockReserved { .. }
+    ));
+    app.stop().await;
+}
+
+pub async fn audit_db(app: &TestApp) -> sea_orm::DatabaseConnection {
+    let url = &app.dbs.urls.iter().find(|(s, _)| *s == "AUDIT").expect("audit database").1;
+    sea_orm::Database::connect(url.as_str()).await.expect("audit database")
+}

@@ -1,0 +1,166 @@
+//! audit (`choreo-audit`): appends every event of both patterns to the
+//! audit trail, its own append-only table (`AUDIT_DATABASE_URL`, SQLite by
+//! default), unique on the event id so a redelivery adds nothing.
+
+use chorus_event_store::{RecordedEvent, event::micros_rfc3339};
+use sea_orm::{
+    DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    sea_query::OnConflict, ColumnTrait,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{WorkerError, Workers, consumer::Handled};
+
+pub mod entry {
+    use sea_orm::entity::prelude::*;
+
+    /// One event as it was recorded; never updated, never deleted.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: Uuid,
+        pub sequence: i64,
+        pub checkout_id: Uuid,
+        pub event_type: String,
+        pub pattern: String,
+        /// RFC 3339 with microseconds, as on the wire.
+        pub emitted_at: String,
+        /// The whole envelope, as JSON.
+        pub body: String,
+        pub traceparent: Option<String>,
+        pub recorded_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod migration {
+    use sea_orm_migration::prelude::*;
+
+    pub struct Migrator;
+
+    #[async_trait::async_trait]
+    impl MigratorTrait for Migrator {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            vec![Box::new(m20261125_000001_create_audit_events::Migration)]
+        }
+
+        fn migration_table_name() -> DynIden {
+            "audit_migrations".into_iden()
+        }
+    }
+
+    mod m20261125_000001_create_audit_events {
+        use sea_orm_migration::{prelude::*, schema::*};
+
+        #[derive(DeriveMigrationName)]
+        pub struct Migration;
+
+        #[derive(DeriveIden)]
+        enum AuditEvents {
+            Table,
+            EventId,
+            Sequence,
+            CheckoutId,
+            EventType,
+            Pattern,
+            EmittedAt,
+            Body,
+            Traceparent,
+            RecordedAt,
+        }
+
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager
+                    .create_table(
+                        Table::create()
+                            .table(AuditEvents::Table)
+                            .if_not_exists()
+                            .col(uuid(AuditEvents::EventId).primary_key())
+                            .col(big_integer(AuditEvents::Sequence))
+                            .col(uuid(AuditEvents::CheckoutId))
+                            .col(string(AuditEvents::EventType))
+                            .col(string(AuditEvents::Pattern))
+                            .col(string(AuditEvents::EmittedAt))
+                            .col(text(AuditEvents::Body))
+                            .col(string_null(AuditEvents::Traceparent))
+                            .col(timestamp_with_time_zone(AuditEvents::RecordedAt))
+                            .to_owned(),
+                    )
+                    .await?;
+                manager
+                    .create_index(
+                        Index::create()
+                            .if_not_exists()
+                            .name("audit_events_by_checkout")
+                            .table(AuditEvents::Table)
+                            .col(AuditEvents::CheckoutId)
+                            .col(AuditEvents::Sequence)
+                            .to_owned(),
+                    )
+                    .await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager.drop_table(Table::drop().table(AuditEvents::Table).to_owned()).await
+            }
+        }
+    }
+}
+
+/// Brings the audit schema up to date (idempotent, safe from several replicas).
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    chorus_runtime::db::migrate::<migration::Migrator>(db).await
+}
+
+pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, WorkerError> {
+    let db = ctx.audit.as_ref().ok_or_else(|| WorkerError::Config("the audit worker has no database".into()))?;
+    record(db, event).await?;
+    Ok(Handled::Done)
+}
+
+/// Appends `event` unless its id is already in the trail.
+pub async fn record(db: &DatabaseConnection, event: &RecordedEvent) -> Result<(), WorkerError> {
+    let e = &event.envelope;
+    let body = serde_json::to_string(e).map_err(chorus_event_store::EventStoreError::from)?;
+    let row = entry::ActiveModel {
+        event_id: Set(e.id),
+        sequence: Set(i64::try_from(event.sequence).unwrap_or(i64::MAX)),
+        checkout_id: Set(e.checkout_id),
+        event_type: Set(e.event_type().to_owned()),
+        pattern: Set(e.pattern.as_str().to_owned()),
+        emitted_at: Set(micros_rfc3339::format(e.emitted_at).unwrap_or_default()),
+        body: Set(body),
+        traceparent: Set(event.traceparent.clone()),
+        recorded_at: Set(OffsetDateTime::now_utc()),
+    };
+    let inserted = entry::Entity::insert(row)
+        .on_conflict(OnConflict::column(entry::Column::EventId).do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await;
+    match inserted {
+        Ok(_) | Err(DbErr::RecordNotInserted) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One checkout's trail, in stream order.
+pub async fn trail(db: &DatabaseConnection, checkout_id: Uuid) -> Result<Vec<entry::Model>, DbErr> {
+    entry::Entity::find()
+        .filter(entry::Column::CheckoutId.eq(checkout_id))
+        .order_by_asc(entry::Column::Sequence)
+        .all(db)
+        .await
+}
+
+/// How many events the trail holds.
+pub async fn count(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    entry::Entity::find().count(db).await
+}

@@ -1,0 +1,271 @@
+//! The loop every worker runs: pull from its durable consumer, decode,
+//! handle, then ack; on failure nak with backoff; on the last delivery give
+//! up the worker's way (fail the checkout) and terminate the message, so
+//! that nothing is redelivered forever.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{
+    AckKind, Message,
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+};
+use chorus_event_store::{RecordedEvent, store::decode, subjects};
+use chorus_runtime::shutdown::Shutdown;
+use futures::StreamExt;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::{WorkerError, WorkerName, Workers, audit, compensation, notification, order, projection, reservation, stall};
+
+/// Events one worker process handles at once.
+const IN_FLIGHT: usize = 64;
+/// Unacked events a consumer may have out across all its replicas.
+const MAX_ACK_PENDING: i64 = 1_000;
+/// The stall watch holds every open checkout's `CheckoutInitiated` unacked
+/// until its deadline, so it may have many more out.
+const STALL_MAX_ACK_PENDING: i64 = 100_000;
+/// Longest redelivery delay after a failure.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often consumer lag is sampled into the gauges.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+/// Pause before re-binding a consumer whose message stream ended.
+const REBIND_AFTER: Duration = Duration::from_secs(1);
+
+/// What a handler decided about an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Done (or nothing to do): ack it.
+    Done,
+    /// Look again after this long (not a failure; the stall watch).
+    Later(Duration),
+}
+
+/// Which delivery of the event this is.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivery {
+    pub attempt: i64,
+    /// No redelivery follows this one: a failure now is final.
+    pub last: bool,
+}
+
+impl WorkerName {
+    /// The subject its consumer filters on (one subject: NATS 2.9 has no
+    /// multi-filter consumers, so workers that want two types take all).
+    pub fn filter(self) -> String {
+        match self {
+            WorkerName::StockReservation | WorkerName::StallWatch => subjects::event_type("CheckoutInitiated"),
+            WorkerName::OrderCreation => subjects::event_type("StockReserved"),
+            WorkerName::StockCompensation => subjects::event_type("OrderCreationFailed"),
+            WorkerName::Notification | WorkerName::Audit | WorkerName::CqrsProjection => subjects::ALL.to_owned(),
+        }
+    }
+
+    /// Deliveries before giving up; `-1` (never) for the workers that must
+    /// see every event (read models, audit) or that wait on purpose (stall).
+    pub fn max_deliver(self, attempts: u32) -> i64 {
+        match self {
+            WorkerName::Audit | WorkerName::CqrsProjection | WorkerName::StallWatch => -1,
+            _ => i64::from(attempts.max(1)),
+        }
+    }
+
+    fn description(self) -> String {
+        format!("Chorus worker {self}")
+    }
+}
+
+/// The durable consumer of `worker`, exactly as `nats/consumers/` describes it.
+pub fn consumer_config(worker: WorkerName, attempts: u32, ack_wait: Duration) -> pull::Config {
+    pull::Config {
+        durable_name: Some(worker.durable().to_owned()),
+        description: Some(worker.description()),
+        filter_subject: worker.filter(),
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait,
+        max_deliver: worker.max_deliver(attempts),
+        max_ack_pending: if worker == WorkerName::StallWatch { STALL_MAX_ACK_PENDING } else { MAX_ACK_PENDING },
+        ..Default::default()
+    }
+}
+
+/// Creates (or updates) the worker's consumer and runs it until shutdown.
+pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Result<(), WorkerError> {
+    if worker == WorkerName::Audit && ctx.audit.is_none() {
+        return Err(WorkerError::Config("the audit worker needs its database".into()));
+    }
+    let consumer = bind(worker, &ctx).await?;
+    let token = shutdown.token.clone();
+    let tracker = shutdown.tracker.clone();
+    shutdown.tracker.spawn(report_lag(worker, consumer.clone(), token.clone()));
+    shutdown.tracker.spawn(async move {
+        let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut consumer = consumer;
+        while !token.is_cancelled() {
+            let mut messages = match consumer.messages().await {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(worker = %worker, error = %e, "cannot pull; retrying");
+                    tokio::time::sleep(REBIND_AFTER).await;
+                    if let Ok(again) = bind(worker, &ctx).await {
+                        consumer = again;
+                    }
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    next = messages.next() => next,
+                    () = token.cancelled() => break,
+                };
+                let message = match next {
+                    Some(Ok(message)) => message,
+                    Some(Err(e)) => {
+                        tracing::warn!(worker = %worker, error = %e, "pull failed");
+                        continue;
+                    }
+                    None => break,
+                };
+                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let ctx = ctx.clone();
+                tracker.spawn(async move {
+                    process(worker, &ctx, message).await;
+                    drop(permit);
+                });
+            }
+            if !token.is_cancelled() {
+                tokio::time::sleep(REBIND_AFTER).await;
+            }
+        }
+        tracing::info!(worker = %worker, "stopped pulling");
+    });
+    tracing::info!(worker = %worker, consumer = worker.durable(), "worker started");
+    Ok(())
+}
+
+async fn bind(worker: WorkerName, ctx: &Workers) -> Result<PullConsumer, WorkerError> {
+    let config = consumer_config(worker, ctx.settings.attempts, ctx.settings.ack_wait);
+    ctx.events.stream().create_consumer(config).await.map_err(WorkerError::nats)
+}
+
+/// Handles one message and settles it with the server.
+async fn process(worker: WorkerName, ctx: &Workers, message: Message) {
+    let info = match message.info() {
+        Ok(info) => (info.stream_sequence, info.delivered),
+        Err(e) => {
+            tracing::error!(worker = %worker, error = %e, "a message without JetStream metadata");
+            return;
+        }
+    };
+    let (sequence, delivered) = info;
+    let event = match decode(sequence, &message.payload, message.headers.as_ref()) {
+        Ok(event) => event,
+        Err(e) => {
+            // It will never decode: report it and stop its redelivery.
+            tracing::error!(worker = %worker, sequence, error = %e, "poison message: not a Chorus event");
+            metrics::counter!("events_poison_total", "consumer" => worker.durable()).increment(1);
+            settle(worker, &message, AckKind::Term).await;
+            return;
+        }
+    };
+    let event_type = event.envelope.event_type();
+    let trace_id = event.traceparent.as_deref().and_then(|t| t.split('-').nth(1)).unwrap_or_default().to_owned();
+    let span = tracing::info_span!(
+        "event",
+        consumer = worker.durable(),
+        checkout_id = %event.envelope.checkout_id,
+        event_type,
+        sequence,
+        delivered,
+        trace_id,
+    );
+    async {
+        metrics::counter!("events_consumed_total", "topic" => subjects::TOPIC, "type" => event_type, "consumer" => worker.durable())
+            .increment(1);
+        if delivered == 1 {
+            let age = (OffsetDateTime::now_utc() - event.envelope.emitted_at).as_seconds_f64().max(0.0);
+            metrics::histogram!("event_latency_seconds", "topic" => subjects::TOPIC, "type" => event_type).record(age);
+        }
+        let max = worker.max_deliver(ctx.settings.attempts);
+        let delivery = Delivery { attempt: delivered, last: max > 0 && delivered >= max };
+        let ack = match handle(worker, ctx, &event, delivery).await {
+            Ok(Handled::Done) => {
+                if ctx.settings.crash_before_ack == Some(worker) {
+                    tracing::warn!("CHORUS_TEST_CRASH_BEFORE_ACK: dying after the effect, before the ack");
+                    std::process::abort();
+                }
+                AckKind::Ack
+            }
+            Ok(Handled::Later(delay)) => AckKind::Nak(Some(delay)),
+            Err(e) if !delivery.last => {
+                let delay = backoff(ctx.settings.backoff, delivered);
+                tracing::warn!(error = %e, retry_in = ?delay, "handling failed; will retry");
+                AckKind::Nak(Some(delay))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "handling failed on the last delivery: giving up");
+                metrics::counter!("events_poison_total", "consumer" => worker.durable()).increment(1);
+                give_up(worker, ctx, &event, &e).await;
+                AckKind::Term
+            }
+        };
+        settle(worker, &message, ack).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn handle(worker: WorkerName, ctx: &Workers, event: &RecordedEvent, delivery: Delivery) -> Result<Handled, WorkerError> {
+    match worker {
+        WorkerName::StockReservation => reservation::handle(ctx, event).await,
+        WorkerName::OrderCreation => order::handle(ctx, event).await,
+        WorkerName::StockCompensation => compensation::handle(ctx, event).await,
+        WorkerName::Notification => notification::handle(ctx, event).await,
+        WorkerName::Audit => audit::handle(ctx, event).await,
+        WorkerName::CqrsProjection => projection::handle(ctx, event).await,
+        WorkerName::StallWatch => stall::handle(ctx, event, delivery).await,
+    }
+}
+
+/// The last delivery failed: end the checkout rather than leave it waiting.
+async fn give_up(worker: WorkerName, ctx: &Workers, event: &RecordedEvent, error: &WorkerError) {
+    let given_up = match worker {
+        WorkerName::StockReservation => reservation::give_up(ctx, event, error).await,
+        WorkerName::OrderCreation => order::give_up(ctx, event, error).await,
+        // Compensation could not finish: the stall watch retries it until it does.
+        _ => Ok(()),
+    };
+    if let Err(e) = given_up {
+        tracing::error!(error = %e, "giving up failed too; the stall watch will settle the checkout");
+    }
+}
+
+async fn settle(worker: WorkerName, message: &Message, kind: AckKind) {
+    if let Err(e) = message.ack_with(kind).await {
+        // The server redelivers after ack_wait; every handler is idempotent.
+        tracing::warn!(worker = %worker, error = %e, "ack not sent");
+    }
+}
+
+/// `base · 2^(attempt-1)` plus up to 50% jitter, at most [`MAX_BACKOFF`].
+pub fn backoff(base: Duration, attempt: i64) -> Duration {
+    let exp = base.saturating_mul(1u32 << (attempt.saturating_sub(1).clamp(0, 16) as u32));
+    (exp + exp.mul_f64(rand::random::<f64>() * 0.5)).min(MAX_BACKOFF)
+}
+
+/// Samples the consumer's backlog into `consumer_lag_messages{consumer}`
+/// (not yet delivered) and `consumer_ack_pending_messages{consumer}`.
+async fn report_lag(worker: WorkerName, mut consumer: PullConsumer, token: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(LAG_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = token.cancelled() => return,
+        }
+        if let Ok(info) = consumer.info().await {
+            metrics::gauge!("consumer_lag_messages", "consumer" => worker.durable()).set(info.num_pending as f64);
+            metrics::gauge!("consumer_ack_pending_messages", "consumer" => worker.durable()).set(info.num_ack_pending as f64);
+        }
+    }
+}

@@ -1,0 +1,25 @@
+use chorus_contracts::ServiceError;
+use chorus_event_store::EventStoreError;
+
+/// Why a worker could not handle an event (this time).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    EventStore(#[from] EventStoreError),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("NATS: {0}")]
+    Nats(#[source] async_nats::Error),
+    #[error("checkout {0} has no CheckoutInitiated event")]
+    NoInitiation(uuid::Uuid),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl WorkerError {
+    pub(crate) fn nats(e: impl Into<async_nats::Error>) -> Self {
+        WorkerError::Nats(e.into())
+    }
+}

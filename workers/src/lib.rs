@@ -1,0 +1,137 @@
+//! The choreographed checkout saga (DESIGN §3.2): reactive workers that talk
+//! only through events, each on its own durable JetStream pull consumer.
+//!
+//! - [`consumer`]: the loop every worker shares (pull, decode, handle, ack
+//!   or retry with backoff, give up after `max_deliver`, lag gauges);
+//! - one module per worker: [`reservation`], [`order`], [`compensation`],
+//!   [`notification`], [`audit`], [`projection`], and [`stall`] (fails a
+//!   checkout that stopped making progress);
+//! - [`settle`]: the one way a checkout is failed and its effects undone,
+//!   shared by compensation, give-ups and the stall watch.
+//!
+//! Invariants: an event is acked only after its effects and follow-up
+//! events are durable; every effect goes through a service idempotency key
+//! `<checkout_id>:<step>` and every follow-up event has an id derived from
+//! the checkout and its name, so a redelivery or re-publish changes nothing
+//! twice. Whoever first decides a step's key (do it, or cancel it) wins, so a
+//! checkout ends exactly once even when a late worker races the stall watch.
+
+pub mod audit;
+pub mod compensation;
+pub mod consumer;
+mod error;
+pub mod notification;
+pub mod order;
+pub mod projection;
+pub mod reservation;
+pub mod settle;
+pub mod stall;
+
+use std::{str::FromStr, time::Duration};
+
+use chorus_contracts::ServiceClient;
+use chorus_event_store::{EventStore, Projections};
+use sea_orm::DatabaseConnection;
+
+pub use error::WorkerError;
+
+/// A worker, by the name `chorus worker <name>` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkerName {
+    StockReservation,
+    OrderCreation,
+    StockCompensation,
+    Notification,
+    Audit,
+    CqrsProjection,
+    StallWatch,
+}
+
+impl WorkerName {
+    pub const ALL: [WorkerName; 7] = [
+        WorkerName::StockReservation,
+        WorkerName::OrderCreation,
+        WorkerName::StockCompensation,
+        WorkerName::Notification,
+        WorkerName::Audit,
+        WorkerName::CqrsProjection,
+        WorkerName::StallWatch,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerName::StockReservation => "stock-reservation",
+            WorkerName::OrderCreation => "order-creation",
+            WorkerName::StockCompensation => "stock-compensation",
+            WorkerName::Notification => "notification",
+            WorkerName::Audit => "audit",
+            WorkerName::CqrsProjection => "cqrs-projection",
+            WorkerName::StallWatch => "stall-watch",
+        }
+    }
+
+    /// The durable consumer its replicas share (DESIGN §3.2).
+    pub fn durable(self) -> &'static str {
+        match self {
+            WorkerName::StockReservation => "choreo-reservation",
+            WorkerName::OrderCreation => "choreo-order",
+            WorkerName::StockCompensation => "choreo-compensation",
+            WorkerName::Notification => "choreo-notification",
+            WorkerName::Audit => "choreo-audit",
+            WorkerName::CqrsProjection => "choreo-cqrs",
+            WorkerName::StallWatch => "choreo-stall",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WorkerName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        WorkerName::ALL.into_iter().find(|w| w.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = WorkerName::ALL.iter().map(|w| w.as_str()).collect();
+            format!("unknown worker `{s}`; one of: {}", names.join(", "))
+        })
+    }
+}
+
+/// How the workers retry and when they give up.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Deliveries of one event before an action worker gives up
+    /// (`CHORUS_STEP_ATTEMPTS`): the consumer's `max_deliver`.
+    pub attempts: u32,
+    /// First redelivery delay after a failure, doubled each attempt.
+    pub backoff: Duration,
+    /// How long a choreographed checkout may go without an event.
+    pub stall_deadline: Duration,
+    /// How long a delivered event may stay unacked before it is redelivered
+    /// (a worker that died holding it).
+    pub ack_wait: Duration,
+    /// Tests only (`CHORUS_TEST_CRASH_BEFORE_ACK`): this worker aborts the
+    /// process after an event's effects and before its ack.
+    pub crash_before_ack: Option<WorkerName>,
+}
+
+/// What every worker is started with; cheap to clone.
+#[derive(Clone)]
+pub struct Workers {
+    pub services: ServiceClient,
+    pub events: EventStore,
+    pub projections: Projections,
+    pub nats: async_nats::Client,
+    pub settings: Settings,
+    /// The audit trail's database (only the audit worker needs it).
+    pub audit: Option<DatabaseConnection>,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,52 @@
+//! notification (`choreo-notification`): tells the client how each of its
+//! checkouts ended, on core NATS `notifications.<client_id>`, both patterns.
+//! At least once: the message carries the terminal event's id
+//! (`Chorus-Event-Id`) so a client can drop a repeat.
+
+use async_nats::HeaderMap;
+use chorus_event_store::{EventPayload, RecordedEvent};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{WorkerError, Workers, consumer::Handled, settle::Checkout};
+
+/// The subject a client's notifications go to.
+pub fn subject(client_id: Uuid) -> String {
+    format!("notifications.{client_id}")
+}
+
+/// What a client is told.
+#[derive(Debug, Serialize)]
+pub struct Notification<'a> {
+    pub checkout_id: Uuid,
+    pub pattern: &'static str,
+    /// `SUCCEEDED` or `FAILED`.
+    pub status: &'static str,
+    pub order_id: Option<Uuid>,
+    pub reason: Option<&'a str>,
+    pub message: String,
+}
+
+pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, WorkerError> {
+    let e = &event.envelope;
+    let (status, order_id, reason) = match &e.payload {
+        EventPayload::CheckoutSucceeded { order_id } => ("SUCCEEDED", Some(*order_id), None),
+        EventPayload::CheckoutFailed { reason, .. } => ("FAILED", None, Some(reason.as_str())),
+        _ => return Ok(Handled::Done),
+    };
+    let checkout = Checkout::load(ctx, e.checkout_id).await?;
+    let message = match (order_id, reason) {
+        (Some(order), _) => format!("Your order {order} is confirmed."),
+        (None, Some(reason)) => format!("Your checkout failed: {reason}"),
+        (None, None) => "Your checkout ended.".to_owned(),
+    };
+    let note = Notification { checkout_id: e.checkout_id, pattern: e.pattern.as_str(), status, order_id, reason, message };
+    let body = serde_json::to_vec(&note).map_err(chorus_event_store::EventStoreError::from)?;
+    let mut headers = HeaderMap::new();
+    headers.insert("Chorus-Event-Id", e.id.to_string().as_str());
+    ctx.nats
+        .publish_with_headers(subject(checkout.client_id), headers, body.into())
+        .await
+        .map_err(WorkerError::nats)?;
+    Ok(Handled::Done)
+}

@@ -1,0 +1,95 @@
+//! order-creation (`choreo-order`): on `StockReserved`, prices the cart,
+//! creates the order and turns the reservation into sold stock; emits
+//! `OrderCreated` + `CheckoutSucceeded`, or `OrderCreationFailed` (the
+//! compensation worker then releases the stock).
+
+use chorus_contracts::{
+    ServiceError,
+    catalogue::GetProducts,
+    inventory::{Commit, ReservationStatus},
+    orders::{CancelOrderByKey, CreateOrder, OrderLine, OrderStatus},
+};
+use chorus_event_store::{EventPayload, Pattern, RecordedEvent};
+use uuid::Uuid;
+
+use crate::{
+    WorkerError, Workers,
+    consumer::Handled,
+    settle::{self, Checkout, ORDER},
+};
+
+const SOURCE: &str = "order-creation";
+
+pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, WorkerError> {
+    let e = &event.envelope;
+    let (EventPayload::StockReserved { reservation_id, .. }, Pattern::Choreographed) = (&e.payload, e.pattern) else {
+        return Ok(Handled::Done);
+    };
+    let checkout = Checkout::load(ctx, e.checkout_id).await?;
+    if checkout.ended() {
+        return Ok(Handled::Done);
+    }
+    let trace = settle::trace_of(event);
+    let ids = checkout.items.iter().map(|l| l.product_id).collect();
+    let products = ctx.services.call_traced(&GetProducts { ids, checkout_id: Some(checkout.id) }, trace.as_ref()).await?;
+    let priced: Result<Vec<OrderLine>, String> = checkout
+        .items
+        .iter()
+        .map(|line| match products.iter().find(|p| p.id == line.product_id) {
+            Some(p) if p.active => Ok(OrderLine { product_id: p.id, quantity: line.quantity, unit_price_cents: p.price_cents }),
+            Some(p) => Err(format!("product {} ({}) is not for sale", p.id, p.name)),
+            None => Err(format!("product {} does not exist", line.product_id)),
+        })
+        .collect();
+    let items = match priced {
+        Ok(items) => items,
+        Err(reason) => return fail(ctx, &checkout, event, *reservation_id, reason, "PRODUCT_UNAVAILABLE").await,
+    };
+    let create = CreateOrder { idempotency_key: settle::key(checkout.id, ORDER), client_id: checkout.client_id, checkout_id: checkout.id, items };
+    let order = match ctx.services.call_traced(&create, trace.as_ref()).await {
+        Ok(order) => order,
+        // The key was voided: the checkout was failed meanwhile.
+        Err(ServiceError::Conflict(_)) => return Ok(Handled::Done),
+        Err(ServiceError::BadInput(reason) | ServiceError::NotFound(reason) | ServiceError::ProductUnavailable(reason)) => {
+            return fail(ctx, &checkout, event, *reservation_id, reason, "ORDER_REFUSED").await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if order.status == OrderStatus::Cancelled {
+        return Ok(Handled::Done);
+    }
+    match ctx.services.call_traced(&Commit { reservation_id: *reservation_id }, trace.as_ref()).await {
+        Ok(reservation) if reservation.status == ReservationStatus::Committed => {
+            settle::succeed(ctx, checkout.id, event, &order, SOURCE).await?;
+        }
+        Ok(_) | Err(ServiceError::Conflict(_)) => {
+            // The reservation was released: whoever released it fails the
+            // checkout; the order made meanwhile must not stay.
+            let cancel = CancelOrderByKey { idempotency_key: create.idempotency_key, client_id: checkout.client_id, checkout_id: checkout.id };
+            ctx.services.call_traced(&cancel, trace.as_ref()).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Handled::Done)
+}
+
+/// Every delivery failed (orders or inventory down): hand the checkout to
+/// compensation.
+pub async fn give_up(ctx: &Workers, event: &RecordedEvent, error: &WorkerError) -> Result<(), WorkerError> {
+    let EventPayload::StockReserved { reservation_id, .. } = &event.envelope.payload else { return Ok(()) };
+    let checkout = Checkout::load(ctx, event.envelope.checkout_id).await?;
+    fail(ctx, &checkout, event, *reservation_id, format!("the order could not be created: {error}"), "SERVICE_UNAVAILABLE").await.map(drop)
+}
+
+async fn fail(
+    ctx: &Workers,
+    checkout: &Checkout,
+    cause: &RecordedEvent,
+    reservation_id: Uuid,
+    reason: String,
+    code: &str,
+) -> Result<Handled, WorkerError> {
+    let failed = EventPayload::OrderCreationFailed { reservation_id: Some(reservation_id), reason, code: code.to_owned() };
+    settle::publish(ctx, checkout.id, cause, failed).await?;
+    Ok(Handled::Done)
+}

@@ -1,0 +1,71 @@
+//! stock-reservation (`choreo-reservation`): on `CheckoutInitiated`, checks
+//! that every product is for sale and reserves the stock; emits
+//! `StockReserved`, or `StockReservationFailed` + `CheckoutFailed`.
+
+use chorus_contracts::{
+    ServiceError,
+    catalogue::GetProducts,
+    inventory::{ReservationStatus, Reserve},
+};
+use chorus_event_store::{EventPayload, Pattern, RecordedEvent};
+
+use crate::{
+    WorkerError, Workers,
+    consumer::Handled,
+    settle::{self, Checkout, Failure, RESERVE},
+};
+
+const SOURCE: &str = "stock-reservation";
+
+pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, WorkerError> {
+    let e = &event.envelope;
+    let (EventPayload::CheckoutInitiated { client_id, items, .. }, Pattern::Choreographed) = (&e.payload, e.pattern) else {
+        return Ok(Handled::Done);
+    };
+    let checkout = Checkout { id: e.checkout_id, client_id: *client_id, items: items.clone(), history: Vec::new() };
+    let trace = settle::trace_of(event);
+    let ids = items.iter().map(|l| l.product_id).collect();
+    let products = ctx.services.call_traced(&GetProducts { ids, checkout_id: Some(checkout.id) }, trace.as_ref()).await?;
+    let unavailable = items.iter().find_map(|line| match products.iter().find(|p| p.id == line.product_id) {
+        None => Some(format!("product {} does not exist", line.product_id)),
+        Some(p) if !p.active => Some(format!("product {} ({}) is not for sale", p.id, p.name)),
+        Some(_) => None,
+    });
+    if let Some(reason) = unavailable {
+        return refuse(ctx, &checkout, event, reason, "PRODUCT_UNAVAILABLE").await;
+    }
+    let reserve = Reserve { idempotency_key: settle::key(checkout.id, RESERVE), checkout_id: checkout.id, items: checkout.lines() };
+    match ctx.services.call_traced(&reserve, trace.as_ref()).await {
+        Ok(reservation) if reservation.status == ReservationStatus::Released => {
+            // The key was claimed by whoever failed this checkout: they
+            // publish its end, there is nothing to do here.
+            Ok(Handled::Done)
+        }
+        Ok(reservation) => {
+            let reserved = EventPayload::StockReserved { reservation_id: reservation.id, items: items.clone() };
+            settle::publish(ctx, checkout.id, event, reserved).await?;
+            Ok(Handled::Done)
+        }
+        Err(ServiceError::InsufficientStock(reason)) => refuse(ctx, &checkout, event, reason, "INSUFFICIENT_STOCK").await,
+        Err(ServiceError::ProductUnavailable(reason) | ServiceError::NotFound(reason)) => {
+            refuse(ctx, &checkout, event, reason, "PRODUCT_UNAVAILABLE").await
+        }
+        Err(ServiceError::BadInput(reason)) => refuse(ctx, &checkout, event, reason, "BAD_USER_INPUT").await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every delivery failed (inventory or catalogue down): fail the checkout.
+pub async fn give_up(ctx: &Workers, event: &RecordedEvent, error: &WorkerError) -> Result<(), WorkerError> {
+    let e = &event.envelope;
+    let EventPayload::CheckoutInitiated { client_id, items, .. } = &e.payload else { return Ok(()) };
+    let checkout = Checkout { id: e.checkout_id, client_id: *client_id, items: items.clone(), history: Vec::new() };
+    refuse(ctx, &checkout, event, format!("stock could not be reserved: {error}"), "SERVICE_UNAVAILABLE").await.map(drop)
+}
+
+async fn refuse(ctx: &Workers, checkout: &Checkout, cause: &RecordedEvent, reason: String, code: &str) -> Result<Handled, WorkerError> {
+    let preface = EventPayload::StockReservationFailed { reason: reason.clone(), code: code.to_owned() };
+    let failure = Failure { reason, step: "reserve_stock", preface: Some(preface), source: SOURCE };
+    settle::abort(ctx, checkout, cause, failure).await?;
+    Ok(Handled::Done)
+}
