@@ -4,9 +4,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use chorus_event_store::Projection;
 use chorus_workers::WorkerName;
+use uuid::Uuid;
 
-use crate::platform::{Options, Platform, Role, ServiceName};
+use crate::{
+    platform::{Options, Platform, Role, ServiceName},
+    tools::{self, EventsQuery, Format, Replay},
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "chorus", version, about = "Checkout sagas, orchestrated and choreographed, side by side")]
@@ -35,6 +40,40 @@ pub enum Command {
         #[arg(value_parser = clap::builder::ValueParser::new(parse_worker))]
         name: WorkerName,
     },
+    /// List or tail the event stream (NATS_URL), by checkout or event type.
+    Events {
+        /// Only this checkout's events (read from the index, no scan).
+        #[arg(long)]
+        checkout: Option<Uuid>,
+        /// Only events of this type (CheckoutInitiated, StockReserved, …).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// First stream sequence to list.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Most events to list (without --follow).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Keep printing events as they are appended.
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Replay one checkout, the whole stream, or rebuild a read model from it.
+    Replay {
+        /// Replay this checkout's events, in order.
+        #[arg(long, conflicts_with = "rebuild")]
+        checkout: Option<Uuid>,
+        /// Drop and rebuild a read model: checkouts, orders_by_client or all.
+        #[arg(long, value_parser = ["checkouts", "orders_by_client", "all"])]
+        rebuild: Option<String>,
+        /// Where a whole-stream replay starts.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Print the gateway's GraphQL schema (SDL).
     Schema,
 }
@@ -54,7 +93,20 @@ pub async fn main() -> ExitCode {
         }
     };
     chorus_runtime::telemetry::init(config.log_format);
+    let nats_url = config.nats_url.clone().unwrap_or_else(|| crate::platform::DEFAULT_NATS_URL.to_owned());
     let options = match cli.command {
+        Command::Events { checkout, event_type, from, limit, follow, format } => {
+            return finish(tools::events(&nats_url, EventsQuery { checkout, event_type, from, limit, follow, format }).await);
+        }
+        Command::Replay { checkout, rebuild, from, format } => {
+            let what = match (checkout, rebuild.as_deref()) {
+                (Some(id), _) => Replay::Checkout(id, format),
+                (None, Some("all")) => Replay::Rebuild(Projection::ALL.to_vec()),
+                (None, Some(name)) => Replay::Rebuild(Projection::parse(name).into_iter().collect()),
+                (None, None) => Replay::Stream { from },
+            };
+            return finish(tools::replay(&nats_url, what).await);
+        }
         Command::Up { no_seed } => Options { seed_demo: !no_seed, ..Options::new(Role::All) },
         Command::Gateway => Options::new(Role::Gateway),
         Command::Service { name } => Options::new(Role::Service(name)),
@@ -86,6 +138,17 @@ async fn run(config: &chorus_runtime::Config, options: Options) -> Result<(), cr
     platform.stopping().await;
     platform.stop().await;
     Ok(())
+}
+
+/// A tool's exit: its error on stderr.
+fn finish(result: Result<(), crate::ChorusError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chorus: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn parse_worker(name: &str) -> Result<WorkerName, String> {

@@ -17,6 +17,10 @@ pub enum ChorusError {
         "refusing to serve {0} without auth: set CHORUS_JWT_SECRET, or listen on a loopback address"
     )]
     OpenWithoutAuth(std::net::SocketAddr),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
     #[error("cannot bind the gateway to {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

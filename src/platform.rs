@@ -25,7 +25,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 /// How long an orchestrated checkout call waits for its saga to end.
 pub const CHECKOUT_WAIT: Duration = Duration::from_secs(60);
 /// Where `chorus gateway` and `chorus service` look for NATS by default.
-const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
 /// A domain service that owns a database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -322,6 +322,13 @@ impl Projections {
         Ok(Projections { js, checkouts, orders_by_client })
     }
 
+    /// Binds to buckets that already exist, changing nothing.
+    pub async fn open(js: jetstream::Context) -> Result<Self, EventStoreError> {
+        let checkouts = js.get_key_value(CHECKOUTS_BUCKET).await.map_err(EventStoreError::read)?;
+        let orders_by_client = js.get_key_value(ORDERS_BY_CLIENT_BUCKET).await.map_err(EventStoreError::read)?;
+        Ok(Projections { js, checkouts, orders_by_client })
+    }
+
     fn store(&self, projection: Projection) -> &kv::Store {
         match projection {
             Projection::Checkouts => &self.checkouts,

@@ -119,6 +119,15 @@ impl EventStore {
         Ok(EventStore { js, stream, index })
     }
 
+    /// Binds to a stream and index that already exist, changing nothing
+    /// (for tools run against a deployment they must not reconfigure).
+    pub async fn open(client: async_nats::Client) -> Result<Self, EventStoreError> {
+        let js = jetstream::new(client);
+        let stream = js.get_stream(subjects::STREAM).await.map_err(EventStoreError::read)?;
+        let index = js.get_key_value(subjects::INDEX_BUCKET).await.map_err(EventStoreError::read)?;
+        Ok(EventStore { js, stream, index })
+    }
+
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.js
     }

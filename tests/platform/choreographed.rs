@@ -445,3 +445,56 @@ pub async fn audit_db(app: &TestApp) -> sea_orm::DatabaseConnection {
     let url = &app.dbs.urls.iter().find(|(s, _)| *s == "AUDIT").expect("audit database").1;
     sea_orm::Database::connect(url.as_str()).await.expect("audit database")
 }
+
+/// Runs the `chorus` binary to completion against the app's NATS.
+fn tool(app: &TestApp, args: &[&str]) -> (String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NATS_URL", app.nats.url())
+        .env("CHORUS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("chorus runs");
+    let (out, err) = (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned());
+    assert!(output.status.success(), "chorus {args:?} failed: {err}");
+    (out, err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chorus_events_and_replay_read_the_stream() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let product = app.create_product("Listed", 100, 5).await;
+    let id = checkout(&app, Uuid::new_v4(), &[(product, 1)]).await;
+    terminal(&app, id).await;
+    let failed = checkout(&app, Uuid::new_v4(), &[(product, 50)]).await;
+    terminal(&app, failed).await;
+    let id_arg = id.to_string();
+
+    let (out, _) = tool(&app, &["events", "--checkout", &id_arg, "--format", "json"]);
+    let listed: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let types: Vec<&str> = listed.iter().map(|e| e["type"].as_str().expect("type")).collect();
+    assert_eq!(types, ["CheckoutInitiated", "StockReserved", "OrderCreated", "CheckoutSucceeded"]);
+    assert!(listed.iter().all(|e| e["checkout_id"] == id_arg && e["sequence"].as_u64().is_some()));
+
+    let (out, _) = tool(&app, &["events", "--type", "CheckoutFailed"]);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert!(rows[0].contains(&failed.to_string()) && rows[0].contains("CheckoutFailed"), "{out}");
+
+    let (out, err) = tool(&app, &["replay", "--checkout", &id_arg]);
+    assert_eq!(out.lines().count(), 5, "a header and four events: {out}");
+    assert!(err.contains("replayed 4 events"), "{err}");
+
+    assert!(eventually(SETTLE, || consumers_idle(&app, &[WorkerName::CqrsProjection])).await);
+    let before = app.platform().projections.dump(Projection::Checkouts).await.expect("dump");
+    let (out, _) = tool(&app, &["replay", "--rebuild", "all"]);
+    assert!(out.contains("rebuilt checkouts") && out.contains("rebuilt orders_by_client") && out.contains("events/s"), "{out}");
+    assert_eq!(app.platform().projections.dump(Projection::Checkouts).await.expect("dump"), before);
+
+    let (out, _) = tool(&app, &["replay"]);
+    let last = app.platform().events.last_sequence().await.expect("last");
+    assert!(out.contains(&format!("replayed {last} events")), "{out}");
+    app.stop().await;
+}
