@@ -498,3 +498,29 @@ async fn chorus_events_and_replay_read_the_stream() {
     assert!(out.contains(&format!("replayed {last} events")), "{out}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_events_outcomes_and_lag() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let product = app.create_product("Counted", 100, 1).await;
+    let ok = checkout(&app, Uuid::new_v4(), &[(product, 1)]).await;
+    terminal(&app, ok).await;
+    let short = checkout(&app, Uuid::new_v4(), &[(product, 1)]).await;
+    terminal(&app, short).await;
+    assert!(eventually(SETTLE, || consumers_idle(&app, &[WorkerName::Audit, WorkerName::CqrsProjection])).await);
+    let text = app.http.get(format!("http://{}/metrics", app.addr)).send().await.expect("metrics").text().await.expect("text");
+    for expected in [
+        r#"events_published_total{topic="ecommerce.checkout",type="CheckoutInitiated"} 2"#,
+        r#"events_published_total{topic="ecommerce.checkout",type="CheckoutSucceeded"} 1"#,
+        r#"events_consumed_total{topic="ecommerce.checkout",type="StockReserved",consumer="choreo-order"} 1"#,
+        r#"events_consumed_total{topic="ecommerce.checkout",type="CheckoutFailed",consumer="choreo-cqrs"} 1"#,
+        r#"saga_choreo_success_total{source="order-creation"} 1"#,
+        r#"saga_choreo_failed_total{source="stock-reservation"} 1"#,
+        r#"event_latency_seconds_count{topic="ecommerce.checkout",type="CheckoutInitiated"}"#,
+        r#"consumer_lag_messages{consumer="choreo-reservation"}"#,
+        r#"consumer_ack_pending_messages{consumer="choreo-stall"}"#,
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    app.stop().await;
+}
