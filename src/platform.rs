@@ -174,6 +174,10 @@ impl Platform {
             }
         }
 
+        // Before the gateway listens: a healthy gateway serves the demo products.
+        if options.role == Role::All && options.seed_demo {
+            seed::seed_if_empty(&services).await?;
+        }
         let gateway_addr = match options.role {
             Role::All | Role::Gateway => {
                 let addr = config.gateway_addr;
@@ -208,9 +212,6 @@ impl Platform {
             _ => None,
         };
 
-        if options.role == Role::All && options.seed_demo {
-            seed::seed_if_empty(&services).await?;
-        }
         Ok(Platform {
             gateway_addr,
             metrics_addr,

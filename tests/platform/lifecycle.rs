@@ -138,7 +138,12 @@ async fn chorus_up_keeps_its_state_and_never_leaves_nats_behind() {
 
     let mut first = up(data.path(), &addr);
     assert!(eventually(Duration::from_secs(60), || healthy(&http, &addr)).await, "chorus up never became healthy");
-    assert!(first.line_value("GraphiQL:").is_some_and(|v| v == format!("http://{addr}/")), "{:?}", first.seen);
+    let printed = eventually(Duration::from_secs(10), || {
+        let found = first.line_value("GraphiQL:").is_some_and(|v| v == format!("http://{addr}/"));
+        async move { found }
+    })
+    .await;
+    assert!(printed, "{:?}", first.seen);
     let products = gql(&http, &addr, "{ products { id name stock } }").await;
     let espresso = products["data"]["products"][0].clone();
     assert_eq!(espresso["name"], "Espresso beans 1 kg", "{products}");
