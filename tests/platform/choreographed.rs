@@ -524,3 +524,35 @@ async fn metrics_count_events_outcomes_and_lag() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_queued_behind_a_backlog_is_not_stalled() {
+    // A deadline far shorter than the backlog 400 checkouts make: a queued
+    // checkout's worker is alive and acking, so it must wait, not fail.
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_STALL_DEADLINE", "300ms")], false).await;
+    let product = app.create_product("Busy", 1, 10_000).await;
+    // Published straight to the stream, all at once: faster than any worker.
+    let events = &app.platform().events;
+    let ids: Vec<Uuid> = (0..400).map(|_| Uuid::now_v7()).collect();
+    let appends = ids.iter().map(|id| {
+        let payload = EventPayload::CheckoutInitiated {
+            client_id: Uuid::new_v4(),
+            items: vec![chorus_event_store::CartLine { product_id: product, quantity: 1 }],
+            idempotency_key: None,
+        };
+        let event = Envelope::new(*id, Pattern::Choreographed, payload).with_derived_id("CheckoutInitiated");
+        async move { events.append(&event, None).await.expect("append") }
+    });
+    futures::future::join_all(appends).await;
+    let mut failed = Vec::new();
+    for id in &ids {
+        let view = terminal(&app, *id).await;
+        if view["status"] != "SUCCEEDED" {
+            failed.push(view);
+        }
+    }
+    assert!(failed.is_empty(), "{} of {} failed, e.g. {}", failed.len(), ids.len(), failed[0]);
+    let l = assert_conserved(&app, product, 10_000).await;
+    assert_eq!((l.sold, l.reserved), (400, 0));
+    app.stop().await;
+}

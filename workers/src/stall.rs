@@ -2,6 +2,8 @@
 //! `CheckoutInitiated` (nak with a delay, durable on the server) until the
 //! checkout ends; when it has had no event for `CHORUS_STALL_DEADLINE`
 //! (a worker down, an event given up on), it fails and compensates it.
+//! A checkout that is merely queued (its next worker is alive and busy with a
+//! backlog) is not stalled: it is looked at again later.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use chorus_event_store::{EventPayload, Pattern, RecordedEvent};
 use time::OffsetDateTime;
 
 use crate::{
-    WorkerError, Workers,
+    WorkerError, WorkerName, Workers,
     consumer::{Delivery, Handled},
     settle::{self, Checkout, Failure},
 };
@@ -38,9 +40,48 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent, delivery: Delivery) ->
     if idle < deadline {
         return Ok(Handled::Later(deadline - idle + SLACK));
     }
+    if next_worker_is_busy(ctx, &checkout, last).await {
+        tracing::info!(idle = ?idle, "checkout queued behind a backlog; its worker is alive");
+        return Ok(Handled::Later(deadline));
+    }
+    // The worker may have moved on since the history was read: it publishes
+    // before it acks, so a history read after its consumer's state shows it.
+    let again = Checkout::load(ctx, e.checkout_id).await?;
+    if again.ended() {
+        return Ok(Handled::Done);
+    }
+    if again.history.len() > checkout.history.len() {
+        return Ok(Handled::Later(deadline));
+    }
     let reason = format!("stalled: no progress for {}s after {}", deadline.as_secs_f64(), last.envelope.event_type());
     tracing::warn!(idle = ?idle, "checkout stalled: failing and compensating it");
     let failure = Failure { reason, step: "stalled", preface: None, source: "stall-watch" };
     settle::abort(ctx, &checkout, event, failure).await?;
     Ok(Handled::Done)
+}
+
+/// Whether the worker that acts next on this checkout has its event still
+/// to handle and has been delivered or acked something lately (within the
+/// deadline or the ack wait, whichever is longer): then the checkout waits
+/// in a queue, it is not stalled.
+async fn next_worker_is_busy(ctx: &Workers, checkout: &Checkout, last: &RecordedEvent) -> bool {
+    let (worker, consumes) = match last.envelope.event_type() {
+        "CheckoutInitiated" | "StockReservationFailed" => (WorkerName::StockReservation, "CheckoutInitiated"),
+        "StockReserved" => (WorkerName::OrderCreation, "StockReserved"),
+        "OrderCreationFailed" | "StockReleased" => (WorkerName::StockCompensation, "OrderCreationFailed"),
+        _ => return false,
+    };
+    let Some(pending) = checkout.history.iter().rev().find(|e| e.envelope.event_type() == consumes) else {
+        return false;
+    };
+    let Ok(info) = ctx.events.stream().consumer_info(worker.durable()).await else {
+        return false;
+    };
+    let unhandled = pending.sequence > info.ack_floor.stream_sequence;
+    // A worker that pulls gets deliveries, and one holding a batch acks or
+    // loses it within the ack wait; a dead one gets and acks nothing.
+    let window = ctx.settings.stall_deadline.max(ctx.settings.ack_wait);
+    let recent = |at: Option<OffsetDateTime>| at.is_some_and(|at| OffsetDateTime::now_utc() - at < window);
+    let alive = recent(info.delivered.last_active) || recent(info.ack_floor.last_active);
+    unhandled && alive
 }
