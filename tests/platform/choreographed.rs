@@ -556,3 +556,45 @@ async fn a_checkout_queued_behind_a_backlog_is_not_stalled() {
     assert_eq!((l.sold, l.reserved), (400, 0));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_of_a_worker_share_its_consumer() {
+    let app = TestApp::start_without(Backend::Sqlite, &[], false, &[WorkerName::OrderCreation]).await;
+    let product = app.create_product("Shared", 100, 100).await;
+    let ports: Vec<u16> = (0..2).map(|_| chorus_runtime::nats_server::free_port().expect("port")).collect();
+    let _replicas: Vec<_> = ports
+        .iter()
+        .map(|port| {
+            let mut env = vec![
+                ("NATS_URL", app.nats.url()),
+                ("CHORUS_DATA_DIR", app.data_dir.path().display().to_string()),
+                ("CHORUS_METRICS_ADDR", format!("127.0.0.1:{port}")),
+            ];
+            env.extend(app.dbs.urls.iter().map(|(s, url)| (leak(format!("{s}_DATABASE_URL")), url.clone())));
+            chorus(&["worker", "order-creation"], &env)
+        })
+        .collect();
+    let scrape = |port: u16| {
+        let http = app.http.clone();
+        async move {
+            let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.ok()?.text().await.ok()?;
+            let line = r#"events_consumed_total{topic="ecommerce.checkout",type="StockReserved",consumer="choreo-order"} "#;
+            Some(text.lines().find_map(|l| l.strip_prefix(line)).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0))
+        }
+    };
+    assert!(eventually(SETTLE, || async { scrape(ports[0]).await.is_some() && scrape(ports[1]).await.is_some() }).await);
+    let items = [(product, 1)];
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.extend(futures::future::join_all((0..8).map(|_| checkout(&app, Uuid::new_v4(), &items))).await);
+    }
+    for id in &ids {
+        assert_eq!(terminal(&app, *id).await["status"], "SUCCEEDED");
+    }
+    let handled = (scrape(ports[0]).await.unwrap_or(0), scrape(ports[1]).await.unwrap_or(0));
+    assert_eq!(handled.0 + handled.1, 40, "each StockReserved handled once: {handled:?}");
+    assert!(handled.0 > 0 && handled.1 > 0, "both replicas took a share: {handled:?}");
+    let l = assert_conserved(&app, product, 100).await;
+    assert_eq!((l.sold, l.reserved), (40, 0));
+    app.stop().await;
+}
