@@ -103,7 +103,9 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
         let permits = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut consumer = consumer;
         while !token.is_cancelled() {
-            let mut messages = match consumer.messages().await {
+            // Pull no more than can be handled at once, so that no event
+            // waits in a client buffer while its ack wait runs out.
+            let mut messages = match consumer.stream().max_messages_per_batch(IN_FLIGHT).messages().await {
                 Ok(messages) => messages,
                 Err(e) => {
                     tracing::warn!(worker = %worker, error = %e, "cannot pull; retrying");
