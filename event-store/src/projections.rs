@@ -16,7 +16,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{EventPayload, EventStore, EventStoreError, Pattern, RecordedEvent, event::micros_rfc3339, store::kv_stream_config};
+use crate::{
+    EventPayload, EventStore, EventStoreError, Pattern, RecordedEvent,
+    event::micros_rfc3339,
+    store::{cas, kv_stream_config},
+};
 
 /// KV bucket of [`CheckoutView`]s, keyed by checkout id.
 pub const CHECKOUTS_BUCKET: &str = "CHECKOUTS";
@@ -414,36 +418,14 @@ async fn update<V: View>(store: &kv::Store, event: &RecordedEvent) -> Result<(),
 
 /// Writes `change(current)` to `key` unless it returns `None`, with CAS.
 async fn modify<V: View>(store: &kv::Store, key: &str, change: impl Fn(Option<V>) -> Option<V>) -> Result<(), EventStoreError> {
-    loop {
-        let entry = store.entry(key).await.map_err(EventStoreError::index)?;
-        let (current, revision) = match entry {
-            Some(entry) if entry.operation == kv::Operation::Put => {
-                let view = serde_json::from_slice::<V>(&entry.value).map_err(|source| EventStoreError::Decode { sequence: 0, source })?;
-                (Some(view), Some(entry.revision))
-            }
-            Some(entry) => (None, Some(entry.revision)),
-            None => (None, None),
-        };
-        let Some(next) = change(current) else { return Ok(()) };
-        let value = Bytes::from(serde_json::to_vec(&next)?);
-        let written = match revision {
-            Some(revision) => store
-                .update(key, value, revision)
-                .await
-                .map(drop)
-                .map_err(|e| (e.kind() == kv::UpdateErrorKind::WrongLastRevision, async_nats::Error::from(e))),
-            None => store
-                .create(key, value)
-                .await
-                .map(drop)
-                .map_err(|e| (e.kind() == kv::CreateErrorKind::AlreadyExists, async_nats::Error::from(e))),
-        };
-        match written {
-            Ok(()) => return Ok(()),
-            Err((true, _)) => continue,
-            Err((false, e)) => return Err(EventStoreError::Index(e)),
-        }
-    }
+    cas(store, key, |current| {
+        let current = current
+            .map(serde_json::from_slice::<V>)
+            .transpose()
+            .map_err(|source| EventStoreError::Decode { sequence: 0, source })?;
+        Ok(change(current).map(|next| serde_json::to_vec(&next).map(Bytes::from)).transpose()?)
+    })
+    .await
 }
 
 /// Folds the whole stream in memory (one write per key, not per event),

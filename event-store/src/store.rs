@@ -172,35 +172,16 @@ impl EventStore {
     /// Adds `sequence` to the checkout's index entry, with compare-and-set
     /// so that concurrent appenders (orchestrator, workers) never lose one.
     async fn index_insert(&self, checkout_id: Uuid, sequence: u64) -> Result<(), EventStoreError> {
-        let key = checkout_id.to_string();
-        loop {
-            let entry = self.index.entry(&key).await.map_err(EventStoreError::index)?;
-            let (mut sequences, revision) = match entry {
-                Some(entry) if entry.operation == kv::Operation::Put => {
-                    (decode_sequences(&entry.value)?, Some(entry.revision))
-                }
-                _ => (Vec::new(), None),
-            };
+        cas(&self.index, &checkout_id.to_string(), |current| {
+            let mut sequences = current.map(decode_sequences).transpose()?.unwrap_or_default();
             if sequences.contains(&sequence) {
-                return Ok(());
+                return Ok(None);
             }
             sequences.push(sequence);
             sequences.sort_unstable();
-            let value = Bytes::from(serde_json::to_vec(&sequences)?);
-            let written = match revision {
-                Some(revision) => self.index.update(&key, value, revision).await.map(drop).map_err(|e| {
-                    (e.kind() == kv::UpdateErrorKind::WrongLastRevision, async_nats::Error::from(e))
-                }),
-                None => self.index.create(&key, value).await.map(drop).map_err(|e| {
-                    (e.kind() == kv::CreateErrorKind::AlreadyExists, async_nats::Error::from(e))
-                }),
-            };
-            match written {
-                Ok(()) => return Ok(()),
-                Err((true, _)) => continue, // another appender won the race: read again
-                Err((false, e)) => return Err(EventStoreError::Index(e)),
-            }
-        }
+            Ok(Some(Bytes::from(serde_json::to_vec(&sequences)?)))
+        })
+        .await
     }
 
     /// The sequences of one checkout's events, from the index.
@@ -313,6 +294,43 @@ impl EventStore {
                 decode(sequence, &msg.payload, msg.headers.as_ref())
             })
             .boxed())
+    }
+}
+
+/// Writes `change(current value)` to `key` unless it returns `None`, as a
+/// compare-and-set on the key's revision, reading again after a lost race:
+/// concurrent writers of one key never lose each other's updates.
+pub(crate) async fn cas(
+    store: &kv::Store,
+    key: &str,
+    change: impl Fn(Option<&[u8]>) -> Result<Option<Bytes>, EventStoreError>,
+) -> Result<(), EventStoreError> {
+    loop {
+        let entry = store.entry(key).await.map_err(EventStoreError::index)?;
+        let (current, revision) = match &entry {
+            Some(entry) if entry.operation == kv::Operation::Put => (Some(entry.value.as_ref()), Some(entry.revision)),
+            // A purged key keeps a marker: the next write must follow it.
+            Some(entry) => (None, Some(entry.revision)),
+            None => (None, None),
+        };
+        let Some(value) = change(current)? else { return Ok(()) };
+        let written = match revision {
+            Some(revision) => store
+                .update(key, value, revision)
+                .await
+                .map(drop)
+                .map_err(|e| (e.kind() == kv::UpdateErrorKind::WrongLastRevision, async_nats::Error::from(e))),
+            None => store
+                .create(key, value)
+                .await
+                .map(drop)
+                .map_err(|e| (e.kind() == kv::CreateErrorKind::AlreadyExists, async_nats::Error::from(e))),
+        };
+        match written {
+            Ok(()) => return Ok(()),
+            Err((true, _)) => continue,
+            Err((false, e)) => return Err(EventStoreError::Index(e)),
+        }
     }
 }
 

@@ -5,9 +5,9 @@
 
 use chorus_contracts::{
     ServiceError,
-    catalogue::GetProducts,
+    catalogue::{self, GetProducts},
     inventory::{Commit, ReservationStatus},
-    orders::{CancelOrderByKey, CreateOrder, OrderLine, OrderStatus},
+    orders::{CancelOrderByKey, CreateOrder, OrderStatus},
 };
 use chorus_event_store::{EventPayload, Pattern, RecordedEvent};
 use uuid::Uuid;
@@ -32,15 +32,7 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
     let trace = settle::trace_of(event);
     let ids = checkout.items.iter().map(|l| l.product_id).collect();
     let products = ctx.services.call_traced(&GetProducts { ids, checkout_id: Some(checkout.id) }, trace.as_ref()).await?;
-    let priced: Result<Vec<OrderLine>, String> = checkout
-        .items
-        .iter()
-        .map(|line| match products.iter().find(|p| p.id == line.product_id) {
-            Some(p) if p.active => Ok(OrderLine { product_id: p.id, quantity: line.quantity, unit_price_cents: p.price_cents }),
-            Some(p) => Err(format!("product {} ({}) is not for sale", p.id, p.name)),
-            None => Err(format!("product {} does not exist", line.product_id)),
-        })
-        .collect();
+    let priced = catalogue::price(&checkout.lines(), &products);
     let items = match priced {
         Ok(items) => items,
         Err(reason) => return fail(ctx, &checkout, event, *reservation_id, reason, "PRODUCT_UNAVAILABLE").await,

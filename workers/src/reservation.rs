@@ -4,7 +4,7 @@
 
 use chorus_contracts::{
     ServiceError,
-    catalogue::GetProducts,
+    catalogue::{self, GetProducts},
     inventory::{ReservationStatus, Reserve},
 };
 use chorus_event_store::{EventPayload, Pattern, RecordedEvent};
@@ -26,11 +26,7 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
     let trace = settle::trace_of(event);
     let ids = items.iter().map(|l| l.product_id).collect();
     let products = ctx.services.call_traced(&GetProducts { ids, checkout_id: Some(checkout.id) }, trace.as_ref()).await?;
-    let unavailable = items.iter().find_map(|line| match products.iter().find(|p| p.id == line.product_id) {
-        None => Some(format!("product {} does not exist", line.product_id)),
-        Some(p) if !p.active => Some(format!("product {} ({}) is not for sale", p.id, p.name)),
-        Some(_) => None,
-    });
+    let unavailable = catalogue::price(&checkout.lines(), &products).err();
     if let Some(reason) = unavailable {
         return refuse(ctx, &checkout, event, reason, "PRODUCT_UNAVAILABLE").await;
     }

@@ -70,3 +70,16 @@ impl Endpoint for SetProductActive {
     const OPERATION: &'static str = "set_active";
     type Response = Product;
 }
+
+/// Prices a cart from the catalogue's answer: every product must exist and
+/// be for sale, else the reason it cannot be sold.
+pub fn price(items: &[crate::inventory::Line], products: &[Product]) -> Result<Vec<crate::orders::OrderLine>, String> {
+    items
+        .iter()
+        .map(|line| match products.iter().find(|p| p.id == line.product_id) {
+            None => Err(format!("product {} does not exist", line.product_id)),
+            Some(p) if !p.active => Err(format!("product {} ({}) is not for sale", p.id, p.name)),
+            Some(p) => Ok(crate::orders::OrderLine { product_id: p.id, quantity: line.quantity, unit_price_cents: p.price_cents }),
+        })
+        .collect()
+}

@@ -11,9 +11,9 @@ use std::{
 use chorus_contracts::{
     ServiceClient, ServiceError, cart,
     catalogue::GetProducts,
-    inventory::{CancelReservation, CheckAvailability, Commit, Line, ReservationStatus, Reserve},
+    inventory::{CancelReservation, CheckAvailability, Commit, ReservationStatus, Reserve},
     orchestrator::{Saga, StartCheckout},
-    orders::{CancelOrderByKey, CreateOrder, OrderLine},
+    orders::{CancelOrderByKey, CreateOrder},
 };
 use chorus_event_store::{CartLine, Envelope, EventPayload, EventStore, Pattern};
 use chorus_runtime::{shutdown::Shutdown, trace::TraceParent};
@@ -291,7 +291,7 @@ impl Orchestrator {
                 let items = repo::items_of(row)?;
                 let ids = items.iter().map(|l| l.product_id).collect();
                 match self.call(&GetProducts { ids, checkout_id: Some(row.id) }, trace).await {
-                    Ok(products) => match price(&items, &products) {
+                    Ok(products) => match chorus_contracts::catalogue::price(&items, &products) {
                         Ok(lines) => Outcome { patch: Patch { lines: Some(lines), ..Patch::default() }, ..Outcome::next(SagaEvent::StepSucceeded) },
                         Err(reason) => Outcome::fail(FailedProductUnavailable, "fetch_products", reason),
                     },
@@ -483,17 +483,6 @@ impl Orchestrator {
     }
 }
 
-/// Prices the cart; every product must exist and be for sale.
-fn price(items: &[Line], products: &[chorus_contracts::catalogue::Product]) -> Result<Vec<OrderLine>, String> {
-    items
-        .iter()
-        .map(|line| match products.iter().find(|p| p.id == line.product_id) {
-            None => Err(format!("product {} does not exist", line.product_id)),
-            Some(p) if !p.active => Err(format!("product {} ({}) is not for sale", p.id, p.name)),
-            Some(p) => Ok(OrderLine { product_id: p.id, quantity: line.quantity, unit_price_cents: p.price_cents }),
-        })
-        .collect()
-}
 
 /// The step a running state belongs to, for `failure_step`.
 fn step_of(state: SagaState) -> &'static str {
