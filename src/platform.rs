@@ -181,11 +181,10 @@ impl Platform {
         let gateway_addr = match options.role {
             Role::All | Role::Gateway => {
                 let addr = config.gateway_addr;
-                if !addr.ip().is_loopback() {
-                    // Auth is not enforced yet, so the gateway stays on loopback.
-                    return Err(ChorusError::OpenWithoutAuth(addr));
-                }
                 if config.jwt_secret.is_none() {
+                    if !addr.ip().is_loopback() {
+                        return Err(ChorusError::OpenWithoutAuth(addr));
+                    }
                     tracing::warn!(%addr, "no CHORUS_JWT_SECRET: serving without auth, on loopback only");
                 }
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -195,10 +194,14 @@ impl Platform {
                     services: services.clone(),
                     events: events.clone(),
                     projections: projections.clone(),
+                    hub: chorus_gateway::live::Hub::start(events.clone(), &shutdown)
+                        .await
+                        .map_err(|e| ChorusError::Service { service: "gateway", message: e.to_string() })?,
+                    auth: chorus_gateway::auth::Auth::new(config.jwt_secret.as_ref().map(|s| s.expose())),
                     checkouts: services.with_timeout(CHECKOUT_WAIT + Duration::from_secs(15)),
                     fault_injection: config.fault_injection,
                 };
-                let router = chorus_gateway::router(state, metrics.clone());
+                let router = chorus_gateway::router(state, metrics.clone(), &config.cors_origins);
                 let bound = chorus_gateway::serve(listener, router, &shutdown)
                     .map_err(|source| ChorusError::Bind { addr, source })?;
                 Some(bound)

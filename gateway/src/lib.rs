@@ -2,24 +2,32 @@
 //!
 //! - [`schema`]: the GraphQL types, queries and mutations (no HTTP here);
 //! - [`views`]: checkouts, events and orders read from the event store and read models;
+//! - [`auth`]: bearer JWTs and who may do what; [`live`]: the fan-out behind subscriptions;
 //! - [`error`]: the one mapping from every failure to `extensions.code`;
 //! - this file: the axum wiring (`/graphql`, GraphiQL at `/`, `/health`,
 //!   `/metrics`) and [`serve`].
 
+pub mod auth;
 pub mod error;
+mod guard;
+pub mod live;
 pub mod schema;
 pub mod views;
 
 use std::{net::SocketAddr, time::Duration};
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::GraphQL;
+use async_graphql::{ErrorExtensions, http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource}};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket, rejection::GraphQLRejection};
 use axum::{
     Json, Router,
-    extract::State,
-    http::StatusCode,
-    response::{Html, IntoResponse},
+    extract::{FromRequest, FromRequestParts, Request, State, WebSocketUpgrade},
+    http::{HeaderValue, Method, StatusCode, header},
+    response::{Html, IntoResponse, Response},
     routing::get,
+};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
 };
 use chorus_contracts::ServiceClient;
 use chorus_event_store::{EventStore, Projections};
@@ -38,20 +46,121 @@ pub struct GatewayState {
     pub services: ServiceClient,
     pub events: EventStore,
     pub projections: Projections,
+    /// The live fan-out behind subscriptions.
+    pub hub: live::Hub,
+    pub auth: auth::Auth,
     /// For calls that wait for a whole saga (a longer timeout).
     pub checkouts: ServiceClient,
     /// Whether `setFault` may change faults (`CHORUS_FAULT_INJECTION=1`).
     pub fault_injection: bool,
 }
 
+/// Largest request body accepted (a query with its variables).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What the `/graphql` handler needs.
+#[derive(Clone)]
+struct Gql {
+    schema: ChorusSchema,
+    auth: auth::Auth,
+}
+
 /// The gateway's routes.
-pub fn router(state: GatewayState, metrics: PrometheusHandle) -> Router {
-    let schema = build_schema(state.clone());
-    Router::new()
+pub fn router(state: GatewayState, metrics: PrometheusHandle, cors: &[String]) -> Router {
+    let gql = Gql { schema: build_schema(state.clone()), auth: state.auth.clone() };
+    let router = Router::new()
         .route("/", get(graphiql))
-        .route_service("/graphql", GraphQL::new(schema))
+        .route("/app", get(example_app))
+        .route("/graphql", get(graphql).post(graphql).with_state(gql))
         .route("/health", get(health).with_state(state))
         .merge(chorus_runtime::metrics::router(metrics))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY));
+    match cors_layer(cors) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+/// `CHORUS_CORS_ORIGINS`: `*`, or a list of origins allowed to call from a browser.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]);
+    if origins.iter().any(|o| o == "*") {
+        return Some(layer.allow_origin(AllowOrigin::any()));
+    }
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    Some(layer.allow_origin(AllowOrigin::list(list)))
+}
+
+/// `/graphql`: queries and mutations over HTTP (POST, or GET with the query
+/// in the URL), subscriptions over WebSocket on the same path.
+async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    if parts.headers.contains_key(header::UPGRADE) {
+        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
+            Ok(protocol) => protocol,
+            Err(status) => return status.into_response(),
+        };
+        let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(upgrade) => upgrade,
+            Err(rejection) => return rejection.into_response(),
+        };
+        return upgrade
+            .protocols(ALL_WEBSOCKET_PROTOCOLS)
+            .on_upgrade(move |socket| {
+                let auth = gql.auth.clone();
+                GraphQLWebSocket::new(socket, gql.schema, protocol)
+                    .on_connection_init(move |payload| async move {
+                        // Refusing here closes the socket (graphql-transport-ws: 4403).
+                        let principal = auth
+                            .principal(init_token(&payload).as_deref())
+                            .map_err(|e| async_graphql::Error::new(format!("{}: {e}", e.code())))?;
+                        let mut data = async_graphql::Data::default();
+                        data.insert(principal);
+                        Ok(data)
+                    })
+                    .serve()
+            })
+            .into_response();
+    }
+    let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let principal = match gql.auth.principal(authorization.as_deref()) {
+        Ok(principal) => principal,
+        Err(e) => return GraphQLResponse::from(refusal(e)).into_response(),
+    };
+    let request = match GraphQLRequest::<GraphQLRejection>::from_request(Request::from_parts(parts, body), &()).await {
+        Ok(request) => request.into_inner(),
+        Err(rejection) => {
+            let e = GatewayError::BadUserInput(format!("not a GraphQL request: {}", rejection.0));
+            return GraphQLResponse::from(refusal(e)).into_response();
+        }
+    };
+    GraphQLResponse::from(gql.schema.execute(request.data(principal)).await).into_response()
+}
+
+/// A whole request refused before it runs, with its code.
+fn refusal(e: GatewayError) -> async_graphql::Response {
+    async_graphql::Response::from_errors(vec![e.extend().into_server_error(async_graphql::Pos::default())])
+}
+
+/// The bearer token of a `connection_init` payload: `{"Authorization":
+/// "Bearer …"}` (as GraphiQL's headers send it), `{"authorization": …}` or
+/// `{"token": "…"}`.
+fn init_token(payload: &serde_json::Value) -> Option<String> {
+    let field = |name: &str| payload.get(name).and_then(|v| v.as_str());
+    field("Authorization")
+        .or_else(|| field("authorization"))
+        .map(str::to_owned)
+        .or_else(|| field("token").map(|t| format!("Bearer {t}")))
+}
+
+/// The example frontend (`examples/web/`), the page a frontend developer copies.
+async fn example_app() -> impl IntoResponse {
+    Html(include_str!("../../examples/web/index.html"))
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then lets in-flight

@@ -2,9 +2,11 @@
 //! input into typed values first (so bad input writes nothing), then call
 //! services through the typed client.
 
-use async_graphql::{
-    Context, EmptySubscription, Enum, ID, InputObject, Object, ResultExt, Schema, SimpleObject,
-};
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, ErrorExtensions, ID, InputObject, Object, ResultExt, Schema, SimpleObject, Subscription};
+use chorus_event_store::RecordedEvent;
+use futures::{Stream, StreamExt};
 use chorus_contracts::{
     cart,
     catalogue::{self, CreateProduct, GetProducts, ListProducts, SetProductActive},
@@ -18,6 +20,7 @@ use uuid::Uuid;
 
 use crate::{
     GatewayError, GatewayState,
+    auth::Principal,
     views::{Checkout, CheckoutAccepted, CheckoutEvent, ClientOrders, EventPage},
 };
 use chorus_event_store::{CartLine, Envelope, EventPayload, Pattern};
@@ -25,7 +28,7 @@ use chorus_event_store::{CartLine, Envelope, EventPayload, Pattern};
 /// Most events one `streamEvents` page returns.
 pub const MAX_PAGE: i32 = 1_000;
 
-pub type ChorusSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type ChorusSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Deepest query accepted.
 pub const MAX_DEPTH: usize = 12;
@@ -35,10 +38,11 @@ pub const MAX_COMPLEXITY: usize = 2_000;
 pub const MAX_STOCK: i64 = 1_000_000_000;
 
 pub fn build_schema(state: GatewayState) -> ChorusSchema {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(state)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
+        .extension(crate::guard::Guard)
         .finish()
 }
 
@@ -89,6 +93,19 @@ impl From<FaultMode> for RuntimeFaultMode {
 pub fn parse_uuid(field: &str, id: &ID) -> Result<Uuid, GatewayError> {
     Uuid::parse_str(id.as_str())
         .map_err(|_| GatewayError::BadUserInput(format!("{field}: `{}` is not a uuid", id.as_str())))
+}
+
+/// The caller, as the HTTP handler or the WebSocket `connection_init` found it.
+fn principal(ctx: &Context<'_>) -> Principal {
+    ctx.data_opt::<Principal>().cloned().unwrap_or(Principal::Anonymous)
+}
+
+/// The client a checkout's history belongs to.
+fn client_of(events: &[chorus_event_store::RecordedEvent]) -> Option<Uuid> {
+    events.iter().find_map(|e| match &e.envelope.payload {
+        EventPayload::CheckoutInitiated { client_id, .. } | EventPayload::OrderCreated { client_id, .. } => Some(*client_id),
+        _ => None,
+    })
 }
 
 fn state<'a>(ctx: &Context<'a>) -> &'a GatewayState {
@@ -319,6 +336,7 @@ impl QueryRoot {
     async fn products(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Product>> {
         let state = state(ctx);
         async {
+            principal(ctx).authenticated()?;
             let products = state.services.call(&ListProducts {}).await?;
             products_with_stock(state, products).await
         }
@@ -330,9 +348,14 @@ impl QueryRoot {
     async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Order>> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let id = parse_uuid("id", &id)?;
             match state.services.call(&GetOrder { id }).await {
-                Ok(order) => Ok::<_, GatewayError>(Some(Order::from(order))),
+                Ok(order) => {
+                    who.acts_as(order.client_id)?;
+                    Ok::<_, GatewayError>(Some(Order::from(order)))
+                }
                 Err(chorus_contracts::ServiceError::NotFound(_)) => Ok(None),
                 Err(e) => Err(e.into()),
             }
@@ -345,9 +368,14 @@ impl QueryRoot {
     async fn saga(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Saga>> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let id = parse_uuid("id", &id)?;
             match state.services.call(&GetSaga { id }).await {
-                Ok(saga) => Saga::try_from(saga).map(Some),
+                Ok(saga) => {
+                    who.acts_as(saga.client_id)?;
+                    Saga::try_from(saga).map(Some)
+                }
                 Err(chorus_contracts::ServiceError::NotFound(_)) => Ok(None),
                 Err(e) => Err(e.into()),
             }
@@ -365,9 +393,12 @@ impl QueryRoot {
     ) -> async_graphql::Result<Vec<Saga>> {
         let gateway = self::state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             if !(1..=500).contains(&limit) {
                 return Err(GatewayError::BadUserInput("limit: 1 to 500".into()));
             }
+            who.admin()?;
             let request = ListSagas { state: state.map(SagaState::name), limit: limit.unsigned_abs() };
             gateway.services.call(&request).await?.into_iter().map(Saga::try_from).collect()
         }
@@ -380,8 +411,14 @@ impl QueryRoot {
     async fn checkout(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Checkout>> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let id = parse_uuid("id", &id)?;
-            Ok::<_, GatewayError>(state.projections.checkout_fresh(&state.events, id).await?.map(Checkout::from))
+            let view = state.projections.checkout_fresh(&state.events, id).await?;
+            if let Some(client) = view.as_ref().and_then(|v| v.client_id) {
+                who.acts_as(client)?;
+            }
+            Ok::<_, GatewayError>(view.map(Checkout::from))
         }
         .await
         .extend()
@@ -392,8 +429,13 @@ impl QueryRoot {
     async fn checkout_events(&self, ctx: &Context<'_>, checkout_id: ID) -> async_graphql::Result<Vec<CheckoutEvent>> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let id = parse_uuid("checkoutId", &checkout_id)?;
             let events = state.events.read_checkout(id).await?;
+            if let Some(client) = client_of(&events) {
+                who.acts_as(client)?;
+            }
             Ok::<_, GatewayError>(events.into_iter().map(CheckoutEvent::from).collect())
         }
         .await
@@ -409,12 +451,15 @@ impl QueryRoot {
     ) -> async_graphql::Result<EventPage> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             if from_sequence < 1 {
                 return Err(GatewayError::BadUserInput("fromSequence: 1 or more".into()));
             }
             if !(1..=MAX_PAGE).contains(&limit) {
                 return Err(GatewayError::BadUserInput(format!("limit: 1 to {MAX_PAGE}")));
             }
+            who.admin()?;
             let page = state.events.read_page(from_sequence.unsigned_abs(), limit.unsigned_abs() as usize).await?;
             Ok(EventPage {
                 events: page.events.into_iter().map(CheckoutEvent::from).collect(),
@@ -430,7 +475,10 @@ impl QueryRoot {
     async fn orders_by_client(&self, ctx: &Context<'_>, client_id: ID) -> async_graphql::Result<Option<ClientOrders>> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let id = parse_uuid("clientId", &client_id)?;
+            who.acts_as(id)?;
             Ok::<_, GatewayError>(state.projections.orders_by_client(id).await?.map(ClientOrders::from))
         }
         .await
@@ -441,6 +489,7 @@ impl QueryRoot {
     async fn product(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Product>> {
         let state = state(ctx);
         async {
+            principal(ctx).authenticated()?;
             let id = parse_uuid("id", &id)?;
             product_by_id(state, id).await
         }
@@ -459,7 +508,10 @@ impl MutationRoot {
     async fn checkout_orchestrated(&self, ctx: &Context<'_>, input: CheckoutInput) -> async_graphql::Result<Saga> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let cart = input.parse()?;
+            who.acts_as(cart.client_id)?;
             let request = StartCheckout {
                 client_id: cart.client_id,
                 items: cart.items,
@@ -479,7 +531,10 @@ impl MutationRoot {
     async fn checkout_choreographed(&self, ctx: &Context<'_>, input: CheckoutInput) -> async_graphql::Result<CheckoutAccepted> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let cart = input.parse()?;
+            who.acts_as(cart.client_id)?;
             let checkout_id = match &cart.idempotency_key {
                 // The same client and key name the same checkout, and its
                 // first event the same message id: a racing repeat is deduplicated.
@@ -507,7 +562,10 @@ impl MutationRoot {
     async fn compensate_saga(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Saga> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let id = parse_uuid("id", &id)?;
+            who.admin()?;
             match state.checkouts.call(&CompensateSaga { id }).await {
                 Err(chorus_contracts::ServiceError::Conflict(m)) => Err(GatewayError::BadUserInput(m)),
                 other => Saga::try_from(other?),
@@ -527,6 +585,8 @@ impl MutationRoot {
     ) -> async_graphql::Result<Product> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 200 {
                 return Err(GatewayError::BadUserInput("name: 1 to 200 characters".into()));
@@ -537,6 +597,7 @@ impl MutationRoot {
             if stock < 0 {
                 return Err(GatewayError::BadUserInput("stock: cannot be negative".into()));
             }
+            who.admin()?;
             let id = Uuid::now_v7();
             let product = state
                 .services
@@ -553,10 +614,13 @@ impl MutationRoot {
     async fn restock(&self, ctx: &Context<'_>, product_id: ID, quantity: i32) -> async_graphql::Result<Product> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let id = parse_uuid("productId", &product_id)?;
             if quantity < 1 || i64::from(quantity) > MAX_STOCK {
                 return Err(GatewayError::BadUserInput(format!("quantity: 1 to {MAX_STOCK}")));
             }
+            who.admin()?;
             let found = state.services.call(&GetProducts { ids: vec![id], checkout_id: None }).await?;
             let Some(product) = found.into_iter().next() else {
                 return Err(GatewayError::NotFound(format!("product {id} not found")));
@@ -577,7 +641,10 @@ impl MutationRoot {
     ) -> async_graphql::Result<Product> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let id = parse_uuid("productId", &product_id)?;
+            who.admin()?;
             let product = state.services.call(&SetProductActive { id, active }).await?;
             let levels = state.services.call(&Levels { product_ids: Some(vec![id]) }).await?;
             Ok::<_, GatewayError>(Product::from_parts(product, levels.first()))
@@ -598,7 +665,10 @@ impl MutationRoot {
     ) -> async_graphql::Result<bool> {
         let state = state(ctx);
         async {
+            let who = principal(ctx);
+            who.authenticated()?;
             let spec = FaultSpec::new(&target, mode.into(), rate).map_err(GatewayError::BadUserInput)?;
+            who.admin()?;
             if !state.fault_injection {
                 return Err(GatewayError::Forbidden(
                     "fault injection is off: start Chorus with CHORUS_FAULT_INJECTION=1".into(),
@@ -612,7 +682,121 @@ impl MutationRoot {
     }
 }
 
+pub struct SubscriptionRoot;
+
+/// Live views of checkouts (WebSocket, `graphql-transport-ws` or `graphql-ws`).
+#[Subscription]
+impl SubscriptionRoot {
+    /// Every event of one checkout, from its first, then live as they are
+    /// stored, each once and in order; completes after the event that ends
+    /// the checkout. Opened after the checkout ended, it replays everything
+    /// and completes.
+    async fn checkout_progress(
+        &self,
+        ctx: &Context<'_>,
+        checkout_id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<CheckoutEvent>> + use<>> {
+        let state = state(ctx);
+        let who = principal(ctx);
+        async {
+            who.authenticated()?;
+            let id = parse_uuid("checkoutId", &checkout_id)?;
+            let live = state.hub.checkout(&state.events, id, &who.key()).await?;
+            Ok::<_, GatewayError>(owned_by(live, who).map(|e| e.map(|e| CheckoutEvent::from((*e).clone())).map_err(|e| e.extend())))
+        }
+        .await
+        .extend()
+    }
+
+    /// The transitions of one orchestrated saga (replayed, then live;
+    /// completes at its terminal state), or of every saga from now on
+    /// (admin) when no id is given.
+    async fn saga_transitions(
+        &self,
+        ctx: &Context<'_>,
+        saga_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<SagaTransition>> + use<>> {
+        let state = state(ctx);
+        let who = principal(ctx);
+        async {
+            who.authenticated()?;
+            let live = match saga_id {
+                Some(id) => {
+                    let id = parse_uuid("sagaId", &id)?;
+                    owned_by(state.hub.checkout(&state.events, id, &who.key()).await?, who).boxed()
+                }
+                None => {
+                    who.admin()?;
+                    state.hub.all(&who.key())?.boxed()
+                }
+            };
+            Ok::<_, GatewayError>(live.filter_map(|e| async move {
+                match e {
+                    Ok(e) => SagaTransition::from_event(&e).map(Ok),
+                    Err(e) => Some(Err(e.extend())),
+                }
+            }))
+        }
+        .await
+        .extend()
+    }
+
+    /// Every event stored from now on, of every checkout (admin).
+    async fn all_checkout_events(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<CheckoutEvent>> + use<>> {
+        let state = state(ctx);
+        let who = principal(ctx);
+        async {
+            who.admin()?;
+            let live = state.hub.all(&who.key())?;
+            Ok::<_, GatewayError>(live.map(|e| e.map(|e| CheckoutEvent::from((*e).clone())).map_err(|e| e.extend())))
+        }
+        .await
+        .extend()
+    }
+}
+
+/// Ends a checkout's stream with `FORBIDDEN` at its first event naming
+/// another client, so a client follows only its own checkouts.
+fn owned_by<S>(live: S, who: Principal) -> impl Stream<Item = Result<Arc<RecordedEvent>, GatewayError>> + use<S>
+where
+    S: Stream<Item = Result<Arc<RecordedEvent>, GatewayError>>,
+{
+    live.scan(false, move |refused, item| {
+        if *refused {
+            return futures::future::ready(None);
+        }
+        let item = match item {
+            Ok(event) => match client_of(std::slice::from_ref(&event)).map(|c| who.acts_as(c)) {
+                Some(Err(e)) => {
+                    *refused = true;
+                    Err(e)
+                }
+                _ => Ok(event),
+            },
+            Err(e) => Err(e),
+        };
+        futures::future::ready(Some(item))
+    })
+}
+
+impl SagaTransition {
+    /// The transition an event records, if it is a `SagaTransitioned`.
+    fn from_event(event: &RecordedEvent) -> Option<Self> {
+        let EventPayload::SagaTransitioned { from, to, reason } = &event.envelope.payload else { return None };
+        Some(SagaTransition {
+            saga_id: ID(event.envelope.checkout_id.to_string()),
+            from: from.as_deref().and_then(|f| SagaState::parse(f).ok()),
+            to: SagaState::parse(to).ok()?,
+            reason: reason.clone(),
+            at: chorus_event_store::event::micros_rfc3339::format(event.envelope.emitted_at).unwrap_or_default(),
+        })
+    }
+}
+
 /// The schema's SDL, without needing services (`chorus schema`).
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription).finish().sdl()
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).finish().sdl()
 }

@@ -28,6 +28,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("GATEWAY_ADDR", "127.0.0.1:8080", "where the GraphQL gateway listens"),
     ("CHORUS_METRICS_ADDR", "(unset)", "where a role other than the gateway serves /metrics"),
     ("CHORUS_JWT_SECRET", "(unset: no auth, loopback only)", "HS256 secret for bearer tokens"),
+    ("CHORUS_CORS_ORIGINS", "(unset: no CORS)", "origins browsers may call the gateway from: `*` or `https://a.example,https://b.example`"),
     ("CHORUS_LOG_FORMAT", "json when stderr is not a terminal, else pretty", "`json` or `pretty`"),
     ("CHORUS_STREAM_REPLICAS", "1", "replicas of the CHECKOUT_EVENTS stream (3 on a cluster)"),
     ("CHORUS_STALL_DEADLINE", "30s", "how long a choreographed checkout may wait between two events"),
@@ -56,6 +57,7 @@ pub struct Config {
     pub gateway_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub jwt_secret: Option<Secret>,
+    pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
     pub stream_replicas: usize,
     pub stall_deadline: Duration,
@@ -322,6 +324,9 @@ impl Config {
                 Some(_) => Some(parse_addr("CHORUS_METRICS_ADDR", "")?),
             },
             jwt_secret: get("CHORUS_JWT_SECRET").map(Secret::new),
+            cors_origins: get("CHORUS_CORS_ORIGINS")
+                .map(|v| v.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default(),
             log_format,
             stream_replicas,
             stall_deadline: parse_duration("CHORUS_STALL_DEADLINE", "30s")?,

@@ -1,0 +1,169 @@
+//! Who is asking (DESIGN §4): a bearer JWT (HS256, `jsonwebtoken`) on HTTP
+//! `Authorization` or in the WebSocket `connection_init` payload; `sub` is
+//! the client id, `role` is `client` or `admin`, `exp` is checked.
+//!
+//! A request with no token is `Anonymous`; every resolver asks for the
+//! principal it needs as its first step, so authentication is checked before
+//! input, and authorization (acting as someone else) after it. A token that
+//! is present but bad refuses the whole request. Without a secret the gateway
+//! is `Open` (loopback only): everyone acts as admin.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::GatewayError;
+
+/// The claims Chorus reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Client,
+    Admin,
+}
+
+/// The caller of one request or WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// No secret is configured: no auth (loopback only).
+    Open,
+    /// A secret is configured and no token was sent.
+    Anonymous,
+    Client(Uuid),
+    Admin(String),
+}
+
+impl Principal {
+    /// Anyone authenticated.
+    pub fn authenticated(&self) -> Result<(), GatewayError> {
+        match self {
+            Principal::Anonymous => Err(GatewayError::Unauthenticated),
+            _ => Ok(()),
+        }
+    }
+
+    /// Only an admin (or an open gateway).
+    pub fn admin(&self) -> Result<(), GatewayError> {
+        match self {
+            Principal::Open | Principal::Admin(_) => Ok(()),
+            Principal::Anonymous => Err(GatewayError::Unauthenticated),
+            Principal::Client(_) => Err(GatewayError::Forbidden("this operation needs the admin role".into())),
+        }
+    }
+
+    /// Only the client itself (or an admin).
+    pub fn acts_as(&self, client_id: Uuid) -> Result<(), GatewayError> {
+        match self {
+            Principal::Open | Principal::Admin(_) => Ok(()),
+            Principal::Anonymous => Err(GatewayError::Unauthenticated),
+            Principal::Client(me) if *me == client_id => Ok(()),
+            Principal::Client(_) => Err(GatewayError::Forbidden("a client acts and reads only as itself".into())),
+        }
+    }
+
+    /// A key for per-caller limits.
+    pub fn key(&self) -> String {
+        match self {
+            Principal::Open => "open".into(),
+            Principal::Anonymous => "anonymous".into(),
+            Principal::Client(id) => format!("client:{id}"),
+            Principal::Admin(sub) => format!("admin:{sub}"),
+        }
+    }
+}
+
+/// Checks tokens against the configured secret; cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    key: Option<DecodingKey>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("enabled", &self.key.is_some()).finish()
+    }
+}
+
+impl Auth {
+    pub fn new(secret: Option<&str>) -> Self {
+        Auth { key: secret.map(|s| DecodingKey::from_secret(s.as_bytes())) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The principal of a request from its `Authorization` header value (or
+    /// the `connection_init` payload's), if any.
+    pub fn principal(&self, authorization: Option<&str>) -> Result<Principal, GatewayError> {
+        let Some(key) = &self.key else { return Ok(Principal::Open) };
+        let Some(header) = authorization else { return Ok(Principal::Anonymous) };
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or(GatewayError::Unauthenticated)?
+            .trim();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 0;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|_| GatewayError::Unauthenticated)?
+            .claims;
+        match claims.role {
+            Role::Admin => Ok(Principal::Admin(claims.sub)),
+            Role::Client => Uuid::parse_str(&claims.sub).map(Principal::Client).map_err(|_| GatewayError::Unauthenticated),
+        }
+    }
+}
+
+/// Signs a token (for tests, examples and operators' scripts).
+pub fn issue(secret: &str, sub: &str, role: Role, valid_for: std::time::Duration) -> Result<String, GatewayError> {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| GatewayError::Internal(e.to_string()))?
+        .saturating_add(valid_for)
+        .as_secs();
+    let claims = Claims { sub: sub.to_owned(), role, exp };
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn tokens_name_their_principal_and_bad_ones_are_refused() {
+        let auth = Auth::new(Some("s3cret"));
+        let client = Uuid::new_v4();
+        let token = issue("s3cret", &client.to_string(), Role::Client, Duration::from_secs(60)).expect("token");
+        assert_eq!(auth.principal(Some(&format!("Bearer {token}"))).expect("valid"), Principal::Client(client));
+        let admin = issue("s3cret", "ops", Role::Admin, Duration::from_secs(60)).expect("token");
+        assert_eq!(auth.principal(Some(&format!("Bearer {admin}"))).expect("valid"), Principal::Admin("ops".into()));
+        assert_eq!(auth.principal(None).expect("no token"), Principal::Anonymous);
+        let forged = issue("other", &client.to_string(), Role::Admin, Duration::from_secs(60)).expect("token");
+        assert!(matches!(auth.principal(Some(&format!("Bearer {forged}"))), Err(GatewayError::Unauthenticated)));
+        assert!(matches!(auth.principal(Some("Basic abc")), Err(GatewayError::Unauthenticated)));
+        assert_eq!(Auth::new(None).principal(Some("Bearer junk")).expect("open"), Principal::Open);
+    }
+
+    #[test]
+    fn clients_act_only_as_themselves() {
+        let me = Uuid::new_v4();
+        let p = Principal::Client(me);
+        assert!(p.acts_as(me).is_ok());
+        assert!(matches!(p.acts_as(Uuid::new_v4()), Err(GatewayError::Forbidden(_))));
+        assert!(matches!(p.admin(), Err(GatewayError::Forbidden(_))));
+        assert!(matches!(Principal::Anonymous.acts_as(me), Err(GatewayError::Unauthenticated)));
+        assert!(Principal::Admin("ops".into()).acts_as(me).is_ok());
+    }
+}
