@@ -11,3 +11,4 @@ mod orchestrated;
 mod orders;
 mod recovery;
 mod runtime;
+mod subscriptions;
