@@ -124,15 +124,19 @@ impl Auth {
     }
 }
 
-/// Signs a token (for tests, examples and operators' scripts).
+/// Signs a token valid for `valid_for` (for tests, examples and operators' scripts).
 pub fn issue(secret: &str, sub: &str, role: Role, valid_for: std::time::Duration) -> Result<String, GatewayError> {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| GatewayError::Internal(e.to_string()))?
         .saturating_add(valid_for)
         .as_secs();
-    let claims = Claims { sub: sub.to_owned(), role, exp };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+    encode(secret, &Claims { sub: sub.to_owned(), role, exp })
+}
+
+/// Signs `claims` as they are (an expired token, for tests).
+pub fn encode(secret: &str, claims: &Claims) -> Result<String, GatewayError> {
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))
         .map_err(|e| GatewayError::Internal(e.to_string()))
 }
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod auth;
 mod choreographed;
 mod gateway;
 mod inventory;

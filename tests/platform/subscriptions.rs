@@ -120,13 +120,21 @@ impl Ws {
     /// The next frame of subscription `id`.
     pub async fn frame(&mut self, id: &str) -> Frame {
         loop {
-            let Some(v) = self.raw().await else {
-                return Frame::Closed(self.close_reason.take().unwrap_or_default());
-            };
-            if v["id"] != id {
-                continue;
+            let (of, frame) = self.any_frame().await;
+            if of.as_deref() == Some(id) || matches!(frame, Frame::Closed(_)) {
+                return frame;
             }
-            return match v["type"].as_str() {
+        }
+    }
+
+    /// The next frame of any subscription, with its id.
+    pub async fn any_frame(&mut self) -> (Option<String>, Frame) {
+        loop {
+            let Some(v) = self.raw().await else {
+                return (None, Frame::Closed(self.close_reason.take().unwrap_or_default()));
+            };
+            let id = v["id"].as_str().map(str::to_owned);
+            let frame = match v["type"].as_str() {
                 Some("next") | Some("data") => match v["payload"]["errors"].as_array() {
                     Some(errors) if !errors.is_empty() => Frame::Error(v["payload"]["errors"][0].clone()),
                     _ => Frame::Data(v["payload"]["data"].clone()),
@@ -135,6 +143,7 @@ impl Ws {
                 Some("complete") => Frame::Complete,
                 _ => continue,
             };
+            return (id, frame);
         }
     }
 

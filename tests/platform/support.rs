@@ -239,6 +239,22 @@ impl TestApp {
             .expect("JSON body")
     }
 
+    /// POSTs a GraphQL operation with `Authorization: Bearer <token>`.
+    pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self.http.post(format!("http://{}/graphql", self.addr));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("gateway answers")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
     /// The data of a response that must have no error.
     pub async fn gql_ok(&self, query: &str, variables: Value) -> Value {
         let body = self.gql(query, variables).await;
