@@ -172,3 +172,21 @@ async fn limits_refuse_abuse_and_the_gateway_stays_healthy() {
     assert_eq!(health.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_from_configured_origins_may_call() {
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_CORS_ORIGINS", "https://shop.example")], false).await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, format!("http://{}/graphql", app.addr))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type,authorization")
+            .send()
+    };
+    let allowed = preflight("https://shop.example").await.expect("answered");
+    assert_eq!(allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://shop.example"));
+    let other = preflight("https://evil.example").await.expect("answered");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    app.stop().await;
+}

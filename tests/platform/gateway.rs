@@ -158,6 +158,8 @@ async fn health_metrics_and_playground_answer() {
 
     let page = app.http.get(format!("http://{}/", app.addr)).send().await.expect("playground");
     assert!(page.text().await.expect("html").to_lowercase().contains("graphiql"));
+    let example = app.http.get(format!("http://{}/app", app.addr)).send().await.expect("example app");
+    assert!(example.text().await.expect("html").contains("checkoutProgress"));
 
     // An alias bomb is refused before it runs: 700 aliased product lists.
     let expensive: String = (0..700).map(|i| format!("a{i}: products {{ id name }} ")).collect();
