@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 mod guard;
 pub mod live;
+mod loaders;
 pub mod schema;
 pub mod views;
 

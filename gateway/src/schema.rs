@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, ErrorExtensions, ID, InputObject, Object, ResultExt, Schema, SimpleObject, Subscription};
+use async_graphql::{
+    ComplexObject, Context, Enum, ErrorExtensions, ID, InputObject, Object, ResultExt, Schema, SimpleObject, Subscription,
+    dataloader::DataLoader,
+};
 use chorus_event_store::RecordedEvent;
 use futures::{Stream, StreamExt};
 use chorus_contracts::{
@@ -21,6 +24,7 @@ use uuid::Uuid;
 use crate::{
     GatewayError, GatewayState,
     auth::Principal,
+    loaders::{OrderLoader, ProductLoader},
     views::{Checkout, CheckoutAccepted, CheckoutEvent, ClientOrders, EventPage},
 };
 use chorus_event_store::{CartLine, Envelope, EventPayload, Pattern};
@@ -38,8 +42,12 @@ pub const MAX_COMPLEXITY: usize = 2_000;
 pub const MAX_STOCK: i64 = 1_000_000_000;
 
 pub fn build_schema(state: GatewayState) -> ChorusSchema {
+    let products = DataLoader::new(ProductLoader(state.services.clone()), tokio::spawn);
+    let orders = DataLoader::new(OrderLoader(state.services.clone()), tokio::spawn);
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(state)
+        .data(products)
+        .data(orders)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(crate::guard::Guard)
@@ -114,15 +122,15 @@ fn state<'a>(ctx: &Context<'a>) -> &'a GatewayState {
     ctx.data_unchecked::<GatewayState>()
 }
 
-async fn products_with_stock(
-    state: &GatewayState,
+pub(crate) async fn products_with_stock(
+    services: &chorus_contracts::ServiceClient,
     products: Vec<catalogue::Product>,
 ) -> Result<Vec<Product>, GatewayError> {
     if products.is_empty() {
         return Ok(Vec::new());
     }
     let ids = products.iter().map(|p| p.id).collect();
-    let levels = state.services.call(&Levels { product_ids: Some(ids) }).await?;
+    let levels = services.call(&Levels { product_ids: Some(ids) }).await?;
     Ok(products
         .into_iter()
         .map(|p| {
@@ -134,7 +142,7 @@ async fn products_with_stock(
 
 async fn product_by_id(state: &GatewayState, id: Uuid) -> Result<Option<Product>, GatewayError> {
     let found = state.services.call(&GetProducts { ids: vec![id], checkout_id: None }).await?;
-    Ok(products_with_stock(state, found).await?.pop())
+    Ok(products_with_stock(&state.services, found).await?.pop())
 }
 
 /// The states of an orchestrated checkout (DESIGN §3.1).
@@ -241,11 +249,23 @@ impl TryFrom<orchestrator::Saga> for Saga {
     }
 }
 
+/// One line of an order, at the price it was sold at.
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(complex)]
 pub struct OrderItem {
     pub product_id: ID,
     pub quantity: i32,
     pub unit_price_cents: i64,
+}
+
+#[ComplexObject]
+impl OrderItem {
+    /// The product as it is now (price, stock); loaded in one batch for
+    /// every item of the response. Null if it was removed.
+    async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Product>> {
+        let id = parse_uuid("productId", &self.product_id).map_err(|e| e.extend())?;
+        ctx.data_unchecked::<DataLoader<ProductLoader>>().load_one(id).await.map_err(|e| e.as_ref().extend())
+    }
 }
 
 #[derive(SimpleObject, Debug, Clone)]
@@ -338,7 +358,7 @@ impl QueryRoot {
         async {
             principal(ctx).authenticated()?;
             let products = state.services.call(&ListProducts {}).await?;
-            products_with_stock(state, products).await
+            products_with_stock(&state.services, products).await
         }
         .await
         .extend()

@@ -2,7 +2,10 @@
 //! checkouts of both patterns, their events, pages of the stream, and a
 //! client's orders.
 
-use async_graphql::{ID, Json, SimpleObject};
+use async_graphql::{ComplexObject, Context, ErrorExtensions, ID, Json, SimpleObject, dataloader::DataLoader};
+use uuid::Uuid;
+
+use crate::{loaders::OrderLoader, schema::Order};
 use chorus_event_store::{CheckoutView, ClientOrders as ClientOrdersView, RecordedEvent, event::micros_rfc3339};
 
 /// A checkout of either pattern, from the `checkouts` read model.
@@ -105,6 +108,7 @@ pub struct EventPage {
 
 /// A client's orders, from the `orders_by_client` read model.
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(complex)]
 pub struct ClientOrders {
     pub client_id: ID,
     pub total_orders: i64,
@@ -113,6 +117,21 @@ pub struct ClientOrders {
     pub last_update_ts: Option<String>,
     /// In the order they were placed.
     pub order_ids: Vec<ID>,
+}
+
+#[ComplexObject]
+impl ClientOrders {
+    /// The orders themselves, in the order they were placed (one orders
+    /// call for all of them).
+    async fn orders(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Order>> {
+        let ids: Vec<Uuid> = self.order_ids.iter().filter_map(|id| Uuid::parse_str(id.as_str()).ok()).collect();
+        let mut found = ctx
+            .data_unchecked::<DataLoader<OrderLoader>>()
+            .load_many(ids.iter().copied())
+            .await
+            .map_err(|e| e.as_ref().extend())?;
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
 }
 
 impl From<ClientOrdersView> for ClientOrders {

@@ -179,3 +179,52 @@ async fn schema_graphql_matches_the_code() {
         "schema.graphql is stale: run `cargo run -- schema > schema.graphql`"
     );
 }
+
+/// Requests a service's endpoint has answered, from the NATS service API's
+/// `$SRV.STATS` (what `nats micro stats` shows).
+async fn served(app: &TestApp, service: &str, endpoint: &str) -> u64 {
+    let reply = app.platform().nats.request(format!("$SRV.STATS.{service}"), "".into()).await.expect("stats");
+    let stats: serde_json::Value = serde_json::from_slice(&reply.payload).expect("json");
+    stats["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .find(|e| e["subject"] == format!("{service}.{endpoint}"))
+        .and_then(|e| e["num_requests"].as_u64())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_orders_and_products_load_in_one_call_per_batch() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let (a, b) = (app.create_product("Cup", 300, 50).await, app.create_product("Saucer", 200, 50).await);
+    let client = Uuid::new_v4();
+    for _ in 0..4 {
+        let id = crate::choreographed::checkout(&app, client, &[(a, 1), (b, 2)]).await;
+        crate::choreographed::terminal(&app, id).await;
+    }
+    let query = "query($c: ID!) { ordersByClient(clientId: $c) { totalOrders orders { id totalCents items { quantity product { name stock } } } } }";
+    let ready = crate::support::eventually(std::time::Duration::from_secs(30), || async {
+        app.gql_ok(query, json!({ "c": client })).await["ordersByClient"]["totalOrders"] == 4
+    })
+    .await;
+    assert!(ready, "the read model never showed four orders");
+    let calls = || async {
+        [
+            served(&app, "orders", "get_many").await,
+            served(&app, "orders", "get").await,
+            served(&app, "catalogue", "get").await,
+            served(&app, "inventory", "levels").await,
+        ]
+    };
+    let before = calls().await;
+    let data = app.gql_ok(query, json!({ "c": client })).await;
+    let after = calls().await;
+    let orders = data["ordersByClient"]["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 4);
+    assert!(orders.iter().all(|o| o["totalCents"] == 700 && o["items"].as_array().map(Vec::len) == Some(2)));
+    assert_eq!(orders[0]["items"][0]["product"]["name"], "Cup");
+    let delta: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(delta, [1, 0, 1, 1], "orders.get_many, orders.get, catalogue.get, inventory.levels per query");
+    app.stop().await;
+}

@@ -128,3 +128,15 @@ impl Endpoint for FindOrderByKey {
     const OPERATION: &'static str = "find_by_key";
     type Response = Option<Order>;
 }
+
+/// Several orders at once (a DataLoader's batch); unknown ids are left out.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GetOrders {
+    pub ids: Vec<Uuid>,
+}
+
+impl Endpoint for GetOrders {
+    const SERVICE: &'static str = "orders";
+    const OPERATION: &'static str = "get_many";
+    type Response = Vec<Order>;
+}

@@ -95,6 +95,31 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Order, OrdersErr
 }
 
 /// A client's orders, newest first.
+/// The orders among `ids` that exist, with their lines (two queries).
+pub async fn get_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<Order>, OrdersError> {
+    if ids.len() > MAX_LIST as usize {
+        return Err(OrdersError::BadInput(format!("at most {MAX_LIST} orders at once")));
+    }
+    let rows = order::Entity::find()
+        .filter(order::Column::Id.is_in(ids.iter().copied()))
+        .filter(order::Column::Status.ne(VOID))
+        .all(db)
+        .await?;
+    let mut items = order_item::Entity::find()
+        .filter(order_item::Column::OrderId.is_in(rows.iter().map(|r| r.id)))
+        .order_by_asc(order_item::Column::ProductId)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut items).into_iter().partition(|i| i.order_id == row.id);
+            items = rest;
+            to_order(row, mine)
+        })
+        .collect())
+}
+
 pub async fn list_by_client(db: &impl ConnectionTrait, client_id: Uuid, limit: Option<u32>) -> Result<Vec<Order>, OrdersError> {
     let limit = limit.unwrap_or(100).min(MAX_LIST);
     let rows = order::Entity::find()
@@ -183,7 +208,12 @@ async fn load(db: &impl ConnectionTrait, row: order::Model) -> Result<Order, Ord
         .filter(order_item::Column::OrderId.eq(row.id))
         .order_by_asc(order_item::Column::ProductId)
         .all(db)
-        .await?
+        .await?;
+    Ok(to_order(row, items))
+}
+
+fn to_order(row: order::Model, items: Vec<order_item::Model>) -> Order {
+    let items = items
         .into_iter()
         .map(|i| OrderLine {
             product_id: i.product_id,
@@ -195,7 +225,7 @@ async fn load(db: &impl ConnectionTrait, row: order::Model) -> Result<Order, Ord
         "CANCELLED" => OrderStatus::Cancelled,
         _ => OrderStatus::Created,
     };
-    Ok(Order {
+    Order {
         id: row.id,
         client_id: row.client_id,
         checkout_id: row.checkout_id,
@@ -203,5 +233,5 @@ async fn load(db: &impl ConnectionTrait, row: order::Model) -> Result<Order, Ord
         total_cents: row.total_cents,
         items,
         created_at: row.created_at.format(&Rfc3339).unwrap_or_default(),
-    })
+    }
 }

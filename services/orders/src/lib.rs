@@ -20,6 +20,7 @@ pub fn service(db: DatabaseConnection) -> ServiceDef<DatabaseConnection> {
     ServiceDef::new("orders", "Orders", db)
         .endpoint(|db, req: CreateOrder| async move { Ok(handlers::create(&db, req).await?) })
         .endpoint(|db, req: GetOrder| async move { Ok(handlers::get(&db, req.id).await?) })
+        .endpoint(|db, req: GetOrders| async move { Ok(handlers::get_many(&db, &req.ids).await?) })
         .endpoint(|db, req: ListOrdersByClient| async move {
             Ok(handlers::list_by_client(&db, req.client_id, req.limit).await?)
         })
