@@ -300,3 +300,45 @@ async fn the_firehose_streams_every_new_event_and_closing_releases_it() {
     assert!(eventually(WAIT, || async { gauge().await == Some(0.0) }).await, "closing the socket released nothing");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_is_dropped_not_buffered() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let mut ws = Ws::open(&app, Proto::Transport, json!({})).await;
+    ws.subscribe("slow", "subscription { allCheckoutEvents { id type checkoutId payload } }", json!({})).await;
+    let gauge = || async {
+        let text = app.http.get(format!("http://{}/metrics", app.addr)).send().await.expect("metrics").text().await.expect("text");
+        text.lines().find_map(|l| l.strip_prefix("gateway_subscriptions ")).and_then(|v| v.parse::<f64>().ok())
+    };
+    assert!(eventually(WAIT, || async { gauge().await == Some(1.0) }).await);
+    // Far more than the socket and the subscriber's buffer hold, never read.
+    let events = &app.platform().events;
+    let mut dropped = false;
+    for _ in 0..40 {
+        let batch = (0..1_000).map(|_| {
+            let payload = chorus_event_store::EventPayload::CheckoutFailed { reason: "x".repeat(400), step: "test".into() };
+            let event = chorus_event_store::Envelope::new(Uuid::new_v4(), chorus_event_store::Pattern::Choreographed, payload);
+            async move { events.append(&event, None).await.expect("append") }
+        });
+        futures::future::join_all(batch).await;
+        if gauge().await == Some(0.0) {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "the slow subscriber was never dropped");
+    // Reading now: what was buffered, then the error that ended it.
+    let ended = loop {
+        match ws.frame("slow").await {
+            Frame::Data(_) => continue,
+            other => break other,
+        }
+    };
+    match ended {
+        Frame::Error(e) => assert!(e["message"].as_str().unwrap_or("").contains("fell behind"), "{e}"),
+        other => panic!("expected the fell-behind error, got {other:?}"),
+    }
+    let health = app.http.get(format!("http://{}/health", app.addr)).send().await.expect("health");
+    assert_eq!(health.status(), 200);
+    app.stop().await;
+}
