@@ -58,11 +58,17 @@ pub fn build_schema(state: GatewayState) -> ChorusSchema {
 /// by reservations not yet turned into orders.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct Product {
+    /// The product id.
     pub id: ID,
+    /// Its name.
     pub name: String,
+    /// Its price, in cents.
     pub price_cents: i64,
+    /// Whether it can be sold.
     pub active: bool,
+    /// How many can still be sold.
     pub stock: i64,
+    /// How many are held by checkouts in progress.
     pub reserved: i64,
 }
 
@@ -199,23 +205,36 @@ impl SagaState {
 /// One logged move of a saga.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct SagaTransition {
+    /// The saga that moved.
     pub saga_id: ID,
+    /// The state it left (null for the first).
     pub from: Option<SagaState>,
+    /// The state it entered.
     pub to: SagaState,
+    /// Why, when the move has a reason (a failure, a forced compensation).
     pub reason: Option<String>,
+    /// When (RFC 3339).
     pub at: String,
 }
 
 /// An orchestrated checkout; its id is the checkout id.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct Saga {
+    /// The saga id, which is the checkout id.
     pub id: ID,
+    /// Where the saga stands.
     pub state: SagaState,
+    /// Who bought.
     pub client_id: ID,
+    /// The order, once created.
     pub order_id: Option<ID>,
+    /// Why it failed; kept once `CANCELLED`.
     pub failure_reason: Option<String>,
+    /// Every move of its state machine, in order (the saga log).
     pub transitions: Vec<SagaTransition>,
+    /// When it started (RFC 3339).
     pub created_at: String,
+    /// When it last moved (RFC 3339).
     pub updated_at: String,
 }
 
@@ -253,8 +272,11 @@ impl TryFrom<orchestrator::Saga> for Saga {
 #[derive(SimpleObject, Debug, Clone)]
 #[graphql(complex)]
 pub struct OrderItem {
+    /// The product sold.
     pub product_id: ID,
+    /// How many.
     pub quantity: i32,
+    /// The price of one, in cents, when it was sold.
     pub unit_price_cents: i64,
 }
 
@@ -268,14 +290,22 @@ impl OrderItem {
     }
 }
 
+/// An order: what a successful checkout produced.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct Order {
+    /// The order id.
     pub id: ID,
+    /// Who ordered.
     pub client_id: ID,
+    /// The checkout that created it.
     pub checkout_id: ID,
+    /// `CREATED`, or `CANCELLED` when a saga was compensated.
     pub status: String,
+    /// The sum of its lines, in cents.
     pub total_cents: i64,
+    /// Its lines, at the prices they were sold at.
     pub items: Vec<OrderItem>,
+    /// When it was created (RFC 3339).
     pub created_at: String,
 }
 
@@ -301,15 +331,21 @@ impl From<orders::Order> for Order {
     }
 }
 
+/// One line of a cart.
 #[derive(InputObject, Debug, Clone)]
 pub struct CartItemInput {
+    /// The product (a uuid).
     pub product_id: ID,
+    /// How many, 1 to 1000.
     pub quantity: i32,
 }
 
+/// A cart to check out: 1 to 100 lines, each product once.
 #[derive(InputObject, Debug, Clone)]
 pub struct CheckoutInput {
+    /// Who buys (a uuid); with auth, the caller itself.
     pub client_id: ID,
+    /// The lines of the cart.
     pub items: Vec<CartItemInput>,
     /// Scoped to the client: the same key returns the same checkout.
     pub idempotency_key: Option<String>,
@@ -350,6 +386,7 @@ impl CheckoutInput {
 
 pub struct QueryRoot;
 
+/// Reads: products, orders, sagas, checkouts of both patterns and their events.
 #[Object]
 impl QueryRoot {
     /// Every product, with its stock.
@@ -520,6 +557,7 @@ impl QueryRoot {
 
 pub struct MutationRoot;
 
+/// Writes: checkouts in either pattern, and the admin operations.
 #[Object]
 impl MutationRoot {
     /// Runs an orchestrated checkout and returns its saga once terminal.

@@ -11,19 +11,25 @@ use chorus_event_store::{CheckoutView, ClientOrders as ClientOrdersView, Recorde
 /// A checkout of either pattern, from the `checkouts` read model.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct Checkout {
+    /// The checkout id (for an orchestrated checkout, also its saga id).
     pub id: ID,
     /// `orchestrated` or `choreographed`.
     pub pattern: String,
     /// `PENDING`, `SUCCEEDED` or `FAILED`.
     pub status: String,
+    /// Who bought.
     pub client_id: ID,
+    /// The order, once it exists.
     pub order_id: Option<ID>,
+    /// Why it failed, when it did.
     pub failure_reason: Option<String>,
     /// The step that failed (`reserve_stock`, `create_order`, `stalled`, …).
     pub failed_step: Option<String>,
     /// When each step happened, in time order.
     pub steps: Vec<CheckoutStep>,
+    /// When its first event was emitted (RFC 3339).
     pub created_at: String,
+    /// When its latest event was emitted (RFC 3339).
     pub updated_at: String,
     /// The highest stream sequence this view includes.
     pub last_sequence: i64,
@@ -33,7 +39,9 @@ pub struct Checkout {
 /// state it entered.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct CheckoutStep {
+    /// The event type, or the saga state entered.
     pub name: String,
+    /// When (RFC 3339, microseconds).
     pub at: String,
 }
 
@@ -60,13 +68,18 @@ impl From<CheckoutView> for Checkout {
 /// One stored event.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct CheckoutEvent {
+    /// The event id; also its `Nats-Msg-Id`, so a re-publish is stored once.
     pub id: ID,
     /// Its position in stream `CHECKOUT_EVENTS`.
     pub sequence: i64,
+    /// The event type: `CheckoutInitiated`, `StockReserved`, `OrderCreated`, `CheckoutSucceeded`, `CheckoutFailed`, `SagaTransitioned`, …
     #[graphql(name = "type")]
     pub event_type: String,
+    /// The checkout it belongs to.
     pub checkout_id: ID,
+    /// `orchestrated` or `choreographed`.
     pub pattern: String,
+    /// When it was emitted (RFC 3339, microseconds).
     pub emitted_at: String,
     /// The event that caused this one, if any.
     pub causation_id: Option<ID>,
@@ -101,6 +114,7 @@ impl From<RecordedEvent> for CheckoutEvent {
 /// A page of the stream.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct EventPage {
+    /// The events of this page, in stream order.
     pub events: Vec<CheckoutEvent>,
     /// Where the next page starts; null at the end of the stream.
     pub next_sequence: Option<i64>,
@@ -110,10 +124,15 @@ pub struct EventPage {
 #[derive(SimpleObject, Debug, Clone)]
 #[graphql(complex)]
 pub struct ClientOrders {
+    /// The client.
     pub client_id: ID,
+    /// How many orders the client has placed.
     pub total_orders: i64,
+    /// The most recent order.
     pub last_order_id: Option<ID>,
+    /// The checkout of the most recent order.
     pub last_checkout_id: Option<ID>,
+    /// When the most recent order was placed (RFC 3339).
     pub last_update_ts: Option<String>,
     /// In the order they were placed.
     pub order_ids: Vec<ID>,
@@ -151,6 +170,7 @@ impl From<ClientOrdersView> for ClientOrders {
 /// `checkoutEvents`.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct CheckoutAccepted {
+    /// The new (or, for a repeated idempotency key, the existing) checkout.
     pub checkout_id: ID,
     /// `PENDING` for a new checkout; for a repeated idempotency key, where
     /// that checkout stands.

@@ -228,3 +228,29 @@ async fn nested_orders_and_products_load_in_one_call_per_batch() {
     assert_eq!(delta, [1, 0, 1, 1], "orders.get_many, orders.get, catalogue.get, inventory.levels per query");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_and_field_of_the_schema_is_described() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let query = "{ __schema { types { name kind description fields { name description args { name description } } inputFields { name description } enumValues { name } } } }";
+    let data = app.gql_ok(query, json!({})).await;
+    let mut missing = Vec::new();
+    for t in data["__schema"]["types"].as_array().expect("types") {
+        let name = t["name"].as_str().unwrap_or_default();
+        if name.starts_with("__") || ["String", "Int", "Float", "Boolean", "ID"].contains(&name) {
+            continue;
+        }
+        if t["description"].as_str().unwrap_or("").is_empty() {
+            missing.push(name.to_owned());
+        }
+        for list in ["fields", "inputFields"] {
+            for f in t[list].as_array().into_iter().flatten() {
+                if f["description"].as_str().unwrap_or("").is_empty() {
+                    missing.push(format!("{name}.{}", f["name"].as_str().unwrap_or_default()));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented in the schema: {}", missing.join(", "));
+    app.stop().await;
+}
