@@ -56,6 +56,12 @@ pub struct GatewayState {
     pub fault_injection: bool,
 }
 
+/// One WebSocket connection, numbered in the order they were opened.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionId(pub u64);
+
+static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Largest request body accepted (a query with its variables).
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -122,6 +128,7 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
                             .map_err(|e| async_graphql::Error::new(format!("{}: {e}", e.code())))?;
                         let mut data = async_graphql::Data::default();
                         data.insert(principal);
+                        data.insert(ConnectionId(CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
                         Ok(data)
                     })
                     .serve()

@@ -27,8 +27,11 @@ use crate::GatewayError;
 pub const SUBSCRIBER_BUFFER: usize = 256;
 /// Recent events kept to close the race between registering and replaying.
 const RECENT: usize = 4_096;
-/// Live subscriptions one caller may hold at once.
+/// Live subscriptions one caller (a client, an admin, or on an open
+/// gateway one connection) may hold at once.
 pub const MAX_SUBSCRIPTIONS_PER_CALLER: usize = 32;
+/// Live subscriptions one gateway process holds at most.
+pub const MAX_SUBSCRIPTIONS: usize = 20_000;
 /// Pause before following the stream again after the consumer failed.
 const REFOLLOW_AFTER: Duration = Duration::from_millis(500);
 
@@ -41,6 +44,7 @@ struct State {
     firehose: Vec<(u64, mpsc::Sender<Event>)>,
     recent: VecDeque<Event>,
     per_caller: HashMap<String, usize>,
+    total: usize,
 }
 
 /// The fan-out of the gateway's one live consumer; cheap to clone.
@@ -84,6 +88,7 @@ impl Drop for Registration {
             }
             Scope::All => state.firehose.retain(|(id, _)| *id != self.id),
         }
+        state.total = state.total.saturating_sub(1);
         if let Some(n) = state.per_caller.get_mut(&self.caller) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -169,7 +174,13 @@ impl Hub {
                 "at most {MAX_SUBSCRIPTIONS_PER_CALLER} live subscriptions per client; close one first"
             )));
         }
+        if state.total >= MAX_SUBSCRIPTIONS {
+            return Err(GatewayError::ServiceUnavailable(format!(
+                "this gateway holds its maximum of {MAX_SUBSCRIPTIONS} live subscriptions; try another or later"
+            )));
+        }
         state.per_caller.insert(caller.to_owned(), held + 1);
+        state.total += 1;
         state.next_id += 1;
         let id = state.next_id;
         let recent = match scope {

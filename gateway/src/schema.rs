@@ -759,7 +759,7 @@ impl SubscriptionRoot {
         async {
             who.authenticated()?;
             let id = parse_uuid("checkoutId", &checkout_id)?;
-            let live = state.hub.checkout(&state.events, id, &who.key()).await?;
+            let live = state.hub.checkout(&state.events, id, &caller(ctx, &who)).await?;
             Ok::<_, GatewayError>(owned_by(live, who).map(|e| e.map(|e| CheckoutEvent::from((*e).clone())).map_err(|e| e.extend())))
         }
         .await
@@ -781,11 +781,11 @@ impl SubscriptionRoot {
             let live = match saga_id {
                 Some(id) => {
                     let id = parse_uuid("sagaId", &id)?;
-                    owned_by(state.hub.checkout(&state.events, id, &who.key()).await?, who).boxed()
+                    owned_by(state.hub.checkout(&state.events, id, &caller(ctx, &who)).await?, who).boxed()
                 }
                 None => {
                     who.admin()?;
-                    state.hub.all(&who.key())?.boxed()
+                    state.hub.all(&caller(ctx, &who))?.boxed()
                 }
             };
             Ok::<_, GatewayError>(live.filter_map(|e| async move {
@@ -808,11 +808,20 @@ impl SubscriptionRoot {
         let who = principal(ctx);
         async {
             who.admin()?;
-            let live = state.hub.all(&who.key())?;
+            let live = state.hub.all(&caller(ctx, &who))?;
             Ok::<_, GatewayError>(live.map(|e| e.map(|e| CheckoutEvent::from((*e).clone())).map_err(|e| e.extend())))
         }
         .await
         .extend()
+    }
+}
+
+/// Whose share of the per-caller subscription cap a subscription takes:
+/// the client or admin, or on an open gateway (no auth) the connection.
+fn caller(ctx: &Context<'_>, who: &Principal) -> String {
+    match (who, ctx.data_opt::<crate::ConnectionId>()) {
+        (Principal::Open, Some(connection)) => format!("open:{}", connection.0),
+        _ => who.key(),
     }
 }
 
