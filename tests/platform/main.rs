@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod browser;
 mod choreographed;
 mod gateway;
 mod inventory;

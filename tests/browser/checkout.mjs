@@ -1,0 +1,170 @@
+// By hand: `apt-get install chromium && npm ci --prefix tests/browser`, start Chorus (`cargo run`),
+// then `node tests/browser/checkout.mjs http://127.0.0.1:<port>` (it needs one active product in stock);
+// `cargo nextest run -E 'test(/browser/)'` does all of that on its own platform (tests/platform/browser.rs).
+//
+// Drives GraphiQL (`/`) and the example frontend (`/app`) in headless Chromium:
+// GraphiQL must render and introspect the schema; the app must run one
+// choreographed and one orchestrated checkout of 1 unit of its first product
+// and show each one's terminal event. Prints what it saw; exits non-zero
+// with a message on any failure. The browser never leaves the machine:
+// GraphiQL's unpkg.com assets (react@18, react-dom@18, graphiql@4) are
+// served from this directory's node_modules, every other outside request is
+// refused, so the result does not depend on a CDN.
+
+import { readFile, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SETTLE = 30_000; // a bound for each wait, not a target
+const ARGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+
+const base = (process.argv[2] || "").replace(/\/+$/, "");
+if (!/^https?:\/\/[^/]+$/.test(base)) {
+  console.error("usage: node tests/browser/checkout.mjs http://HOST:PORT");
+  process.exit(2);
+}
+
+const log = (...args) => console.log("[browser]", ...args);
+const fail = (message) => { throw new Error(message); };
+
+// https://unpkg.com/<package>@<major>/<file> → node_modules/<package>/<file>,
+// when the installed package has that major version.
+async function fromNodeModules(url) {
+  const m = /^\/((?:@[^/]+\/)?[^@/]+)@([^/]+)\/(.+)$/.exec(new URL(url).pathname);
+  if (!m) return null;
+  const [, name, wanted, file] = m;
+  const root = join(HERE, "node_modules", name);
+  let version;
+  try { ({ version } = JSON.parse(await readFile(join(root, "package.json"), "utf8"))); } catch { return null; }
+  if (version.split(".")[0] !== wanted.split(".")[0]) return null;
+  const path = join(root, file);
+  if (!path.startsWith(root + "/") || !(await stat(path).catch(() => null))?.isFile()) return null;
+  const type = file.endsWith(".css") ? "text/css" : file.endsWith(".js") ? "application/javascript" : "application/octet-stream";
+  return { body: await readFile(path), contentType: type, label: `${name}@${version}/${file}` };
+}
+
+async function offline(context) {
+  await context.route((url) => !url.href.startsWith(base + "/"), async (route) => {
+    const url = route.request().url();
+    const local = url.startsWith("https://unpkg.com/") ? await fromNodeModules(url) : null;
+    if (local) {
+      log(`served ${url} from node_modules (${local.label})`);
+      return route.fulfill({ status: 200, body: local.body, contentType: local.contentType, headers: { "access-control-allow-origin": "*" } });
+    }
+    log(`refused ${url} (outside the machine)`);
+    return route.abort("blockedbyclient");
+  });
+}
+
+// Surfaces the page's own errors in our output.
+function watch(page, name) {
+  page.on("pageerror", (e) => log(`${name}: page error: ${e.message}`));
+  page.on("console", (m) => { if (m.type() === "error") log(`${name}: console error: ${m.text().split("\n")[0]}`); });
+}
+
+async function graphiql(context) {
+  const page = await context.newPage();
+  watch(page, "graphiql");
+  const introspection = page.waitForResponse(
+    (r) => r.url() === `${base}/graphql` && r.request().method() === "POST" && (r.request().postData() || "").includes("__schema"),
+    { timeout: SETTLE },
+  );
+  const response = await page.goto(`${base}/`, { timeout: SETTLE });
+  if (!response || !response.ok()) fail(`GET / answered ${response && response.status()}`);
+  await page.locator(".graphiql-container").first().waitFor({ timeout: SETTLE })
+    .catch(() => fail("GraphiQL did not render (.graphiql-container never appeared)"));
+  const schema = await introspection.catch(() => fail("GraphiQL never introspected /graphql"));
+  const body = await schema.json();
+  const types = body?.data?.__schema?.types?.length;
+  log(`GraphiQL rendered at ${base}/ (title "${await page.title()}")`);
+  // Not (yet) a failure: the gateway's depth limit refuses GraphiQL's own
+  // introspection query, so its docs and completion stay empty. Said loudly.
+  if (types) log(`GraphiQL introspected ${types} types`);
+  else log(`WARNING: GraphiQL's introspection was refused: ${JSON.stringify(body?.errors ?? body).slice(0, 300)}`);
+  await page.close();
+}
+
+async function shop(context) {
+  const page = await context.newPage();
+  watch(page, "app");
+  const response = await page.goto(`${base}/app`, { timeout: SETTLE });
+  if (!response || !response.ok()) fail(`GET /app answered ${response && response.status()}`);
+  const quantity = page.locator("#products input[data-product]").first();
+  await quantity.waitFor({ timeout: SETTLE }).catch(async () =>
+    fail(`no product rows (error: "${await page.locator("#error").textContent()}")`));
+  const row = page.locator("#products tr").first();
+  const name = await row.locator("td").nth(0).textContent();
+  const stockCell = row.locator("td").nth(2);
+  let stock = Number(await stockCell.textContent());
+  log(`app lists ${await page.locator("#products tr").count()} product(s); first: ${name}, ${stock} in stock`);
+
+  for (const [button, last] of [["choreographed", "CheckoutSucceeded"], ["orchestrated", "SagaTransitioned → COMPLETED"]]) {
+    const before = await page.locator("#checkout").textContent();
+    await quantity.fill("1");
+    await page.click(`#${button}`);
+    // Done when a new checkout is shown, its status is SUCCEEDED and its
+    // last event arrived; an error on the page ends the wait early.
+    const outcome = await page.waitForFunction(
+      ({ before, last }) => {
+        const text = (id) => document.getElementById(id).textContent.trim();
+        if (text("error")) return { error: text("error") };
+        const events = [...document.querySelectorAll("#events li")].map((li) => li.textContent);
+        if (text("checkout") === before || text("checkout") === "") return false;
+        if (text("status") === "FAILED") return { failed: events };
+        const done = text("status") === "SUCCEEDED" && events.some((e) => e.includes("CheckoutSucceeded"))
+          && events.some((e) => e.endsWith(last));
+        return done ? { checkout: text("checkout"), events } : false;
+      },
+      { before, last },
+      { timeout: SETTLE, polling: 50 },
+    ).then((h) => h.jsonValue()).catch(async (e) => {
+      const seen = await page.evaluate(() => ({
+        status: document.getElementById("status").textContent,
+        checkout: document.getElementById("checkout").textContent,
+        error: document.getElementById("error").textContent,
+        events: [...document.querySelectorAll("#events li")].map((li) => li.textContent),
+      }));
+      fail(`${button} checkout did not show SUCCEEDED and "${last}" within ${SETTLE / 1000}s: ${JSON.stringify(seen)} (${e.message.split("\n")[0]})`);
+    });
+    if (outcome.error) fail(`${button} checkout: the page shows an error: ${outcome.error}`);
+    if (outcome.failed) fail(`${button} checkout FAILED: ${outcome.failed.join(", ")}`);
+    log(`${button}: ${outcome.checkout} SUCCEEDED; events: ${outcome.events.join(" | ")}`);
+
+    // The subscription completed and the table was reloaded: one unit fewer.
+    stock -= 1;
+    await expectText(stockCell, String(stock), `${button}: the table never showed ${stock} in stock`);
+    log(`${button}: the table now shows ${stock} in stock`);
+  }
+  await page.close();
+}
+
+async function expectText(locator, text, message) {
+  const deadline = Date.now() + SETTLE;
+  while (Date.now() < deadline) {
+    if ((await locator.textContent({ timeout: SETTLE }).catch(() => null))?.trim() === text) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  fail(`${message} (shows "${await locator.textContent().catch(() => "?")}")`);
+}
+
+let browser;
+try {
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: SETTLE });
+  log(`Chromium ${browser.version()} from ${CHROMIUM}`);
+  const context = await browser.newContext();
+  await offline(context);
+  await graphiql(context);
+  await shop(context);
+  log("OK: GraphiQL rendered; both checkouts shown to their terminal event");
+} catch (e) {
+  console.error(`[browser] FAILED: ${e.message}`);
+  process.exitCode = 1;
+} finally {
+  await browser?.close().catch((e) => console.error(`[browser] closing Chromium: ${e.message}`));
+}

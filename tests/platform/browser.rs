@@ -1,0 +1,84 @@
+//! GraphiQL and the example frontend in a real browser: headless Chromium,
+//! driven by `tests/browser/checkout.mjs` (Playwright), runs one
+//! choreographed and one orchestrated checkout through `/app` and checks the
+//! page shows each one's terminal event.
+//!
+//! Needs Chromium at `/usr/bin/chromium` (or `$CHROMIUM`) and the script's
+//! packages in `tests/browser/node_modules`; without them the test fails,
+//! unless `CHORUS_TEST_SKIP_BROWSER=1` says to skip it, which is then
+//! printed loudly.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use tokio::process::Command;
+
+use crate::{
+    choreographed::assert_conserved,
+    support::{Backend, TestApp},
+};
+
+/// A bound for the whole script (browser start, GraphiQL, two checkouts).
+const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// Whether the browser test is to be skipped (and says so loudly); panics
+/// with how to install what is missing otherwise.
+fn skip_browser(dir: &std::path::Path) -> bool {
+    if std::env::var("CHORUS_TEST_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("\n*** SKIPPED the browser test: CHORUS_TEST_SKIP_BROWSER=1 ***\n");
+        return true;
+    }
+    let mut missing = Vec::new();
+    if !chromium().is_file() {
+        missing.push(format!("Chromium at {} (apt-get install chromium)", chromium().display()));
+    }
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        missing.push(format!("{}/node_modules/playwright-core (npm ci --prefix tests/browser)", dir.display()));
+    }
+    assert!(
+        missing.is_empty(),
+        "the browser test needs {}; install it, or set CHORUS_TEST_SKIP_BROWSER=1 to skip this test",
+        missing.join(" and ")
+    );
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_and_the_example_app_check_out_in_chromium() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if skip_browser(&dir) {
+        return;
+    }
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let product = app.create_product("Browser lamp", 1_999, 10).await;
+
+    let url = format!("http://{}", app.addr);
+    let started = std::time::Instant::now();
+    let child = Command::new("node")
+        .arg(dir.join("checkout.mjs"))
+        .arg(&url)
+        .env("CHROMIUM", chromium())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node (is Node.js installed?): {e}"));
+    let output = tokio::time::timeout(SCRIPT_LIMIT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("checkout.mjs did not finish within {SCRIPT_LIMIT:?} (killed)"))
+        .expect("checkout.mjs runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report = format!("--- checkout.mjs stdout\n{stdout}--- checkout.mjs stderr\n{stderr}---");
+    assert!(output.status.success(), "checkout.mjs failed ({}) after {:?}:\n{report}", output.status, started.elapsed());
+    eprintln!("checkout.mjs passed in {:?}\n{report}", started.elapsed());
+
+    // What the page showed happened: two units sold, nothing lost.
+    let l = assert_conserved(&app, product, 10).await;
+    assert_eq!((l.available, l.reserved, l.sold), (8, 0, 2), "{l:?}");
+    app.stop().await;
+}
