@@ -254,3 +254,24 @@ async fn every_type_and_field_of_the_schema_is_described() {
     assert!(missing.is_empty(), "undocumented in the schema: {}", missing.join(", "));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_listing_carries_each_sagas_own_log() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let product = app.create_product("Logged", 100, 2).await;
+    for quantity in [1, 5, 1] {
+        let input = json!({ "input": { "clientId": Uuid::new_v4(), "items": [{ "productId": product, "quantity": quantity }] } });
+        app.gql_ok("mutation($input: CheckoutInput!) { checkoutOrchestrated(input: $input) { id } }", input).await;
+    }
+    let listed = app.gql_ok("{ sagas(limit: 10) { id state transitions { sagaId to } } }", json!({})).await;
+    let sagas = listed["sagas"].as_array().expect("sagas");
+    assert_eq!(sagas.len(), 3);
+    for saga in sagas {
+        let one = app.gql_ok("query($id: ID!) { saga(id: $id) { transitions { sagaId to } } }", json!({ "id": saga["id"] })).await;
+        assert_eq!(saga["transitions"], one["saga"]["transitions"], "the listing and the saga agree");
+        assert!(saga["transitions"].as_array().expect("log").iter().all(|t| t["sagaId"] == saga["id"]));
+        let last = saga["transitions"].as_array().and_then(|t| t.last()).expect("a log");
+        assert_eq!(last["to"], saga["state"]);
+    }
+    app.stop().await;
+}

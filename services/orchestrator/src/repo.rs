@@ -247,12 +247,23 @@ pub async fn list(db: &impl ConnectionTrait, state: Option<SagaState>, limit: u6
         query = query.filter(saga::Column::State.eq(state.as_str()));
     }
     let rows = query.all(db).await?;
-    let mut sagas = Vec::with_capacity(rows.len());
-    for row in rows {
-        let log = transitions(db, row.id).await?;
-        sagas.push(to_contract(row, log));
+    // Every listed saga's log in one query, not one per saga.
+    let mut logs: std::collections::HashMap<Uuid, Vec<saga_log::Model>> = std::collections::HashMap::new();
+    let all = saga_log::Entity::find()
+        .filter(saga_log::Column::SagaId.is_in(rows.iter().map(|r| r.id)))
+        .order_by_asc(saga_log::Column::Seq)
+        .all(db)
+        .await?;
+    for entry in all {
+        logs.entry(entry.saga_id).or_default().push(entry);
     }
-    Ok(sagas)
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let log = logs.remove(&row.id).unwrap_or_default();
+            to_contract(row, log)
+        })
+        .collect())
 }
 
 pub fn state_of(row: &saga::Model) -> Result<SagaState, OrchestratorError> {

@@ -105,16 +105,19 @@ pub async fn get_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<Ord
         .filter(order::Column::Status.ne(VOID))
         .all(db)
         .await?;
-    let mut items = order_item::Entity::find()
+    let mut items: std::collections::HashMap<Uuid, Vec<order_item::Model>> = std::collections::HashMap::new();
+    let all = order_item::Entity::find()
         .filter(order_item::Column::OrderId.is_in(rows.iter().map(|r| r.id)))
         .order_by_asc(order_item::Column::ProductId)
         .all(db)
         .await?;
+    for item in all {
+        items.entry(item.order_id).or_default().push(item);
+    }
     Ok(rows
         .into_iter()
         .map(|row| {
-            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut items).into_iter().partition(|i| i.order_id == row.id);
-            items = rest;
+            let mine = items.remove(&row.id).unwrap_or_default();
             to_order(row, mine)
         })
         .collect())
