@@ -265,3 +265,36 @@ fn unreachable_nats_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("NATS is unreachable"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_gateway_refuses_to_listen_beyond_loopback() {
+    let nats = TestNats::start();
+    let data = tempfile::tempdir().expect("temp dir");
+    let port = free_port().expect("port");
+    let env = |secret: Option<&str>| {
+        let mut env = vec![
+            ("NATS_URL", nats.url()),
+            ("CHORUS_DATA_DIR", data.path().display().to_string()),
+            ("GATEWAY_ADDR", format!("0.0.0.0:{port}")),
+        ];
+        if let Some(secret) = secret {
+            env.push(("CHORUS_JWT_SECRET", secret.to_owned()));
+        }
+        env
+    };
+    let mut open = chorus(&["gateway"], &env(None));
+    let status = open.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "an open gateway must not listen on 0.0.0.0");
+    // With a secret it serves there, and asks for a token.
+    let _guarded = chorus(&["gateway"], &env(Some("s3cret")));
+    let http = reqwest::Client::new();
+    let addr = format!("127.0.0.1:{port}");
+    let answered = eventually(Duration::from_secs(30), || async {
+        let Ok(response) = http.post(format!("http://{addr}/graphql")).json(&json!({ "query": "{ products { id } }" })).send().await else {
+            return false;
+        };
+        response.json::<Value>().await.is_ok_and(|body| body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED")
+    })
+    .await;
+    assert!(answered, "the guarded gateway never answered UNAUTHENTICATED");
+}

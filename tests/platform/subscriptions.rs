@@ -342,3 +342,59 @@ async fn a_subscriber_that_stops_reading_is_dropped_not_buffered() {
     assert_eq!(health.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orchestrated_transitions_live_before_and_progress_opened_during() {
+    // Every order attempt times out: the saga runs for seconds, then compensates.
+    let extra = [("CHORUS_FAULTS", "orders.create=timeout:1.0")];
+    let app = TestApp::start_with(Backend::Sqlite, &extra, false).await;
+    let product = app.create_product("Slow", 100, 5).await;
+    let mut all = Ws::open(&app, Proto::Transport, json!({})).await;
+    all.subscribe("all", "subscription { sagaTransitions { sagaId from to } }", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let input = json!({ "input": { "clientId": Uuid::new_v4(), "items": [{ "productId": product, "quantity": 2 }] } });
+    let running = {
+        let app_http = app.http.clone();
+        let url = format!("http://{}/graphql", app.addr);
+        tokio::spawn(async move {
+            let body = json!({ "query": "mutation($input: CheckoutInput!) { checkoutOrchestrated(input: $input) { id state } }", "variables": input });
+            app_http.post(url).json(&body).send().await.expect("answered").json::<Value>().await.expect("json")
+        })
+    };
+    // The first live transition names the saga: open its progress mid-flight.
+    let id = match all.frame("all").await {
+        Frame::Data(d) => d["sagaTransitions"]["sagaId"].as_str().expect("id").to_owned(),
+        other => panic!("no live transition: {other:?}"),
+    };
+    let mut during = Ws::open(&app, Proto::Legacy, json!({})).await;
+    during.subscribe("p", PROGRESS, json!({ "id": id })).await;
+    let frames = during.until_complete("p").await;
+    let done = running.await.expect("join");
+    assert_eq!(done["data"]["checkoutOrchestrated"]["state"], "CANCELLED", "{done}");
+    let types = types_of(&frames, "checkoutProgress");
+    assert_eq!(types.first().map(String::as_str), Some("CheckoutInitiated"));
+    assert!(types.contains(&"CheckoutFailed".to_owned()), "{types:?}");
+    assert_eq!(frames.last().expect("frames")["checkoutProgress"]["payload"]["to"], "CANCELLED");
+    let sequences = sequences_of(&frames, "checkoutProgress");
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    let listed = app.gql_ok("query($id: ID!) { checkoutEvents(checkoutId: $id) { sequence } }", json!({ "id": id })).await;
+    let listed: Vec<i64> = listed["checkoutEvents"].as_array().expect("list").iter().map(|e| e["sequence"].as_i64().expect("seq")).collect();
+    assert_eq!(sequences, listed, "every stored event once, none more");
+
+    // The firehose of transitions saw this saga from PENDING to CANCELLED, in order.
+    let mut states = vec!["PENDING".to_owned()];
+    while states.last().map(String::as_str) != Some("CANCELLED") {
+        match all.frame("all").await {
+            Frame::Data(d) if d["sagaTransitions"]["sagaId"] == id.as_str() => {
+                assert_eq!(d["sagaTransitions"]["from"].as_str(), states.last().map(String::as_str));
+                states.push(d["sagaTransitions"]["to"].as_str().expect("to").to_owned());
+            }
+            Frame::Data(_) => {}
+            other => panic!("the firehose ended: {other:?}"),
+        }
+    }
+    let l = crate::choreographed::assert_conserved(&app, product, 5).await;
+    assert_eq!((l.available, l.reserved), (5, 0));
+    app.stop().await;
+}
