@@ -14,3 +14,4 @@ mod orders;
 mod recovery;
 mod runtime;
 mod subscriptions;
+mod topology;
