@@ -18,6 +18,33 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0,
 ];
 
+/// Every metric Chorus exports, with its kind and help text (DESIGN §5 and
+/// ours): the catalogue `/metrics` describes and the dashboards query.
+pub const CATALOGUE: &[(&str, Kind, &str)] = &[
+    ("saga_started_total", Kind::Counter, "Orchestrated sagas started"),
+    ("saga_completed_total", Kind::Counter, "Orchestrated sagas that completed"),
+    ("saga_failed_total", Kind::Counter, "Orchestrated sagas that failed, by reason and failed step"),
+    ("saga_execution_duration_seconds", Kind::Histogram, "Time from an orchestrated saga's start to its terminal state"),
+    ("external_service_call_duration_seconds", Kind::Histogram, "Round trip of one call to a service, by service"),
+    ("events_published_total", Kind::Counter, "Events appended to the stream (duplicates not counted), by topic and type"),
+    ("events_consumed_total", Kind::Counter, "Event deliveries to a worker, by topic, type and durable consumer"),
+    ("event_latency_seconds", Kind::Histogram, "Time from an event's emission to its first delivery to a worker, by topic and type"),
+    ("events_poison_total", Kind::Counter, "Events a worker gave up on (or could not decode), by durable consumer"),
+    ("saga_choreo_success_total", Kind::Counter, "Choreographed checkouts that succeeded, by the worker that ended them"),
+    ("saga_choreo_failed_total", Kind::Counter, "Choreographed checkouts that failed, by the worker that ended them"),
+    ("consumer_lag_messages", Kind::Gauge, "Events not yet delivered to a durable consumer"),
+    ("consumer_ack_pending_messages", Kind::Gauge, "Events delivered to a durable consumer and not yet acked"),
+    ("gateway_subscriptions", Kind::Gauge, "Live GraphQL subscriptions this gateway holds"),
+];
+
+/// What kind of metric a catalogue entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
 /// Installs the process-wide recorder once and returns its handle; every
 /// later call returns the same handle (one recorder per process).
 pub fn install() -> Result<PrometheusHandle, RuntimeError> {
@@ -32,6 +59,14 @@ pub fn install() -> Result<PrometheusHandle, RuntimeError> {
     match metrics::set_global_recorder(recorder) {
         Ok(()) => {
             let _ = HANDLE.set(handle.clone());
+            // HELP lines, so `promtool check metrics` finds nothing to lint.
+            for (name, kind, help) in CATALOGUE {
+                match kind {
+                    Kind::Counter => metrics::describe_counter!(*name, *help),
+                    Kind::Gauge => metrics::describe_gauge!(*name, *help),
+                    Kind::Histogram => metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help),
+                }
+            }
             Ok(handle)
         }
         // Lost a race with another caller: use the winner's handle.

@@ -249,7 +249,7 @@ async fn a_repeated_key_or_event_changes_nothing_twice() {
 }
 
 /// Whether these workers' consumers have nothing left to deliver or ack.
-async fn consumers_idle(app: &TestApp, workers: &[WorkerName]) -> bool {
+pub async fn consumers_idle(app: &TestApp, workers: &[WorkerName]) -> bool {
     for worker in workers {
         let Ok(mut consumer) = app
             .platform()

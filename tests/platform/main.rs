@@ -9,6 +9,7 @@ mod choreographed;
 mod gateway;
 mod inventory;
 mod lifecycle;
+mod metrics;
 mod orchestrated;
 mod orders;
 mod recovery;
