@@ -32,6 +32,7 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
     ("events_poison_total", Kind::Counter, "Events a worker gave up on (or could not decode), by durable consumer"),
     ("saga_choreo_success_total", Kind::Counter, "Choreographed checkouts that succeeded, by the worker that ended them"),
     ("saga_choreo_failed_total", Kind::Counter, "Choreographed checkouts that failed, by the worker that ended them"),
+    ("saga_choreo_duration_seconds", Kind::Histogram, "Time from a choreographed checkout's CheckoutInitiated to its terminal event, by outcome"),
     ("consumer_lag_messages", Kind::Gauge, "Events not yet delivered to a durable consumer"),
     ("consumer_ack_pending_messages", Kind::Gauge, "Events delivered to a durable consumer and not yet acked"),
     ("gateway_subscriptions", Kind::Gauge, "Live GraphQL subscriptions this gateway holds"),

@@ -26,6 +26,7 @@ const LABELS: &[(&str, &[&str])] = &[
     ("event_latency_seconds", &["topic", "type"]),
     ("saga_choreo_success_total", &["source"]),
     ("saga_choreo_failed_total", &["source"]),
+    ("saga_choreo_duration_seconds", &["outcome"]),
     ("consumer_lag_messages", &["consumer"]),
     ("consumer_ack_pending_messages", &["consumer"]),
 ];

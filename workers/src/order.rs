@@ -52,7 +52,7 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
     }
     match ctx.services.call_traced(&Commit { reservation_id: *reservation_id }, trace.as_ref()).await {
         Ok(reservation) if reservation.status == ReservationStatus::Committed => {
-            settle::succeed(ctx, checkout.id, event, &order, SOURCE).await?;
+            settle::succeed(ctx, &checkout, event, &order, SOURCE).await?;
         }
         Ok(_) | Err(ServiceError::Conflict(_)) => {
             // The reservation was released: whoever released it fails the

@@ -122,6 +122,7 @@ pub async fn abort(ctx: &Workers, checkout: &Checkout, cause: &RecordedEvent, fa
     let failed = EventPayload::CheckoutFailed { reason: failure.reason, step: failure.step.to_owned() };
     if publish(ctx, checkout.id, cause, failed).await? {
         metrics::counter!("saga_choreo_failed_total", "source" => failure.source).increment(1);
+        record_duration(checkout, cause, "failed");
     }
     Ok(Settled::Failed)
 }
@@ -134,13 +135,13 @@ async fn complete(ctx: &Workers, checkout: &Checkout, cause: &RecordedEvent, sou
         .call_traced(&find, trace_of(cause).as_ref())
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("checkout {}: stock is sold but no order exists", checkout.id)))?;
-    succeed(ctx, checkout.id, cause, &order, source).await
+    succeed(ctx, checkout, cause, &order, source).await
 }
 
 /// Publishes `OrderCreated` and `CheckoutSucceeded` for `order`.
 pub async fn succeed(
     ctx: &Workers,
-    checkout_id: Uuid,
+    checkout: &Checkout,
     cause: &RecordedEvent,
     order: &chorus_contracts::orders::Order,
     source: &'static str,
@@ -151,9 +152,25 @@ pub async fn succeed(
         .map(|l| OrderLine { product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
         .collect();
     let created = EventPayload::OrderCreated { order_id: order.id, client_id: order.client_id, total_cents: order.total_cents, items };
-    publish(ctx, checkout_id, cause, created).await?;
-    if publish(ctx, checkout_id, cause, EventPayload::CheckoutSucceeded { order_id: order.id }).await? {
+    publish(ctx, checkout.id, cause, created).await?;
+    if publish(ctx, checkout.id, cause, EventPayload::CheckoutSucceeded { order_id: order.id }).await? {
         metrics::counter!("saga_choreo_success_total", "source" => source).increment(1);
+        record_duration(checkout, cause, "succeeded");
     }
     Ok(())
+}
+
+/// `saga_choreo_duration_seconds{outcome}`: from `CheckoutInitiated` to the
+/// terminal event, the choreographed twin of `saga_execution_duration_seconds`.
+fn record_duration(checkout: &Checkout, cause: &RecordedEvent, outcome: &'static str) {
+    let started = checkout
+        .history
+        .iter()
+        .chain(std::iter::once(cause))
+        .find(|e| matches!(e.envelope.payload, EventPayload::CheckoutInitiated { .. }))
+        .map(|e| e.envelope.emitted_at);
+    if let Some(started) = started {
+        let seconds = (time::OffsetDateTime::now_utc() - started).as_seconds_f64().max(0.0);
+        metrics::histogram!("saga_choreo_duration_seconds", "outcome" => outcome).record(seconds);
+    }
 }
