@@ -10,6 +10,7 @@ mod gateway;
 mod inventory;
 mod lifecycle;
 mod metrics;
+mod observability;
 mod orchestrated;
 mod orders;
 mod recovery;
