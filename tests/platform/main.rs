@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod browser;
 mod choreographed;
+mod deployment;
 mod gateway;
 mod inventory;
 mod lifecycle;
