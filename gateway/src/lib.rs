@@ -136,6 +136,11 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
             .into_response();
     }
     let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let parts_trace = parts
+        .headers
+        .get(chorus_runtime::trace::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(chorus_runtime::trace::TraceParent::parse);
     let principal = match gql.auth.principal(authorization.as_deref()) {
         Ok(principal) => principal,
         Err(e) => return GraphQLResponse::from(refusal(e)).into_response(),
@@ -147,7 +152,12 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
             return GraphQLResponse::from(refusal(e)).into_response();
         }
     };
-    GraphQLResponse::from(gql.schema.execute(request.data(principal)).await).into_response()
+    let mut request = request.data(principal);
+    // A client's trace context continues; otherwise the gateway starts one.
+    if let Some(trace) = parts_trace {
+        request = request.data(trace);
+    }
+    GraphQLResponse::from(gql.schema.execute(request).await).into_response()
 }
 
 /// A whole request refused before it runs, with its code.

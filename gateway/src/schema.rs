@@ -116,6 +116,14 @@ fn principal(ctx: &Context<'_>) -> Principal {
     ctx.data_opt::<Principal>().cloned().unwrap_or(Principal::Anonymous)
 }
 
+/// The gateway's span of this request: a child of the client's
+/// `traceparent` header when it sent one, else the root of a new trace.
+fn request_trace(ctx: &Context<'_>) -> chorus_runtime::trace::TraceParent {
+    ctx.data_opt::<chorus_runtime::trace::TraceParent>()
+        .map(chorus_runtime::trace::TraceParent::child)
+        .unwrap_or_else(chorus_runtime::trace::TraceParent::new_root)
+}
+
 /// The client a checkout's history belongs to.
 fn client_of(events: &[chorus_event_store::RecordedEvent]) -> Option<Uuid> {
     events.iter().find_map(|e| match &e.envelope.payload {
@@ -576,7 +584,7 @@ impl MutationRoot {
                 client_id: cart.client_id,
                 items: cart.items,
                 idempotency_key: cart.idempotency_key,
-                traceparent: Some(chorus_runtime::trace::TraceParent::new_root().to_string()),
+                traceparent: Some(request_trace(ctx).to_string()),
             };
             Saga::try_from(state.checkouts.call(&request).await?)
         }
@@ -609,8 +617,9 @@ impl MutationRoot {
             let items = cart.items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
             let payload = EventPayload::CheckoutInitiated { client_id: cart.client_id, items, idempotency_key: cart.idempotency_key };
             let event = Envelope::new(checkout_id, Pattern::Choreographed, payload).with_derived_id("CheckoutInitiated");
-            let trace = chorus_runtime::trace::TraceParent::new_root();
+            let trace = request_trace(ctx);
             state.events.append(&event, Some(&trace)).await?;
+            tracing::info!(checkout_id = %checkout_id, trace_id = %trace.trace_id(), "choreographed checkout accepted");
             Ok::<_, GatewayError>(CheckoutAccepted { checkout_id: ID(checkout_id.to_string()), status: "PENDING".into() })
         }
         .await

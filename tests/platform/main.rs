@@ -18,3 +18,4 @@ mod recovery;
 mod runtime;
 mod subscriptions;
 mod topology;
+mod trace_context;

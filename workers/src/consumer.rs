@@ -193,6 +193,7 @@ async fn process(worker: WorkerName, ctx: &Workers, message: Message) {
         let delivery = Delivery { attempt: delivered, last: max > 0 && delivered >= max };
         let ack = match handle(worker, ctx, &event, delivery).await {
             Ok(Handled::Done) => {
+                tracing::debug!("event handled");
                 if ctx.settings.crash_before_ack == Some(worker) {
                     tracing::warn!("CHORUS_TEST_CRASH_BEFORE_ACK: dying after the effect, before the ack");
                     std::process::abort();

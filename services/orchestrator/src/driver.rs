@@ -182,7 +182,7 @@ impl Orchestrator {
             driving.insert(id, token.clone());
         }
         let this = self.clone();
-        let span = tracing::info_span!("saga", checkout_id = %id, saga_id = %id);
+        let span = tracing::info_span!("saga", checkout_id = %id, saga_id = %id, trace_id = tracing::field::Empty);
         self.inner.shutdown.tracker.spawn(
             async move {
                 let driven = tokio::select! {
@@ -208,6 +208,9 @@ impl Orchestrator {
     async fn drive(&self, id: Uuid) -> Result<(), OrchestratorError> {
         let inner = &self.inner;
         let mut row = repo::find(&inner.db, id).await?;
+        if let Some(trace) = row.traceparent.as_deref().and_then(TraceParent::parse) {
+            tracing::Span::current().record("trace_id", tracing::field::display(trace.trace_id()));
+        }
         loop {
             let state = repo::state_of(&row)?;
             if state.is_terminal() {
@@ -233,6 +236,7 @@ impl Orchestrator {
                 self.publish_outcome(&row, to).await;
             }
             row = repo::transition(&inner.db, &row, to, outcome.reason.as_deref(), outcome.patch, &inner.replica, inner.settings.lease).await?;
+            tracing::debug!(from = %state, to = %to, reason = outcome.reason.as_deref(), "saga moved");
             self.publish_transition(&row, Some(state), to, outcome.reason.as_deref()).await;
             if to.is_terminal() {
                 record_end(&row, to);

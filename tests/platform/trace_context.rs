@@ -1,0 +1,86 @@
+//! One checkout is one trace: the trace a client starts (its `traceparent`
+//! header) is on every event of its checkout, in either pattern, and on
+//! every log line about it, in a real `chorus up` process writing JSON logs.
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use chorus_runtime::{nats_server::free_port, trace::TraceParent};
+use serde_json::{Value, json};
+
+use crate::{lifecycle::healthy, support::eventually};
+
+async fn gql(http: &reqwest::Client, addr: &str, trace: Option<&TraceParent>, query: &str, variables: Value) -> Value {
+    let mut request = http.post(format!("http://{addr}/graphql")).json(&json!({ "query": query, "variables": variables }));
+    if let Some(trace) = trace {
+        request = request.header("traceparent", trace.to_string());
+    }
+    let body: Value = request.send().await.expect("answered").json().await.expect("json");
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_is_one_trace_across_events_and_log_lines_in_both_patterns() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let log_path = data.path().join("chorus.log");
+    let addr = format!("127.0.0.1:{}", free_port().expect("port"));
+    let mut chorus = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["up", "--no-seed"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CHORUS_DATA_DIR", data.path().join("data"))
+        .env("GATEWAY_ADDR", &addr)
+        .env("CHORUS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info,chorus_workers=debug,chorus_orchestrator=debug,sqlx=warn,async_nats=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("chorus up");
+    let http = reqwest::Client::new();
+    assert!(eventually(Duration::from_secs(60), || healthy(&http, &addr)).await, "chorus up never became healthy");
+
+    let created = gql(&http, &addr, None, "mutation { createProduct(name: \"Traced\", priceCents: 100, stock: 5) { id } }", json!({})).await;
+    let product = created["createProduct"]["id"].as_str().expect("id").to_owned();
+    let cart = |quantity: u32| json!({ "input": { "clientId": uuid::Uuid::new_v4(), "items": [{ "productId": product, "quantity": quantity }] } });
+    let mut checkouts = Vec::new();
+    for quantity in [1, 9] {
+        let trace = TraceParent::new_root();
+        let saga = gql(&http, &addr, Some(&trace), "mutation($input: CheckoutInput!) { checkoutOrchestrated(input: $input) { id } }", cart(quantity)).await;
+        checkouts.push((saga["checkoutOrchestrated"]["id"].as_str().expect("id").to_owned(), trace));
+        let trace = TraceParent::new_root();
+        let accepted = gql(&http, &addr, Some(&trace), "mutation($input: CheckoutInput!) { checkoutChoreographed(input: $input) { checkoutId } }", cart(quantity)).await;
+        checkouts.push((accepted["checkoutChoreographed"]["checkoutId"].as_str().expect("id").to_owned(), trace));
+    }
+    for (id, trace) in &checkouts {
+        let ended = eventually(Duration::from_secs(30), || async {
+            gql(&http, &addr, None, "query($id: ID!) { checkout(id: $id) { status } }", json!({ "id": id })).await["checkout"]["status"] != "PENDING"
+        })
+        .await;
+        assert!(ended, "checkout {id} never ended");
+        // Let the terminal transition and the workers' last acks land.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let events = gql(&http, &addr, None, "query($id: ID!) { checkoutEvents(checkoutId: $id) { type traceparent } }", json!({ "id": id })).await;
+        let events = events["checkoutEvents"].as_array().expect("events").clone();
+        assert!(events.len() >= 3, "{events:?}");
+        for event in &events {
+            let carried = event["traceparent"].as_str().and_then(TraceParent::parse).expect("a traceparent on every event");
+            assert_eq!(carried.trace_id(), trace.trace_id(), "event {} of {id} left the trace", event["type"]);
+        }
+    }
+    Command::new("kill").args(["-s", "TERM", &chorus.id().to_string()]).status().expect("kill");
+    chorus.wait().expect("exited");
+
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    for (id, trace) in &checkouts {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(id.as_str())).collect();
+        assert!(lines.len() >= 2, "hardly a line about {id}:\n{log}");
+        for line in lines {
+            let parsed: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+            assert!(line.contains(&trace.trace_id()), "a line about {id} without its trace id {}: {parsed}", trace.trace_id());
+            assert!(line.contains("checkout_id"), "a line about {id} without checkout_id: {parsed}");
+        }
+    }
+}
