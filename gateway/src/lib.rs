@@ -136,7 +136,7 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
             .into_response();
     }
     let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let parts_trace = parts
+    let client_trace = parts
         .headers
         .get(chorus_runtime::trace::TRACEPARENT)
         .and_then(|v| v.to_str().ok())
@@ -154,7 +154,7 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
     };
     let mut request = request.data(principal);
     // A client's trace context continues; otherwise the gateway starts one.
-    if let Some(trace) = parts_trace {
+    if let Some(trace) = client_trace {
         request = request.data(trace);
     }
     GraphQLResponse::from(gql.schema.execute(request).await).into_response()
