@@ -118,7 +118,10 @@ async fn main() {
         for i in 0..events {
             tick.tick().await;
             // Every other event goes to a checkout somebody watches.
-            let checkout = if i % 2 == 0 { watched[i % watched.len()] } else { Uuid::new_v4() };
+            let checkout = match watched.get(i % watched.len().max(1)) {
+                Some(id) if i % 2 == 0 => *id,
+                _ => Uuid::new_v4(),
+            };
             let event = Envelope::new(checkout, Pattern::Choreographed, EventPayload::StockReleased { reservation_id: Uuid::nil() });
             store.append(&event, None).await.expect("append");
         }
@@ -139,7 +142,7 @@ async fn main() {
     println!(
         "{subs} idle subscriptions on {} sockets: gateway RSS {before} KiB -> {after} KiB ({:.1} KiB per subscription)",
         sockets.len(),
-        after.saturating_sub(before) as f64 / subs as f64
+        after.saturating_sub(before) as f64 / subs.max(1) as f64
     );
     println!(
         "{events} events at 500/s, stored -> frame on allCheckoutEvents: P50 {:.2} ms, P95 {:.2} ms, P99 {:.2} ms, max {:.2} ms",
