@@ -92,7 +92,7 @@ pub async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    chorus_runtime::telemetry::init(config.log_format);
+    let telemetry = chorus_runtime::telemetry::init(config.log_format, &cli.command.service_name());
     let nats_url = config.nats_url.clone().unwrap_or_else(|| crate::platform::DEFAULT_NATS_URL.to_owned());
     let options = match cli.command {
         Command::Events { checkout, event_type, from, limit, follow, format } => {
@@ -113,12 +113,28 @@ pub async fn main() -> ExitCode {
         Command::Worker { name } => Options::new(Role::Worker(name)),
         Command::Schema => unreachable!("handled above"),
     };
-    match run(&config, options).await {
+    let code = match run(&config, options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "chorus failed");
             eprintln!("chorus: {e}");
             ExitCode::FAILURE
+        }
+    };
+    // Off the runtime's threads: the flush waits for the runtime's export task.
+    let _ = tokio::task::spawn_blocking(move || telemetry.flush()).await;
+    code
+}
+
+impl Command {
+    /// The `service.name` of this process's exported spans.
+    fn service_name(&self) -> String {
+        match self {
+            Command::Up { .. } => "chorus".to_owned(),
+            Command::Gateway => "chorus-gateway".to_owned(),
+            Command::Service { name } => format!("chorus-{}", format!("{name:?}").to_lowercase()),
+            Command::Worker { name } => format!("chorus-worker-{name}"),
+            Command::Events { .. } | Command::Replay { .. } | Command::Schema => "chorus-tool".to_owned(),
         }
     }
 }

@@ -10,6 +10,7 @@ use async_graphql::{
 };
 use chorus_event_store::RecordedEvent;
 use futures::{Stream, StreamExt};
+use tracing::Instrument;
 use chorus_contracts::{
     cart,
     catalogue::{self, CreateProduct, GetProducts, ListProducts, SetProductActive},
@@ -575,6 +576,9 @@ impl MutationRoot {
     /// its `failureReason`.
     async fn checkout_orchestrated(&self, ctx: &Context<'_>, input: CheckoutInput) -> async_graphql::Result<Saga> {
         let state = state(ctx);
+        let trace = request_trace(ctx);
+        let span = tracing::info_span!("checkout", pattern = "orchestrated", trace_id = %trace.trace_id());
+        trace.adopt(&span);
         async {
             let who = principal(ctx);
             who.authenticated()?;
@@ -584,10 +588,11 @@ impl MutationRoot {
                 client_id: cart.client_id,
                 items: cart.items,
                 idempotency_key: cart.idempotency_key,
-                traceparent: Some(request_trace(ctx).to_string()),
+                traceparent: Some(trace.child().to_string()),
             };
             Saga::try_from(state.checkouts.call(&request).await?)
         }
+        .instrument(span)
         .await
         .extend()
     }
@@ -598,6 +603,9 @@ impl MutationRoot {
     /// `idempotencyKey` this client already used, returns that checkout.
     async fn checkout_choreographed(&self, ctx: &Context<'_>, input: CheckoutInput) -> async_graphql::Result<CheckoutAccepted> {
         let state = state(ctx);
+        let trace = request_trace(ctx);
+        let span = tracing::info_span!("checkout", pattern = "choreographed", trace_id = %trace.trace_id());
+        trace.adopt(&span);
         async {
             let who = principal(ctx);
             who.authenticated()?;
@@ -617,11 +625,11 @@ impl MutationRoot {
             let items = cart.items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
             let payload = EventPayload::CheckoutInitiated { client_id: cart.client_id, items, idempotency_key: cart.idempotency_key };
             let event = Envelope::new(checkout_id, Pattern::Choreographed, payload).with_derived_id("CheckoutInitiated");
-            let trace = request_trace(ctx);
             state.events.append(&event, Some(&trace)).await?;
-            tracing::info!(checkout_id = %checkout_id, trace_id = %trace.trace_id(), "choreographed checkout accepted");
+            tracing::info!(checkout_id = %checkout_id, "choreographed checkout accepted");
             Ok::<_, GatewayError>(CheckoutAccepted { checkout_id: ID(checkout_id.to_string()), status: "PENDING".into() })
         }
+        .instrument(span)
         .await
         .extend()
     }

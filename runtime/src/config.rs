@@ -41,6 +41,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("CHORUS_FAULT_INJECTION", "0", "`1` lets admins change faults at run time (`setFault`)"),
     ("CHORUS_NATS_SERVER", "nats-server", "the nats-server binary `chorus up` starts"),
     ("RUST_LOG", "info", "log filter (tracing-subscriber syntax)"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset: no export)", "export spans over OTLP/HTTP to this collector (e.g. `http://jaeger:4318`); the other standard `OTEL_*` variables apply"),
 ];
 
 /// A Chorus configuration; build it with [`Config::from_env`] or, in tests,

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
 /// The header name, as W3C and OpenTelemetry spell it.
 pub const TRACEPARENT: &str = "traceparent";
 
@@ -20,9 +23,29 @@ impl TraceParent {
         TraceParent { trace_id: nonzero_u128(), span_id: nonzero_u64(), sampled: true }
     }
 
-    /// The context for a hop below this one: same trace, new span.
+    /// The context for a hop below this one: same trace; the parent is the
+    /// current span when OpenTelemetry records it (so exported spans nest),
+    /// else a new span id.
     pub fn child(&self) -> Self {
-        TraceParent { span_id: nonzero_u64(), ..*self }
+        let current = tracing::Span::current().context().span().span_context().clone();
+        let span_id = match (current.is_valid(), u128::from_be_bytes(current.trace_id().to_bytes()) == self.trace_id) {
+            (true, true) => u64::from_be_bytes(current.span_id().to_bytes()),
+            _ => nonzero_u64(),
+        };
+        TraceParent { span_id, ..*self }
+    }
+
+    /// Makes `span` a child of this context in exported traces (a no-op
+    /// unless OpenTelemetry export is on).
+    pub fn adopt(&self, span: &tracing::Span) {
+        let context = SpanContext::new(
+            TraceId::from_bytes(self.trace_id.to_be_bytes()),
+            SpanId::from_bytes(self.span_id.to_be_bytes()),
+            if self.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() },
+            true,
+            TraceState::default(),
+        );
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(context));
     }
 
     pub fn trace_id(&self) -> String {

@@ -1,6 +1,7 @@
 //! One checkout is one trace: the trace a client starts (its `traceparent`
 //! header) is on every event of its checkout, in either pattern, and on
-//! every log line about it, in a real `chorus up` process writing JSON logs.
+//! every log line about it, in a real `chorus up` process writing JSON logs;
+//! with `OTEL_EXPORTER_OTLP_ENDPOINT` set, its spans are exported over OTLP.
 
 use std::{
     process::{Command, Stdio},
@@ -82,5 +83,67 @@ async fn a_checkout_is_one_trace_across_events_and_log_lines_in_both_patterns() 
             assert!(line.contains(&trace.trace_id()), "a line about {id} without its trace id {}: {parsed}", trace.trace_id());
             assert!(line.contains("checkout_id"), "a line about {id} without checkout_id: {parsed}");
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_when_a_collector_is_set() {
+    // A stand-in collector: it keeps what is posted to /v1/traces.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let sink = received.clone();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&body);
+                ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let collector_addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let data = tempfile::tempdir().expect("temp dir");
+    let addr = format!("127.0.0.1:{}", free_port().expect("port"));
+    let mut chorus = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["up", "--no-seed"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CHORUS_DATA_DIR", data.path().join("data"))
+        .env("GATEWAY_ADDR", &addr)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector_addr}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chorus up");
+    let http = reqwest::Client::new();
+    assert!(eventually(Duration::from_secs(60), || healthy(&http, &addr)).await, "chorus up never became healthy");
+    let created = gql(&http, &addr, None, "mutation { createProduct(name: \"Exported\", priceCents: 100, stock: 5) { id } }", json!({})).await;
+    let product = created["createProduct"]["id"].as_str().expect("id").to_owned();
+    let cart = json!({ "input": { "clientId": uuid::Uuid::new_v4(), "items": [{ "productId": product, "quantity": 1 }] } });
+    let (orchestrated, choreographed) = (TraceParent::new_root(), TraceParent::new_root());
+    gql(&http, &addr, Some(&orchestrated), "mutation($input: CheckoutInput!) { checkoutOrchestrated(input: $input) { id } }", cart.clone()).await;
+    let accepted = gql(&http, &addr, Some(&choreographed), "mutation($input: CheckoutInput!) { checkoutChoreographed(input: $input) { checkoutId } }", cart).await;
+    let id = accepted["checkoutChoreographed"]["checkoutId"].as_str().expect("id").to_owned();
+    let ended = eventually(Duration::from_secs(30), || async {
+        gql(&http, &addr, None, "query($id: ID!) { checkout(id: $id) { status } }", json!({ "id": id })).await["checkout"]["status"] == "SUCCEEDED"
+    })
+    .await;
+    assert!(ended);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Command::new("kill").args(["-s", "TERM", &chorus.id().to_string()]).status().expect("kill");
+    chorus.wait().expect("exited");
+
+    let bytes = received.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    for trace in [&orchestrated, &choreographed] {
+        let raw = u128::from_str_radix(&trace.trace_id(), 16).expect("hex").to_be_bytes();
+        assert!(contains(&raw), "no exported span of trace {}", trace.trace_id());
+    }
+    for name in ["checkout", "service_request", "saga_steps", "event"] {
+        assert!(contains(name.as_bytes()), "no span named {name} was exported");
     }
 }

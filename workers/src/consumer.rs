@@ -182,6 +182,9 @@ async fn process(worker: WorkerName, ctx: &Workers, message: Message) {
         delivered,
         trace_id,
     );
+    if let Some(parent) = crate::settle::trace_of(&event) {
+        parent.adopt(&span);
+    }
     async {
         metrics::counter!("events_consumed_total", "topic" => subjects::TOPIC, "type" => event_type, "consumer" => worker.durable())
             .increment(1);

@@ -132,6 +132,7 @@ async fn answer(
         trace_id = %trace.trace_id(),
         checkout_id = tracing::field::Empty,
     );
+    trace.adopt(&span);
     async move {
         let target = format!("{service_name}.{operation}");
         let result = match faults.roll(&target) {

@@ -206,11 +206,21 @@ impl Orchestrator {
     /// Runs the saga's steps until it is terminal, this replica loses its
     /// lease, or the process stops (then the saga is handed back).
     async fn drive(&self, id: Uuid) -> Result<(), OrchestratorError> {
-        let inner = &self.inner;
-        let mut row = repo::find(&inner.db, id).await?;
+        let row = repo::find(&self.inner.db, id).await?;
+        // The steps run in a span of the checkout's trace (exported spans
+        // nest under the gateway's), whichever replica drives them.
+        let steps = tracing::info_span!("saga_steps", checkout_id = %id, saga_id = %id, trace_id = tracing::field::Empty);
         if let Some(trace) = row.traceparent.as_deref().and_then(TraceParent::parse) {
             tracing::Span::current().record("trace_id", tracing::field::display(trace.trace_id()));
+            steps.record("trace_id", tracing::field::display(trace.trace_id()));
+            trace.adopt(&steps);
         }
+        self.drive_from(row).instrument(steps).await
+    }
+
+    async fn drive_from(&self, mut row: saga::Model) -> Result<(), OrchestratorError> {
+        let inner = &self.inner;
+        let id = row.id;
         loop {
             let state = repo::state_of(&row)?;
             if state.is_terminal() {
