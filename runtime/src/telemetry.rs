@@ -9,7 +9,8 @@ use opentelemetry_sdk::{
     Resource, runtime,
     trace::{SdkTracerProvider, span_processor_with_async_runtime},
 };
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing::Level;
+use tracing_subscriber::{EnvFilter, filter::Targets, fmt, prelude::*};
 
 use crate::config::LogFormat;
 
@@ -48,8 +49,14 @@ pub fn init(format: LogFormat, service: &str) -> Telemetry {
         },
         _ => None,
     };
-    let spans = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("chorus")));
-    let registry = tracing_subscriber::registry().with(filter).with(spans);
+    // Spans are exported whatever RUST_LOG says about log lines: Chorus's
+    // own spans at INFO, no library's.
+    let spans = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("chorus"))
+            .with_filter(Targets::new().with_target("chorus", Level::INFO))
+    });
+    let registry = tracing_subscriber::registry().with(spans);
     let result = match format {
         LogFormat::Json => registry
             .with(
@@ -58,10 +65,11 @@ pub fn init(format: LogFormat, service: &str) -> Telemetry {
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Pretty => registry.with(fmt::layer().with_writer(std::io::stderr).with_filter(filter)).try_init(),
     };
     // An error only means a subscriber is already installed.
     let _ = result;
