@@ -42,19 +42,21 @@ def varint(buf, i):
         shift += 7
 
 
+def attribute(kv):
+    """A KeyValue as (key, value) for string and integer values."""
+    key = value = None
+    for m, _, v in fields(kv):
+        if m == 1:
+            key = v.decode()
+        elif m == 2:
+            for k, _, x in fields(v):
+                value = x.decode() if k == 1 else x if k == 3 else value
+    return key, value
+
+
 def service_name(resource):
-    for n, _, kv in fields(resource):
-        if n != 1:
-            continue
-        key = value = None
-        for m, _, v in fields(kv):
-            if m == 1:
-                key = v.decode()
-            elif m == 2:
-                value = next((s.decode() for k, _, s in fields(v) if k == 1), None)
-        if key == "service.name":
-            return value
-    return "?"
+    attrs = dict(attribute(kv) for n, _, kv in fields(resource) if n == 1)
+    return attrs.get("service.name", "?")
 
 
 def spans(request):
@@ -69,7 +71,7 @@ def spans(request):
                 for k, _, span in fields(part):
                     if k != 2:
                         continue
-                    s = {"service": service, "parent": ""}
+                    s = {"service": service, "parent": "", "attrs": {}}
                     for f, _, v in fields(span):
                         if f == 1: s["trace"] = v.hex()
                         elif f == 2: s["span"] = v.hex()
@@ -77,6 +79,9 @@ def spans(request):
                         elif f == 5: s["name"] = v.decode()
                         elif f == 7: s["start"] = v
                         elif f == 8: s["end"] = v
+                        elif f == 9:
+                            key, value = attribute(v)
+                            s["attrs"][key] = value
                     yield s
 
 
@@ -110,7 +115,9 @@ def show(path, trace):
 
     def walk(parent, depth):
         for s in sorted(children.get(parent, []), key=lambda s: s["start"]):
-            print(f"{(s['start'] - t0) / 1e6:8.2f} ms  {(s['end'] - s['start']) / 1e6:8.2f} ms  {'  ' * depth}{s['name']}  [{s['service']}]")
+            a = s.get("attrs", {})
+            detail = " ".join(str(a[k]) for k in ("pattern", "service", "operation", "consumer", "event_type") if k in a)
+            print(f"{(s['start'] - t0) / 1e6:8.2f} ms  {(s['end'] - s['start']) / 1e6:8.2f} ms  {'  ' * depth}{s['name']} {detail}  [{s['service']}]")
             walk(s["span"], depth + 1)
 
     print(f"trace {trace}: {len(found)} spans   (start offset, duration, span [process])")
