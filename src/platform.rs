@@ -93,7 +93,7 @@ pub struct Platform {
 impl Platform {
     /// Starts every part of `options.role`; returns once each is serving.
     pub async fn start(config: &Config, options: Options) -> Result<Self, ChorusError> {
-        let metrics = chorus_runtime::metrics::install()?;
+        let metrics = chorus_runtime::metrics::install(config.metrics)?;
         let shutdown = Shutdown::new();
 
         let embedded_nats = match (&config.nats_url, options.role) {

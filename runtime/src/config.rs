@@ -39,6 +39,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("CHORUS_ACK_WAIT", "10s", "how long a worker may hold an event unacked before it is redelivered to another"),
     ("CHORUS_FAULTS", "(none)", "faults set at start: `orders.create=error:1.0,inventory.reserve=timeout:0.2`"),
     ("CHORUS_FAULT_INJECTION", "0", "`1` lets admins change faults at run time (`setFault`)"),
+    ("CHORUS_METRICS", "1", "`0` records no metrics (`/metrics` is empty): only to measure what they cost"),
     ("CHORUS_NATS_SERVER", "nats-server", "the nats-server binary `chorus up` starts"),
     ("RUST_LOG", "info", "log filter (tracing-subscriber syntax)"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset: no export)", "export spans over OTLP/HTTP to this collector (e.g. `http://jaeger:4318`); the other standard `OTEL_*` variables apply"),
@@ -69,6 +70,8 @@ pub struct Config {
     pub ack_wait: Duration,
     pub faults: Vec<FaultSpec>,
     pub fault_injection: bool,
+    /// Whether metrics are recorded (`CHORUS_METRICS`).
+    pub metrics: bool,
     pub nats_server_bin: String,
 }
 
@@ -309,6 +312,11 @@ impl Config {
             "0" | "false" => false,
             _ => return Err(err("CHORUS_FAULT_INJECTION", "expected 0 or 1".into())),
         };
+        let metrics = match get("CHORUS_METRICS").unwrap_or("1") {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => return Err(err("CHORUS_METRICS", "expected 0 or 1".into())),
+        };
         if let Some(url) = get("NATS_URL")
             && !(url.starts_with("nats://") || url.starts_with("tls://") || !url.contains("://"))
         {
@@ -341,6 +349,7 @@ impl Config {
             ack_wait: parse_duration("CHORUS_ACK_WAIT", "10s")?,
             faults,
             fault_injection,
+            metrics,
             nats_server_bin: get("CHORUS_NATS_SERVER").unwrap_or("nats-server").to_owned(),
         })
     }

@@ -48,7 +48,12 @@ pub enum Kind {
 
 /// Installs the process-wide recorder once and returns its handle; every
 /// later call returns the same handle (one recorder per process).
-pub fn install() -> Result<PrometheusHandle, RuntimeError> {
+pub fn install(enabled: bool) -> Result<PrometheusHandle, RuntimeError> {
+    if !enabled {
+        // A recorder nobody records into: `/metrics` stays empty and every
+        // `metrics::` macro is a no-op (to measure what metrics cost).
+        return Ok(PrometheusBuilder::new().build_recorder().handle());
+    }
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
     }
