@@ -321,7 +321,7 @@ async fn a_worker_killed_between_its_effect_and_its_ack_changes_nothing_twice() 
             ("CHORUS_DATA_DIR", app.data_dir.path().display().to_string()),
             ("CHORUS_ACK_WAIT", "1s".to_owned()),
         ];
-        env.extend(app.dbs.urls.iter().map(|(s, url)| (leak(format!("{s}_DATABASE_URL")), url.clone())));
+        env.extend(app.dbs.vars());
         if crash {
             env.push(("CHORUS_TEST_CRASH_BEFORE_ACK", "stock-reservation".to_owned()));
         }
@@ -342,10 +342,6 @@ async fn a_worker_killed_between_its_effect_and_its_ack_changes_nothing_twice() 
     assert_eq!((l.available, l.reserved, l.sold), (6, 0, 4), "reserved once, sold once");
     assert_eq!(event_types(&app, id).await, ["CheckoutInitiated", "StockReserved", "OrderCreated", "CheckoutSucceeded"]);
     app.stop().await;
-}
-
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -570,7 +566,7 @@ async fn replicas_of_a_worker_share_its_consumer() {
                 ("CHORUS_DATA_DIR", app.data_dir.path().display().to_string()),
                 ("CHORUS_METRICS_ADDR", format!("127.0.0.1:{port}")),
             ];
-            env.extend(app.dbs.urls.iter().map(|(s, url)| (leak(format!("{s}_DATABASE_URL")), url.clone())));
+            env.extend(app.dbs.vars());
             chorus(&["worker", "order-creation"], &env)
         })
         .collect();

@@ -36,10 +36,7 @@ async fn a_killed_orchestrators_sagas_are_finished_by_another_replica() {
         ("CHORUS_STEP_ATTEMPTS", "100".into()),
         ("CHORUS_STEP_BACKOFF", "50ms".into()),
     ];
-    let db_vars: Vec<(String, String)> = dbs.vars();
-    for (k, v) in &db_vars {
-        env.push((k.as_str(), v.clone()));
-    }
+    env.extend(dbs.vars());
     let _services = [
         chorus(&["service", "catalogue"], &env),
         chorus(&["service", "inventory"], &env),
@@ -136,10 +133,7 @@ async fn a_replica_stopping_gracefully_hands_its_sagas_back_at_once() {
         ("CHORUS_STEP_ATTEMPTS", "100".into()),
         ("CHORUS_STEP_BACKOFF", "50ms".into()),
     ];
-    let db_vars: Vec<(String, String)> = dbs.vars();
-    for (k, v) in &db_vars {
-        env.push((k.as_str(), v.clone()));
-    }
+    env.extend(dbs.vars());
     let _services = [
         chorus(&["service", "catalogue"], &env),
         chorus(&["service", "inventory"], &env),

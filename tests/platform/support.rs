@@ -124,8 +124,21 @@ impl TestDatabases {
         }
     }
 
-    pub fn vars(&self) -> Vec<(String, String)> {
-        self.urls.iter().map(|(s, url)| (format!("{s}_DATABASE_URL"), url.clone())).collect()
+    /// `<SERVICE>_DATABASE_URL` for each database, ready for a process's env.
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        self.urls
+            .iter()
+            .map(|(service, url)| {
+                let var = match *service {
+                    "CATALOGUE" => "CATALOGUE_DATABASE_URL",
+                    "INVENTORY" => "INVENTORY_DATABASE_URL",
+                    "ORDERS" => "ORDERS_DATABASE_URL",
+                    "ORCHESTRATOR" => "ORCHESTRATOR_DATABASE_URL",
+                    _ => "AUDIT_DATABASE_URL",
+                };
+                (var, url.clone())
+            })
+            .collect()
     }
 }
 
@@ -210,7 +223,7 @@ impl TestApp {
         seed_demo: bool,
         except_workers: &'static [chorus_workers::WorkerName],
     ) -> Platform {
-        let mut vars = dbs.vars();
+        let mut vars: Vec<(String, String)> = dbs.vars().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         vars.push(("NATS_URL".into(), nats.url()));
         vars.push(("CHORUS_DATA_DIR".into(), data_dir.display().to_string()));
         vars.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));

@@ -45,16 +45,7 @@ async fn every_role_as_its_own_process_runs_both_patterns() {
             ("CHORUS_DATA_DIR", data.path().display().to_string()),
             ("GATEWAY_ADDR", addr.clone()),
         ];
-        for (service, url) in &dbs.urls {
-            let var: &'static str = match *service {
-                "CATALOGUE" => "CATALOGUE_DATABASE_URL",
-                "INVENTORY" => "INVENTORY_DATABASE_URL",
-                "ORDERS" => "ORDERS_DATABASE_URL",
-                "ORCHESTRATOR" => "ORCHESTRATOR_DATABASE_URL",
-                _ => "AUDIT_DATABASE_URL",
-            };
-            env.push((var, url.clone()));
-        }
+        env.extend(dbs.vars());
         env
     };
     let mut roles: Vec<Vec<String>> = ["catalogue", "inventory", "orders", "orchestrator", "orchestrator"]

@@ -23,25 +23,36 @@ async fn gql(http: &reqwest::Client, addr: &str, trace: Option<&TraceParent>, qu
     body["data"].clone()
 }
 
+/// A release-like `chorus up --no-seed` in `dir`, with nothing of the
+/// test's environment but `PATH` and `env`; returns once it is healthy.
+async fn up(dir: &std::path::Path, addr: &str, env: &[(&str, String)], stderr: Stdio) -> (std::process::Child, reqwest::Client) {
+    let chorus = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["up", "--no-seed"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CHORUS_DATA_DIR", dir.join("data"))
+        .env("GATEWAY_ADDR", addr)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("chorus up");
+    let http = reqwest::Client::new();
+    assert!(eventually(Duration::from_secs(60), || healthy(&http, addr)).await, "chorus up never became healthy");
+    (chorus, http)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkout_is_one_trace_across_events_and_log_lines_in_both_patterns() {
     let data = tempfile::tempdir().expect("temp dir");
     let log_path = data.path().join("chorus.log");
     let addr = format!("127.0.0.1:{}", free_port().expect("port"));
-    let mut chorus = Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args(["up", "--no-seed"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CHORUS_DATA_DIR", data.path().join("data"))
-        .env("GATEWAY_ADDR", &addr)
-        .env("CHORUS_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info,chorus_workers=debug,chorus_orchestrator=debug,sqlx=warn,async_nats=warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).expect("log file"))
-        .spawn()
-        .expect("chorus up");
-    let http = reqwest::Client::new();
-    assert!(eventually(Duration::from_secs(60), || healthy(&http, &addr)).await, "chorus up never became healthy");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let env = [
+        ("CHORUS_LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "info,chorus_workers=debug,chorus_orchestrator=debug,sqlx=warn,async_nats=warn".to_owned()),
+    ];
+    let (mut chorus, http) = up(data.path(), &addr, &env, Stdio::from(log)).await;
 
     let created = gql(&http, &addr, None, "mutation { createProduct(name: \"Traced\", priceCents: 100, stock: 5) { id } }", json!({})).await;
     let product = created["createProduct"]["id"].as_str().expect("id").to_owned();
@@ -107,22 +118,13 @@ async fn spans_are_exported_over_otlp_when_a_collector_is_set() {
 
     let data = tempfile::tempdir().expect("temp dir");
     let addr = format!("127.0.0.1:{}", free_port().expect("port"));
-    let mut chorus = Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args(["up", "--no-seed"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CHORUS_DATA_DIR", data.path().join("data"))
-        .env("GATEWAY_ADDR", &addr)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector_addr}"))
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector_addr}")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
         // Spans are exported whatever the log filter keeps.
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chorus up");
-    let http = reqwest::Client::new();
-    assert!(eventually(Duration::from_secs(60), || healthy(&http, &addr)).await, "chorus up never became healthy");
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let (mut chorus, http) = up(data.path(), &addr, &env, Stdio::null()).await;
     let created = gql(&http, &addr, None, "mutation { createProduct(name: \"Exported\", priceCents: 100, stock: 5) { id } }", json!({})).await;
     let product = created["createProduct"]["id"].as_str().expect("id").to_owned();
     let cart = json!({ "input": { "clientId": uuid::Uuid::new_v4(), "items": [{ "productId": product, "quantity": 1 }] } });
