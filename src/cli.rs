@@ -9,6 +9,7 @@ use chorus_workers::WorkerName;
 use uuid::Uuid;
 
 use crate::{
+    bench::{BenchArgs, BenchMode},
     platform::{Options, Platform, Role, ServiceName},
     tools::{self, EventsQuery, Format, Replay},
 };
@@ -76,6 +77,15 @@ pub enum Command {
     },
     /// Print the gateway's GraphQL schema (SDL).
     Schema,
+    /// Measure both saga styles through the GraphQL API (DESIGN §7), or
+    /// with `events`, the event store alone.
+    #[command(args_conflicts_with_subcommands = true)]
+    Bench {
+        #[command(subcommand)]
+        mode: Option<BenchMode>,
+        #[command(flatten)]
+        args: BenchArgs,
+    },
 }
 
 /// Parses the command line and runs it; configuration errors exit with 2.
@@ -107,6 +117,10 @@ pub async fn main() -> ExitCode {
             };
             return finish(tools::replay(&nats_url, what).await);
         }
+        Command::Bench { mode: Some(BenchMode::Events(args)), .. } => {
+            return finish(crate::bench::events::run(args, &config).await);
+        }
+        Command::Bench { mode: None, args } => return finish(crate::bench::run(args, &config).await),
         Command::Up { no_seed } => Options { seed_demo: !no_seed, ..Options::new(Role::All) },
         Command::Gateway => Options::new(Role::Gateway),
         Command::Service { name } => Options::new(Role::Service(name)),
@@ -134,7 +148,9 @@ impl Command {
             Command::Gateway => "chorus-gateway".to_owned(),
             Command::Service { name } => format!("chorus-{}", format!("{name:?}").to_lowercase()),
             Command::Worker { name } => format!("chorus-worker-{name}"),
-            Command::Events { .. } | Command::Replay { .. } | Command::Schema => "chorus-tool".to_owned(),
+            Command::Events { .. } | Command::Replay { .. } | Command::Schema | Command::Bench { .. } => {
+                "chorus-tool".to_owned()
+            }
         }
     }
 }

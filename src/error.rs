@@ -19,6 +19,8 @@ pub enum ChorusError {
     OpenWithoutAuth(std::net::SocketAddr),
     #[error("{0}")]
     Usage(String),
+    #[error("bench: {0}")]
+    Bench(String),
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
     #[error("cannot bind the gateway to {addr}: {source}")]

@@ -6,8 +6,10 @@
 //! - [`platform`]: starts a role's parts on one NATS connection and stops
 //!   them in order (the same code serves `chorus up` and the tests);
 //! - [`seed`]: demo products on a first start;
-//! - [`tools`]: `chorus events` and `chorus replay`, the operator's view of the event store.
+//! - [`tools`]: `chorus events` and `chorus replay`, the operator's view of the event store;
+//! - [`bench`]: `chorus bench`, the two saga styles measured side by side.
 
+pub mod bench;
 pub mod cli;
 mod error;
 pub mod platform;

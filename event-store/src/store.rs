@@ -24,6 +24,8 @@ pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// How long a page read waits for a message the stream said it holds.
 const PAGE_STALL: Duration = Duration::from_secs(2);
+/// Index writes of one batch append in flight at once.
+const INDEX_WRITES_IN_FLIGHT: usize = 256;
 
 /// A page of the stream, for walking it from a sequence.
 #[derive(Debug, Clone)]
@@ -146,38 +148,65 @@ impl EventStore {
 
     /// Like [`Self::append`], and says whether the stream already held it.
     pub async fn append_once(&self, event: &Envelope, trace: Option<&TraceParent>) -> Result<Appended, EventStoreError> {
-        let subject = subjects::event(event.checkout_id, event.event_type());
-        let payload = Bytes::from(serde_json::to_vec(event)?);
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
-        let trace = trace.map(TraceParent::child).unwrap_or_else(TraceParent::new_root);
-        headers.insert(TRACEPARENT, trace.to_string().as_str());
-        let publish_err = |e: async_nats::Error| EventStoreError::Publish { event_id: event.id, source: e };
-        let ack = self
-            .js
-            .publish_with_headers(subject, headers, payload)
-            .await
-            .map_err(|e| publish_err(e.into()))?
-            .await
-            .map_err(|e| publish_err(e.into()))?;
-        // Also on a duplicate: the first attempt may have died before this line.
-        self.index_insert(event.checkout_id, ack.sequence).await?;
-        if !ack.duplicate {
-            metrics::counter!("events_published_total", "topic" => subjects::TOPIC, "type" => event.event_type())
-                .increment(1);
-        }
-        Ok(Appended { sequence: ack.sequence, duplicate: ack.duplicate })
+        let mut appended = self.append_all(std::slice::from_ref(event), trace).await?;
+        appended.pop().ok_or(EventStoreError::Publish { event_id: event.id, source: "no acknowledgement".into() })
     }
 
-    /// Adds `sequence` to the checkout's index entry, with compare-and-set
-    /// so that concurrent appenders (orchestrator, workers) never lose one.
-    async fn index_insert(&self, checkout_id: Uuid, sequence: u64) -> Result<(), EventStoreError> {
+    /// Appends events in the order given with every publish in flight at
+    /// once, then indexes each checkout with one write; returns where each
+    /// landed. Same dedupe and retry rules as [`Self::append`]. One
+    /// connection keeps the order, so a checkout's events stay in sequence.
+    pub async fn append_all(&self, events: &[Envelope], trace: Option<&TraceParent>) -> Result<Vec<Appended>, EventStoreError> {
+        let publish_err = |id: Uuid| move |e: async_nats::Error| EventStoreError::Publish { event_id: id, source: e };
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            let subject = subjects::event(event.checkout_id, event.event_type());
+            let payload = Bytes::from(serde_json::to_vec(event)?);
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
+            let trace = trace.map(TraceParent::child).unwrap_or_else(TraceParent::new_root);
+            headers.insert(TRACEPARENT, trace.to_string().as_str());
+            let ack = self
+                .js
+                .publish_with_headers(subject, headers, payload)
+                .await
+                .map_err(|e| publish_err(event.id)(e.into()))?;
+            pending.push(async move { ack.await.map_err(|e| publish_err(event.id)(e.into())) });
+        }
+        let acks = futures::future::try_join_all(pending).await?;
+        let mut by_checkout: Vec<(Uuid, Vec<u64>)> = Vec::new();
+        for (event, ack) in events.iter().zip(&acks) {
+            match by_checkout.iter_mut().find(|(id, _)| *id == event.checkout_id) {
+                Some((_, sequences)) => sequences.push(ack.sequence),
+                None => by_checkout.push((event.checkout_id, vec![ack.sequence])),
+            }
+        }
+        // Also on a duplicate: the first attempt may have died before this.
+        futures::stream::iter(by_checkout)
+            .map(|(id, sequences)| async move { self.index_insert(id, &sequences).await })
+            .buffer_unordered(INDEX_WRITES_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
+        for (event, ack) in events.iter().zip(&acks) {
+            if !ack.duplicate {
+                metrics::counter!("events_published_total", "topic" => subjects::TOPIC, "type" => event.event_type())
+                    .increment(1);
+            }
+        }
+        Ok(acks.iter().map(|ack| Appended { sequence: ack.sequence, duplicate: ack.duplicate }).collect())
+    }
+
+    /// Adds `new` sequences to the checkout's index entry, with
+    /// compare-and-set so that concurrent appenders (orchestrator, workers)
+    /// never lose one.
+    async fn index_insert(&self, checkout_id: Uuid, new: &[u64]) -> Result<(), EventStoreError> {
         cas(&self.index, &checkout_id.to_string(), |current| {
             let mut sequences = current.map(decode_sequences).transpose()?.unwrap_or_default();
-            if sequences.contains(&sequence) {
+            let fresh: Vec<u64> = new.iter().copied().filter(|s| !sequences.contains(s)).collect();
+            if fresh.is_empty() {
                 return Ok(None);
             }
-            sequences.push(sequence);
+            sequences.extend(fresh);
             sequences.sort_unstable();
             Ok(Some(Bytes::from(serde_json::to_vec(&sequences)?)))
         })

@@ -58,7 +58,8 @@ pub fn build_schema(state: GatewayState) -> ChorusSchema {
 }
 
 /// A product with its stock. `stock` can still be sold; `reserved` is held
-/// by reservations not yet turned into orders.
+/// by reservations not yet turned into orders; `sold` went out in orders.
+/// `stock + reserved + sold` is everything ever stocked.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct Product {
     /// The product id.
@@ -73,6 +74,8 @@ pub struct Product {
     pub stock: i64,
     /// How many are held by checkouts in progress.
     pub reserved: i64,
+    /// How many went out in orders.
+    pub sold: i64,
 }
 
 impl Product {
@@ -84,6 +87,7 @@ impl Product {
             active: p.active,
             stock: level.map_or(0, |l| l.available),
             reserved: level.map_or(0, |l| l.reserved),
+            sold: level.map_or(0, |l| l.sold),
         }
     }
 }

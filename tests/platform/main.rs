@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod bench;
 mod browser;
 mod choreographed;
 mod deployment;

@@ -1,0 +1,483 @@
+//! `chorus bench` (DESIGN §7): both saga styles driven through the public
+//! GraphQL API by N closed-loop clients, measured as a client sees them, with
+//! stock conservation checked at the end; and `chorus bench events`, the
+//! event store alone.
+//!
+//! Latency is the orchestrated mutation's round trip; for a choreographed
+//! checkout, from sending the mutation to its terminal event reaching an
+//! `allCheckoutEvents` subscription opened before the run.
+
+mod client;
+pub mod events;
+pub mod report;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chorus_runtime::{Config, config::ServiceDb, nats_server::free_port};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::ChorusError;
+use client::{Api, Feed, Outcome};
+use report::{Report, Run, StockCheck};
+
+/// What each bench product is stocked with: more than any run sells.
+const STOCK: i64 = 1_000_000_000;
+/// How long one choreographed checkout may take before it counts as lost.
+const CHECKOUT_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PatternArg {
+    Orchestrated,
+    Choreographed,
+    Both,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// A running gateway to measure; without it, a platform is started as
+    /// `chorus up` in a temp dir (its databases from the usual variables).
+    #[arg(long)]
+    pub url: Option<String>,
+    #[arg(long, value_enum, default_value = "both")]
+    pub pattern: PatternArg,
+    /// Concurrent clients, each sending its next checkout when the last ended.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub clients: u16,
+    /// Seconds each pattern runs.
+    #[arg(long, default_value_t = 10.0, conflicts_with = "checkouts")]
+    pub duration: f64,
+    /// Checkouts per pattern, instead of a duration.
+    #[arg(long)]
+    pub checkouts: Option<u64>,
+    /// Lines per cart (one unit of as many fresh products).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub items: u16,
+    /// Share of checkouts that fail at the order step and compensate (a
+    /// fault on `orders.create`; the platform needs CHORUS_FAULT_INJECTION=1).
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the Markdown table here.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Bearer token (an admin's) for a gateway with auth.
+    #[arg(long, env = "CHORUS_BENCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchMode {
+    /// The event store alone, on its own nats-server: pipelined append,
+    /// whole-stream replay and one checkout's replay.
+    Events(events::EventsArgs),
+}
+
+/// Runs the bench, prints and writes its report; `Err` also when stock was
+/// not conserved.
+pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
+    if !(0.0..=1.0).contains(&args.fail_rate) {
+        return Err(ChorusError::Usage(format!("--fail-rate must be from 0 to 1, not {}", args.fail_rate)));
+    }
+    if args.checkouts.is_none() && !(args.duration > 0.0 && args.duration.is_finite()) {
+        return Err(ChorusError::Usage(format!("--duration must be a positive number of seconds, not {}", args.duration)));
+    }
+    let own = match &args.url {
+        Some(_) => None,
+        None => Some(OwnPlatform::start(config).await?),
+    };
+    let (base, target) = match (&args.url, &own) {
+        (Some(url), _) => (url.clone(), url.clone()),
+        (None, Some(own)) => (own.url.clone(), format!("a self-started `chorus up` ({})", own.backend)),
+        (None, None) => unreachable!("one of them is set"),
+    };
+    let api = Api::new(&base, args.token.clone())?;
+    api.wait_healthy(Duration::from_secs(60)).await?;
+    let feed = Feed::open(&api).await?;
+
+    if args.fail_rate > 0.0 {
+        set_order_fault(&api, per_call_rate(args.fail_rate, config.step_attempts)).await?;
+    }
+    let patterns: &[&str] = match args.pattern {
+        PatternArg::Orchestrated => &["orchestrated"],
+        PatternArg::Choreographed => &["choreographed"],
+        PatternArg::Both => &["orchestrated", "choreographed"],
+    };
+    let mut runs = Vec::new();
+    let mut stock = Vec::new();
+    let mut outcome = Ok(());
+    for pattern in patterns {
+        match run_pattern(pattern, &args, &api, &feed, own.as_ref()).await {
+            Ok((run, checks)) => {
+                runs.push(run);
+                stock.extend(checks);
+            }
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    if args.fail_rate > 0.0 {
+        set_order_fault(&api, 0.0).await?;
+    }
+    outcome?;
+    let report = Report::new(runs, stock, target, args.fail_rate);
+    let markdown = report.markdown();
+    println!("{markdown}");
+    if let Some(path) = &args.markdown {
+        write(path, &markdown)?;
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| ChorusError::Bench(e.to_string()))?;
+        write(path, &json)?;
+    }
+    if let Some(own) = own {
+        own.stop().await;
+    }
+    if report.stock_conserved { Ok(()) } else { Err(ChorusError::Bench("stock was not conserved".into())) }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ChorusError> {
+    std::fs::write(path, text).map_err(ChorusError::Output)
+}
+
+/// A checkout compensates when every attempt of its order step fails, so
+/// each call fails with `share^(1/attempts)`.
+fn per_call_rate(share: f64, attempts: u32) -> f64 {
+    share.powf(1.0 / f64::from(attempts.max(1)))
+}
+
+async fn set_order_fault(api: &Api, rate: f64) -> Result<(), ChorusError> {
+    let mode = if rate > 0.0 { "ERROR" } else { "NONE" };
+    let query = format!("mutation($r: Float!) {{ setFault(target: \"orders.create\", mode: {mode}, rate: $r) }}");
+    api.gql(&query, json!({ "r": rate })).await.map(drop).map_err(|e| {
+        ChorusError::Bench(format!("cannot set a fault on orders.create (--fail-rate needs CHORUS_FAULT_INJECTION=1): {e}"))
+    })
+}
+
+/// What one client measured.
+struct ClientRun {
+    latency: Histogram<u64>,
+    ended: Vec<(Uuid, Outcome)>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+async fn run_pattern(
+    pattern: &'static str,
+    args: &BenchArgs,
+    api: &Api,
+    feed: &Feed,
+    own: Option<&OwnPlatform>,
+) -> Result<(Run, Vec<StockCheck>), ChorusError> {
+    let mut products = Vec::new();
+    for i in 0..args.items {
+        let data = api
+            .gql(
+                "mutation($n: String!, $s: Int!) { createProduct(name: $n, priceCents: 100, stock: $s) { id } }",
+                json!({ "n": format!("bench {pattern} {i}"), "s": STOCK }),
+            )
+            .await
+            .map_err(|e| ChorusError::Bench(format!("cannot create the bench's products: {e}")))?;
+        let id: Uuid = data["createProduct"]["id"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| ChorusError::Bench("createProduct returned no id".into()))?;
+        products.push(id);
+    }
+    let items: Vec<_> = products.iter().map(|p| json!({ "productId": p, "quantity": 1 })).collect();
+
+    let progress = progress_bar(pattern, args);
+    let issued = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_secs_f64(args.duration);
+    let cpu_before = own.map(OwnPlatform::cpu_seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let (api, feed, items, issued, progress) = (api.clone(), feed.clone(), items.clone(), issued.clone(), progress.clone());
+        let (limit, choreographed) = (args.checkouts, pattern == "choreographed");
+        tasks.push(tokio::spawn(async move {
+            let client = Uuid::new_v4();
+            let mut run = ClientRun { latency: report::histogram(), ended: Vec::new(), errors: 0, first_error: None };
+            loop {
+                let more = match limit {
+                    Some(n) => issued.fetch_add(1, Ordering::Relaxed) < n,
+                    None => Instant::now() < end,
+                };
+                if !more {
+                    break;
+                }
+                let input = json!({ "i": { "clientId": client, "items": items } });
+                let sent = Instant::now();
+                let result = if choreographed {
+                    choreographed_checkout(&api, &feed, input).await.map(|(id, at, outcome)| (id, at - sent, outcome))
+                } else {
+                    orchestrated_checkout(&api, input).await.map(|(id, outcome)| (id, sent.elapsed(), outcome))
+                };
+                match result {
+                    Ok((id, latency, outcome)) => {
+                        report::record(&mut run.latency, latency);
+                        run.ended.push((id, outcome));
+                    }
+                    Err(e) => {
+                        run.errors += 1;
+                        run.first_error.get_or_insert(e);
+                    }
+                }
+                progress.inc(1);
+            }
+            run
+        }));
+    }
+    let ticker = tokio::spawn({
+        let progress = progress.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let done = progress.position();
+                let rate = done as f64 / started.elapsed().as_secs_f64();
+                progress.set_message(format!("{done} checkouts, {rate:.0}/s"));
+            }
+        }
+    });
+    let mut latency = report::histogram();
+    let mut ended = Vec::new();
+    let (mut errors, mut first_error) = (0, None);
+    for task in tasks {
+        let run = task.await.map_err(|e| ChorusError::Bench(format!("a bench client failed: {e}")))?;
+        latency.add(&run.latency).map_err(|e| ChorusError::Bench(e.to_string()))?;
+        ended.extend(run.ended);
+        errors += run.errors;
+        first_error = first_error.or(run.first_error);
+    }
+    let elapsed = started.elapsed();
+    ticker.abort();
+    progress.finish_and_clear();
+    if let Some(e) = &first_error {
+        eprintln!("{pattern}: {errors} requests failed; the first: {e}");
+    }
+
+    // Compensations and the orchestrator's last transitions land after the
+    // client has its answer: wait until the stream is quiet and nothing is held.
+    feed.settle(Duration::from_millis(500), Duration::from_secs(30)).await;
+    let cpu = match (own, cpu_before) {
+        (Some(own), Some(before)) if !ended.is_empty() => Some((own.cpu_seconds() - before) * 1000.0 / ended.len() as f64),
+        _ => None,
+    };
+    if !feed.is_open() {
+        return Err(ChorusError::Bench("the gateway ended the bench's event subscription (too slow a reader?)".into()));
+    }
+    let succeeded = ended.iter().filter(|(_, o)| *o == Outcome::Succeeded).count() as u64;
+    let checks = stock_checks(api, pattern, &products, succeeded as i64).await?;
+
+    let mut freed = report::histogram();
+    let (mut events, mut compensated) = (0u64, 0u64);
+    for (id, _) in &ended {
+        let seen = feed.seen(*id);
+        events += u64::from(seen.events);
+        compensated += u64::from(seen.compensated);
+        if let Some(d) = seen.freed_after {
+            report::record(&mut freed, d);
+        }
+    }
+    let checkouts = ended.len() as u64;
+    let run = Run {
+        pattern: pattern.to_owned(),
+        clients: usize::from(args.clients),
+        duration_s: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        checkouts,
+        succeeded,
+        failed: checkouts - succeeded,
+        compensated,
+        errors,
+        throughput_per_s: (checkouts as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        latency_ms: report::Latency::from_micros(&latency),
+        events_per_checkout: if checkouts == 0 { 0.0 } else { (events as f64 / checkouts as f64 * 100.0).round() / 100.0 },
+        stock_freed_ms: (!freed.is_empty()).then(|| report::Latency::from_micros(&freed)),
+        platform_cpu_ms_per_checkout: cpu.map(|c| (c * 100.0).round() / 100.0),
+    };
+    Ok((run, checks))
+}
+
+const ORCHESTRATED: &str = "mutation($i: CheckoutInput!) { checkoutOrchestrated(input: $i) { id state } }";
+const CHOREOGRAPHED: &str = "mutation($i: CheckoutInput!) { checkoutChoreographed(input: $i) { checkoutId } }";
+
+async fn orchestrated_checkout(api: &Api, input: serde_json::Value) -> Result<(Uuid, Outcome), String> {
+    let data = api.gql(ORCHESTRATED, input).await.map_err(|e| e.to_string())?;
+    let saga = &data["checkoutOrchestrated"];
+    let id = saga["id"].as_str().and_then(|s| s.parse().ok()).ok_or("no saga id")?;
+    match saga["state"].as_str() {
+        Some("COMPLETED") => Ok((id, Outcome::Succeeded)),
+        Some("CANCELLED") => Ok((id, Outcome::Failed)),
+        other => Err(format!("saga {id} answered in state {other:?}")),
+    }
+}
+
+async fn choreographed_checkout(api: &Api, feed: &Feed, input: serde_json::Value) -> Result<(Uuid, Instant, Outcome), String> {
+    let data = api.gql(CHOREOGRAPHED, input).await.map_err(|e| e.to_string())?;
+    let id: Uuid = data["checkoutChoreographed"]["checkoutId"].as_str().and_then(|s| s.parse().ok()).ok_or("no checkout id")?;
+    match tokio::time::timeout(CHECKOUT_LIMIT, feed.terminal(id)).await {
+        Ok(Ok((at, outcome))) => Ok((id, at, outcome)),
+        Ok(Err(_)) => Err("the event subscription ended".into()),
+        Err(_) => Err(format!("checkout {id} did not end within {CHECKOUT_LIMIT:?}")),
+    }
+}
+
+/// Each product's stock once nothing is held any more (bounded wait).
+async fn stock_checks(api: &Api, pattern: &str, products: &[Uuid], succeeded: i64) -> Result<Vec<StockCheck>, ChorusError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut checks = Vec::new();
+        for id in products {
+            let data = api
+                .gql("query($id: ID!) { product(id: $id) { stock reserved sold } }", json!({ "id": id }))
+                .await
+                .map_err(|e| ChorusError::Bench(format!("cannot read product {id}: {e}")))?;
+            let p = &data["product"];
+            let field = |k: &str| p[k].as_i64().unwrap_or(-1);
+            checks.push(StockCheck {
+                pattern: pattern.to_owned(),
+                product_id: *id,
+                stocked: STOCK,
+                available: field("stock"),
+                reserved: field("reserved"),
+                sold: field("sold"),
+                expected_sold: succeeded,
+            });
+        }
+        if checks.iter().all(|c| c.reserved == 0) || Instant::now() > deadline {
+            return Ok(checks);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn progress_bar(pattern: &str, args: &BenchArgs) -> ProgressBar {
+    let (bar, template) = match args.checkouts {
+        Some(n) => (ProgressBar::new(n), "{prefix:>13} [{bar:30}] {pos}/{len} {msg}"),
+        None => (ProgressBar::new_spinner(), "{prefix:>13} {spinner} {elapsed} {msg}"),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(pattern.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+/// `chorus up` in a temp dir, on its own embedded nats-server.
+struct OwnPlatform {
+    child: tokio::process::Child,
+    url: String,
+    backend: &'static str,
+    dir: tempfile::TempDir,
+}
+
+impl OwnPlatform {
+    async fn start(config: &Config) -> Result<Self, ChorusError> {
+        let dir = tempfile::Builder::new().prefix("chorus-bench-").tempdir().map_err(ChorusError::Output)?;
+        let exe = std::env::current_exe().map_err(ChorusError::Output)?;
+        let port = free_port().map_err(ChorusError::Output)?;
+        let log = std::fs::File::create(dir.path().join("chorus.log")).map_err(ChorusError::Output)?;
+        let child = tokio::process::Command::new(exe)
+            .args(["up", "--no-seed"])
+            .env_remove("NATS_URL")
+            .env("CHORUS_DATA_DIR", dir.path())
+            .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
+            .env("CHORUS_FAULT_INJECTION", "1")
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| ChorusError::Bench(format!("cannot start `chorus up`: {e}")))?;
+        let backend = if config.database_url(ServiceDb::Inventory).starts_with("postgres") { "postgres" } else { "sqlite" };
+        let own = OwnPlatform { child, url: format!("http://127.0.0.1:{port}"), backend, dir };
+        let api = Api::new(&own.url, None)?;
+        if let Err(e) = api.wait_healthy(Duration::from_secs(60)).await {
+            let log = std::fs::read_to_string(own.dir.path().join("chorus.log")).unwrap_or_default();
+            return Err(ChorusError::Bench(format!("{e}; its log:\n{log}")));
+        }
+        Ok(own)
+    }
+
+    /// CPU seconds spent so far by `chorus up` and its children (nats-server).
+    fn cpu_seconds(&self) -> f64 {
+        self.child.id().map(|pid| process_tree_cpu(pid)).unwrap_or(0.0)
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
+            // SIGTERM: `chorus up` stops in order and takes nats-server with it.
+            #[allow(unsafe_code)]
+            // SAFETY: kill(2) on our own child's pid has no memory effects.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// utime + stime of a process and, recursively, its children, in seconds.
+fn process_tree_cpu(pid: u32) -> f64 {
+    #[allow(unsafe_code)]
+    // SAFETY: sysconf reads a constant of the system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let own = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name (which may hold spaces) start at `) `.
+            let rest = stat.rsplit_once(") ")?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks)
+        })
+        .unwrap_or(0.0);
+    let children: f64 = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).collect::<Vec<_>>())
+        .map(process_tree_cpu)
+        .sum();
+    own + children
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_per_call_fault_rate_gives_the_asked_share_of_compensations() {
+        for (share, attempts) in [(0.1, 3), (0.5, 1), (1.0, 3), (0.25, 2)] {
+            let rate = per_call_rate(share, attempts);
+            assert!((rate.powi(attempts as i32) - share).abs() < 1e-9, "{share} {attempts} -> {rate}");
+        }
+        assert_eq!(per_call_rate(0.0, 3), 0.0);
+    }
+
+    #[test]
+    fn this_process_cpu_time_is_read_from_proc() {
+        let busy = Instant::now();
+        while busy.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(0u64);
+        }
+        assert!(process_tree_cpu(std::process::id()) > 0.0);
+    }
+}
