@@ -157,9 +157,16 @@ impl EventStore {
     /// landed. Same dedupe and retry rules as [`Self::append`]. One
     /// connection keeps the order, so a checkout's events stay in sequence.
     pub async fn append_all(&self, events: &[Envelope], trace: Option<&TraceParent>) -> Result<Vec<Appended>, EventStoreError> {
+        let events: Vec<_> = events.iter().map(|e| (e, trace)).collect();
+        self.append_traced(&events).await
+    }
+
+    /// [`Self::append_all`] with a trace context per event.
+    pub async fn append_traced(&self, events: &[(&Envelope, Option<&TraceParent>)]) -> Result<Vec<Appended>, EventStoreError> {
         let publish_err = |id: Uuid| move |e: async_nats::Error| EventStoreError::Publish { event_id: id, source: e };
-        let mut pending = Vec::with_capacity(events.len());
-        for event in events {
+        let mut sent = Vec::new();
+        let mut pending = Vec::new();
+        for &(event, trace) in events {
             let subject = subjects::event(event.checkout_id, event.event_type());
             let payload = Bytes::from(serde_json::to_vec(event)?);
             let mut headers = HeaderMap::new();
@@ -172,10 +179,11 @@ impl EventStore {
                 .await
                 .map_err(|e| publish_err(event.id)(e.into()))?;
             pending.push(async move { ack.await.map_err(|e| publish_err(event.id)(e.into())) });
+            sent.push(event);
         }
         let acks = futures::future::try_join_all(pending).await?;
         let mut by_checkout: Vec<(Uuid, Vec<u64>)> = Vec::new();
-        for (event, ack) in events.iter().zip(&acks) {
+        for (event, ack) in sent.iter().zip(&acks) {
             match by_checkout.iter_mut().find(|(id, _)| *id == event.checkout_id) {
                 Some((_, sequences)) => sequences.push(ack.sequence),
                 None => by_checkout.push((event.checkout_id, vec![ack.sequence])),
@@ -187,7 +195,7 @@ impl EventStore {
             .buffer_unordered(INDEX_WRITES_IN_FLIGHT)
             .try_collect::<()>()
             .await?;
-        for (event, ack) in events.iter().zip(&acks) {
+        for (event, ack) in sent.iter().zip(&acks) {
             if !ack.duplicate {
                 metrics::counter!("events_published_total", "topic" => subjects::TOPIC, "type" => event.event_type())
                     .increment(1);

@@ -15,7 +15,7 @@ use chorus_contracts::{
     orchestrator::{Saga, StartCheckout},
     orders::{CancelOrderByKey, CreateOrder},
 };
-use chorus_event_store::{CartLine, Envelope, EventPayload, EventStore, Pattern};
+use chorus_event_store::{CartLine, Envelope, EventPayload, EventStore, Pattern, Publisher};
 use chorus_runtime::{shutdown::Shutdown, trace::TraceParent};
 use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast;
@@ -52,7 +52,10 @@ pub struct Orchestrator {
 struct Inner {
     db: DatabaseConnection,
     services: ServiceClient,
-    events: EventStore,
+    /// Saga events are appended in the background, in order, so that a
+    /// step never waits on the event store; flushed before a terminal state
+    /// is stored and before a caller learns of it.
+    publisher: Publisher,
     settings: Settings,
     replica: String,
     shutdown: Shutdown,
@@ -89,7 +92,7 @@ impl Orchestrator {
             inner: Arc::new(Inner {
                 db,
                 services,
-                events,
+                publisher: Publisher::start(events, settings.backoff),
                 settings,
                 replica: format!("orchestrator-{}", Uuid::new_v4().simple()),
                 shutdown,
@@ -130,8 +133,8 @@ impl Orchestrator {
                 // read models, audit and notifications see both patterns alike.
                 let items = req.items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
                 let initiated = EventPayload::CheckoutInitiated { client_id: row.client_id, items, idempotency_key: row.idempotency_key.clone() };
-                self.publish(&row, initiated, "CheckoutInitiated").await;
-                self.publish_transition(&row, None, SagaState::Pending, Some("checkout received")).await;
+                self.publish(&row, initiated, "CheckoutInitiated");
+                self.publish_transition(&row, None, SagaState::Pending, Some("checkout received"));
                 self.spawn_drive(row.id);
                 row.id
             }
@@ -158,7 +161,7 @@ impl Orchestrator {
                 let reason = format!("compensation forced by an admin in {state}");
                 let patch = Patch { failure: Some((reason.clone(), step_of(state))), ..Patch::default() };
                 let moved = repo::transition(&self.inner.db, &row, to, Some(&reason), patch, &self.inner.replica, self.inner.settings.lease).await?;
-                self.publish_transition(&moved, Some(state), to, Some(&reason)).await;
+                self.publish_transition(&moved, Some(state), to, Some(&reason));
             }
             // A driver of ours may be inside a step that no longer matters:
             // interrupt it and start one that compensates.
@@ -224,6 +227,8 @@ impl Orchestrator {
         loop {
             let state = repo::state_of(&row)?;
             if state.is_terminal() {
+                // Whoever learns the saga ended can read all its events.
+                inner.publisher.flush().await;
                 let _ = inner.ended.send(id);
                 return Ok(());
             }
@@ -231,6 +236,7 @@ impl Orchestrator {
                 return Err(OrchestratorError::LeaseLost(id));
             }
             if inner.shutdown.token.is_cancelled() {
+                inner.publisher.flush().await;
                 repo::hand_back(&inner.db, id, &inner.replica).await?;
                 tracing::info!(state = %state, "handed the saga back at shutdown");
                 return Ok(());
@@ -247,7 +253,7 @@ impl Orchestrator {
             }
             row = repo::transition(&inner.db, &row, to, outcome.reason.as_deref(), outcome.patch, &inner.replica, inner.settings.lease).await?;
             tracing::debug!(from = %state, to = %to, reason = outcome.reason.as_deref(), "saga moved");
-            self.publish_transition(&row, Some(state), to, outcome.reason.as_deref()).await;
+            self.publish_transition(&row, Some(state), to, outcome.reason.as_deref());
             if to.is_terminal() {
                 record_end(&row, to);
             }
@@ -454,20 +460,25 @@ impl Orchestrator {
         Ok(taken)
     }
 
-    async fn publish_transition(&self, row: &saga::Model, from: Option<SagaState>, to: SagaState, reason: Option<&str>) {
+    fn publish_transition(&self, row: &saga::Model, from: Option<SagaState>, to: SagaState, reason: Option<&str>) {
         let payload = EventPayload::SagaTransitioned {
             from: from.map(|s| s.as_str().to_owned()),
             to: to.as_str().to_owned(),
             reason: reason.map(str::to_owned),
         };
         let name = format!("transition:{}", row.version - 1);
-        self.publish(row, payload, &name).await;
+        self.publish(row, payload, &name);
     }
 
     /// The saga's result as events, published before the terminal state is
     /// stored: a crash in between makes the next replica publish them again
     /// under the same ids (deduplicated), never lose them.
     async fn publish_outcome(&self, row: &saga::Model, to: SagaState) {
+        self.queue_outcome(row, to);
+        self.inner.publisher.flush().await;
+    }
+
+    fn queue_outcome(&self, row: &saga::Model, to: SagaState) {
         if to == SagaState::Completed {
             let (Some(order_id), Ok(lines)) = (row.order_id, repo::lines_of(row)) else { return };
             let total_cents = lines.iter().map(|l| l.unit_price_cents * i64::from(l.quantity)).sum();
@@ -475,28 +486,22 @@ impl Orchestrator {
                 .into_iter()
                 .map(|l| chorus_event_store::OrderLine { product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
                 .collect();
-            self.publish(row, EventPayload::OrderCreated { order_id, client_id: row.client_id, total_cents, items }, "OrderCreated").await;
-            self.publish(row, EventPayload::CheckoutSucceeded { order_id }, "CheckoutSucceeded").await;
+            self.publish(row, EventPayload::OrderCreated { order_id, client_id: row.client_id, total_cents, items }, "OrderCreated");
+            self.publish(row, EventPayload::CheckoutSucceeded { order_id }, "CheckoutSucceeded");
         } else {
             let reason = row.failure_reason.clone().unwrap_or_else(|| "cancelled".into());
             let step = row.failure_step.clone().unwrap_or_else(|| "unknown".into());
-            self.publish(row, EventPayload::CheckoutFailed { reason, step }, "CheckoutFailed").await;
+            self.publish(row, EventPayload::CheckoutFailed { reason, step }, "CheckoutFailed");
         }
     }
 
-    async fn publish(&self, row: &saga::Model, payload: EventPayload, name: &str) {
+    /// Queues an event of the saga (see [`Inner::publisher`]).
+    fn publish(&self, row: &saga::Model, payload: EventPayload, name: &str) {
         let event = Envelope::new(row.id, Pattern::Orchestrated, payload).with_derived_id(name);
         let trace = row.traceparent.as_deref().and_then(TraceParent::parse);
-        for attempt in 1..=5u32 {
-            match self.inner.events.append(&event, trace.as_ref()).await {
-                Ok(_) => return,
-                Err(e) if attempt == 5 => tracing::error!(error = %e, event = name, "event not published"),
-                Err(_) => tokio::time::sleep(backoff(self.inner.settings.backoff, attempt)).await,
-            }
-        }
+        self.inner.publisher.append(event, trace);
     }
 }
-
 
 /// The step a running state belongs to, for `failure_step`.
 fn step_of(state: SagaState) -> &'static str {
