@@ -17,7 +17,8 @@ run() { # $1: metrics 0/1, $2: OTLP export 0/1
   (env CHORUS_DATA_DIR="$work/data" GATEWAY_ADDR=127.0.0.1:18080 RUST_LOG=warn CHORUS_METRICS="$1" "${extra[@]}" \
     "$root/target/release/chorus" up --no-seed > up.out 2> up.err &)
   sleep 4
-  echo "metrics=$1 export=$2: $(python3 "$root/scripts/orch_latency.py" http://127.0.0.1:18080 1 300)"
+  echo "metrics=$1 export=$2:"
+  "$root/target/release/chorus" bench --url http://127.0.0.1:18080 --pattern orchestrated --clients 1 --checkouts 300 | grep '^| orch' 
   pkill -TERM -f "target/release/chorus up"; sleep 3
   pkill -f "otlp_spans.py serve"; sleep 1
 }

@@ -1,0 +1,114 @@
+#!/bin/bash
+# Regenerates BENCHMARKS.md on this machine: `chorus bench` for both saga
+# styles at 1 and 32 clients, on SQLite (the embedded default) and on
+# Postgres (127.0.0.1:5432, trust auth; databases made and dropped here),
+# a failure mix (20% of checkouts compensate), then `chorus bench events`
+# with 1M events stored.
+#
+#   scripts/benchmarks.sh            # about 4 minutes after the build
+#   DURATION=30 scripts/benchmarks.sh
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+duration=${DURATION:-10}
+events=${EVENTS:-1000000}
+pg=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+cd "$root"
+cargo build --release --bin chorus --quiet
+chorus="$root/target/release/chorus"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+bench() { # $1: label, $2: clients, then env assignments
+  local label=$1 clients=$2; shift 2
+  env "$@" "$chorus" bench --pattern both --clients "$clients" --duration "$duration" \
+    --json "$work/$label-$clients.json" --markdown "$work/$label-$clients.md" > /dev/null
+}
+
+for clients in 1 32; do bench sqlite "$clients"; done
+"$chorus" bench --pattern both --clients 4 --duration "$duration" --fail-rate 0.2 --json "$work/fail.json" > /dev/null
+dbs=()
+pg_env=()
+suffix=$(date +%s)_$$
+for db in catalogue inventory orders orchestrator audit; do
+  name="chorus_bench_${suffix}_$db"
+  psql "$pg/postgres" -qc "CREATE DATABASE $name" > /dev/null
+  dbs+=("$name")
+  pg_env+=("$(echo "$db" | tr a-z A-Z)_DATABASE_URL=$pg/$name")
+done
+for clients in 1 32; do bench postgres "$clients" "${pg_env[@]}"; done
+for name in "${dbs[@]}"; do psql "$pg/postgres" -qc "DROP DATABASE $name" > /dev/null; done
+"$chorus" bench events --events "$events" --json "$work/events.json" --markdown "$work/events.md" > /dev/null
+
+python3 - "$work" "$duration" > BENCHMARKS.md <<'PY'
+import json, sys, subprocess
+work, duration = sys.argv[1], sys.argv[2]
+runs = {(b, c): json.load(open(f"{work}/{b}-{c}.json")) for b in ("sqlite", "postgres") for c in (1, 32)}
+ev = json.load(open(f"{work}/events.json"))
+first = runs[("sqlite", 1)]
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+def row(b, c, p):
+    r = next(x for x in runs[(b, c)]["runs"] if x["pattern"] == p)
+    l = r["latency_ms"]
+    cpu = r.get("platform_cpu_ms_per_checkout")
+    return (f"| {p} | {b} | {c} | {r['checkouts']} | {r['throughput_per_s']:.0f}/s | {l['p50']:.1f} ms | {l['p95']:.1f} ms "
+            f"| {l['p99']:.1f} ms | {r['events_per_checkout']:.1f} | {cpu:.1f} ms |")
+def get(b, c, p):
+    return next(x for x in runs[(b, c)]["runs"] if x["pattern"] == p)
+print("# Benchmarks\n")
+print(f"The latest figures on this machine ({first['machine']}), Chorus {first['version']} at `{commit}`,")
+print(f"each pattern for {duration} s with the load generator on the same 2 cores. Regenerate with")
+print("`scripts/benchmarks.sh` (it runs `chorus bench` and `chorus bench events`, below).\n")
+print("Latency is what a client sees: the orchestrated mutation's round trip; a choreographed checkout")
+print("from sending its mutation to its terminal event arriving on an `allCheckoutEvents` subscription.")
+print("CPU is what `chorus up` and its nats-server spent per checkout.\n")
+print("## Both saga styles\n")
+print("```\nchorus bench --pattern both --clients {1,32} --duration %s   # SQLite, then Postgres databases\n```\n" % duration)
+print("| pattern | databases | clients | checkouts | throughput | P50 | P95 | P99 | events/checkout | CPU/checkout |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for b in ("sqlite", "postgres"):
+    for c in (1, 32):
+        for p in ("orchestrated", "choreographed"):
+            print(row(b, c, p))
+fail = json.load(open(f"{work}/fail.json"))
+ok = all(r["stock_conserved"] for r in runs.values()) and fail["stock_conserved"]
+print(f"\nStock conserved in every run: {'yes' if ok else 'NO'}.\n")
+print("## With failures\n")
+print("```\nchorus bench --pattern both --clients 4 --duration %s --fail-rate 0.2   # SQLite\n```\n" % duration)
+print("A fifth of the checkouts fail at the order step (every attempt of `orders.create` errs) and")
+print("compensate. \"Stock freed\" runs from the order step failing for good (`OrderCreationFailed`, or")
+print("the saga entering `FAILED_ORDER_CREATION`) to the stock's release (`StockReleased`, or the saga")
+print("entering `CANCELLED`), as the subscription sees them. Failed checkouts include the retries' backoff.\n")
+print("| pattern | checkouts | succeeded | failed | compensated | P50 | P95 | stock freed P50 | stock freed P95 |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for r in fail["runs"]:
+    f = r.get("stock_freed_ms") or {"p50": 0, "p95": 0}
+    print(f"| {r['pattern']} | {r['checkouts']} | {r['succeeded']} | {r['failed']} | {r['compensated']} | {r['latency_ms']['p50']:.1f} ms "
+          f"| {r['latency_ms']['p95']:.1f} ms | {f['p50']:.1f} ms | {f['p95']:.1f} ms |")
+print()
+print("## The event store\n")
+print("```\nchorus bench events --events %d\n```\n" % ev["events_stored"])
+print("| figure | value |\n| --- | ---: |")
+print(f"| append, one at a time (acked + indexed) | P50 {ev['append_one_ms']['p50']:.2f} ms, P95 {ev['append_one_ms']['p95']:.2f} ms |")
+print(f"| append, pipelined (acked + indexed) | {ev['append_pipelined_per_s']:,.0f} events/s |")
+print(f"| replay, whole stream ({ev['events_stored']:,} events) | {ev['replay_whole_s']:.2f} s ({ev['replay_per_s']:,.0f} events/s) |")
+l = ev["replay_checkout_ms"]
+print(f"| one checkout's replay, {ev['events_stored']:,} stored | P50 {l['p50']:.2f} ms, P95 {l['p95']:.2f} ms, P99 {l['p99']:.2f} ms |")
+print("\n## Against the seed and the targets (SQLite, the embedded default)\n")
+o1, o32 = get("sqlite", 1, "orchestrated"), get("sqlite", 32, "orchestrated")
+c1, c32 = get("sqlite", 1, "choreographed"), get("sqlite", 32, "choreographed")
+def ratio(seed, now, lower_is_better=True):
+    if now == 0: return "–"
+    r = seed / now if lower_is_better else now / seed
+    return f"{r:,.0f}× better" if r >= 10 else (f"{r:.1f}× better" if r >= 1 else f"{1 / r:.1f}× worse")
+print("| figure | seed | target | now | vs seed |\n| --- | ---: | ---: | ---: | ---: |")
+print(f"| orchestrated P95, 1 client | 2.1 s | ≤ 10 ms | {o1['latency_ms']['p95']:.1f} ms | {ratio(2100, o1['latency_ms']['p95'])} |")
+print(f"| orchestrated throughput, 32 clients | 0.5/s | ≥ 1,000/s | {o32['throughput_per_s']:.0f}/s | {ratio(0.5, o32['throughput_per_s'], False)} |")
+print(f"| choreographed P95, 1 client | 450 ms | ≤ 10 ms | {c1['latency_ms']['p95']:.1f} ms | {ratio(450, c1['latency_ms']['p95'])} |")
+print(f"| choreographed throughput, 32 clients | 2/s | ≥ 2,000/s | {c32['throughput_per_s']:.0f}/s | {ratio(2, c32['throughput_per_s'], False)} |")
+print(f"| event append, pipelined | > 1,000/s | ≥ 50,000/s | {ev['append_pipelined_per_s']:,.0f}/s | – |")
+print(f"| replay of {ev['events_stored']:,} events | < 10 s | ≤ 5 s | {ev['replay_whole_s']:.2f} s | {ratio(10, ev['replay_whole_s'])} |")
+print(f"| one checkout's replay, {ev['events_stored']:,} stored | – | P95 ≤ 5 ms | {l['p95']:.2f} ms | – |")
+freed = max(((r.get("stock_freed_ms") or {}).get("p95", 0) for r in fail["runs"]), default=0)
+print(f"| stock freed after a failed order (P95, worse pattern) | < 5 s | ≤ 50 ms | {freed:.1f} ms | {ratio(5000, freed)} |")
+PY
+echo "BENCHMARKS.md written"
