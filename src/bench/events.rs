@@ -153,7 +153,7 @@ pub async fn run(args: EventsArgs, config: &Config) -> Result<(), ChorusError> {
             Some(event) => {
                 event.map_err(failed)?;
                 replayed += 1;
-                if replayed % 10_000 == 0 {
+                if replayed.is_multiple_of(10_000) {
                     progress.set_position(replayed);
                 }
             }

@@ -414,7 +414,7 @@ impl OwnPlatform {
 
     /// CPU seconds spent so far by `chorus up` and its children (nats-server).
     fn cpu_seconds(&self) -> f64 {
-        self.child.id().map(|pid| process_tree_cpu(pid)).unwrap_or(0.0)
+        self.child.id().map(process_tree_cpu).unwrap_or(0.0)
     }
 
     async fn stop(mut self) {
