@@ -182,12 +182,9 @@ impl EventStore {
             sent.push(event);
         }
         let acks = futures::future::try_join_all(pending).await?;
-        let mut by_checkout: Vec<(Uuid, Vec<u64>)> = Vec::new();
+        let mut by_checkout: std::collections::BTreeMap<Uuid, Vec<u64>> = Default::default();
         for (event, ack) in sent.iter().zip(&acks) {
-            match by_checkout.iter_mut().find(|(id, _)| *id == event.checkout_id) {
-                Some((_, sequences)) => sequences.push(ack.sequence),
-                None => by_checkout.push((event.checkout_id, vec![ack.sequence])),
-            }
+            by_checkout.entry(event.checkout_id).or_default().push(ack.sequence);
         }
         // Also on a duplicate: the first attempt may have died before this.
         futures::stream::iter(by_checkout)

@@ -165,8 +165,8 @@ impl Feed {
                 observe(&mut lock(&t), id, event, at);
             }
         });
-        // The gateway registers the subscriber before it answers anything;
-        // one round trip on the same gateway makes sure it has.
+        // graphql-transport-ws confirms no subscription: give the gateway a
+        // moment to register it before the first checkout is sent.
         tokio::time::sleep(Duration::from_millis(200)).await;
         Ok(Feed { tracks, last_frame, task: Arc::new(AbortOnDropHandle::new(task)) })
     }

@@ -189,11 +189,11 @@ pub async fn run(args: EventsArgs, config: &Config) -> Result<(), ChorusError> {
     let markdown = report.markdown();
     println!("{markdown}");
     if let Some(path) = &args.markdown {
-        std::fs::write(path, &markdown).map_err(ChorusError::Output)?;
+        super::write(path, &markdown)?;
     }
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report).map_err(|e| ChorusError::Bench(e.to_string()))?;
-        std::fs::write(path, json).map_err(ChorusError::Output)?;
+        super::write(path, &json)?;
     }
     Ok(())
 }

@@ -150,7 +150,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
     if report.stock_conserved { Ok(()) } else { Err(ChorusError::Bench("stock was not conserved".into())) }
 }
 
-fn write(path: &Path, text: &str) -> Result<(), ChorusError> {
+pub(super) fn write(path: &Path, text: &str) -> Result<(), ChorusError> {
     std::fs::write(path, text).map_err(ChorusError::Output)
 }
 
