@@ -346,6 +346,17 @@ impl Projections {
         update::<ClientOrders>(&self.orders_by_client, event).await
     }
 
+    /// Applies a batch of events with one write per key: the events of one
+    /// checkout (or client) are folded together, in the order given, and
+    /// written with a single compare-and-set.
+    pub async fn apply_all(&self, events: &[RecordedEvent]) -> Result<(), EventStoreError> {
+        futures::try_join!(
+            update_all::<CheckoutView>(&self.checkouts, events),
+            update_all::<ClientOrders>(&self.orders_by_client, events),
+        )?;
+        Ok(())
+    }
+
     /// The stored view of a checkout (maybe behind the stream: see
     /// [`Self::checkout_fresh`]).
     pub async fn checkout(&self, id: Uuid) -> Result<Option<CheckoutView>, EventStoreError> {
@@ -414,6 +425,39 @@ async fn read<T: DeserializeOwned>(store: &kv::Store, key: &str) -> Result<Optio
 async fn update<V: View>(store: &kv::Store, event: &RecordedEvent) -> Result<(), EventStoreError> {
     let Some(key) = V::key(event) else { return Ok(()) };
     modify::<V>(store, &key, |current| V::apply(current, event)).await
+}
+
+/// Applies `events` grouped by key: one compare-and-set per key, the keys
+/// written concurrently.
+async fn update_all<V: View>(store: &kv::Store, events: &[RecordedEvent]) -> Result<(), EventStoreError> {
+    let mut by_key: HashMap<String, Vec<&RecordedEvent>> = HashMap::new();
+    for event in events {
+        if let Some(key) = V::key(event) {
+            by_key.entry(key).or_default().push(event);
+        }
+    }
+    // A join, not a stream combinator: the latter's closure makes the
+    // future not `Send` for every lifetime, so callers could not spawn it.
+    let writes = by_key.into_iter().map(|(key, events)| update_key::<V>(store, key, events));
+    futures::future::try_join_all(writes).await?;
+    Ok(())
+}
+
+async fn update_key<V: View>(store: &kv::Store, key: String, events: Vec<&RecordedEvent>) -> Result<(), EventStoreError> {
+    modify::<V>(store, &key, |current| {
+        // `None` from `apply` means "nothing new": write only if some event
+        // of the group changed the view.
+        let mut changed = false;
+        let mut view = current;
+        for event in &events {
+            if let Some(next) = V::apply(view.clone(), event) {
+                view = Some(next);
+                changed = true;
+            }
+        }
+        if changed { view } else { None }
+    })
+    .await
 }
 
 /// Writes `change(current)` to `key` unless it returns `None`, with CAS.

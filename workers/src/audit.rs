@@ -10,7 +10,7 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{WorkerError, Workers, consumer::Handled};
+use crate::{WorkerError, Workers};
 
 pub mod entry {
     use sea_orm::entity::prelude::*;
@@ -120,17 +120,38 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     chorus_runtime::db::migrate::<migration::Migrator>(db).await
 }
 
-pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, WorkerError> {
+/// Records a pulled batch in one statement.
+pub async fn handle_batch(ctx: &Workers, events: &[RecordedEvent]) -> Result<(), WorkerError> {
     let db = ctx.audit.as_ref().ok_or_else(|| WorkerError::Config("the audit worker has no database".into()))?;
-    record(db, event).await?;
-    Ok(Handled::Done)
+    record_all(db, events).await
 }
 
 /// Appends `event` unless its id is already in the trail.
 pub async fn record(db: &DatabaseConnection, event: &RecordedEvent) -> Result<(), WorkerError> {
+    record_all(db, std::slice::from_ref(event)).await
+}
+
+/// Appends every event whose id is not already in the trail, in one
+/// statement (one transaction) for the whole batch.
+pub async fn record_all(db: &DatabaseConnection, events: &[RecordedEvent]) -> Result<(), WorkerError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows = events.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+    let inserted = entry::Entity::insert_many(rows)
+        .on_conflict(OnConflict::column(entry::Column::EventId).do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await;
+    match inserted {
+        Ok(_) | Err(DbErr::RecordNotInserted) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn row(event: &RecordedEvent) -> Result<entry::ActiveModel, WorkerError> {
     let e = &event.envelope;
     let body = serde_json::to_string(e).map_err(chorus_event_store::EventStoreError::from)?;
-    let row = entry::ActiveModel {
+    Ok(entry::ActiveModel {
         event_id: Set(e.id),
         sequence: Set(i64::try_from(event.sequence).unwrap_or(i64::MAX)),
         checkout_id: Set(e.checkout_id),
@@ -140,15 +161,7 @@ pub async fn record(db: &DatabaseConnection, event: &RecordedEvent) -> Result<()
         body: Set(body),
         traceparent: Set(event.traceparent.clone()),
         recorded_at: Set(OffsetDateTime::now_utc()),
-    };
-    let inserted = entry::Entity::insert(row)
-        .on_conflict(OnConflict::column(entry::Column::EventId).do_nothing().to_owned())
-        .exec_without_returning(db)
-        .await;
-    match inserted {
-        Ok(_) | Err(DbErr::RecordNotInserted) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    })
 }
 
 /// One checkout's trail, in stream order.

@@ -11,7 +11,7 @@ use async_nats::jetstream::{
 };
 use chorus_event_store::{RecordedEvent, store::decode, subjects};
 use chorus_runtime::shutdown::Shutdown;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -68,6 +68,13 @@ impl WorkerName {
             WorkerName::Audit | WorkerName::CqrsProjection | WorkerName::StallWatch => -1,
             _ => i64::from(attempts.max(1)),
         }
+    }
+
+    /// Workers that handle what is pulled together as one batch (one
+    /// transaction, one read-model write per checkout) instead of one event
+    /// at a time: those that only record, and never call a service.
+    fn batches(self) -> bool {
+        matches!(self, WorkerName::Audit | WorkerName::CqrsProjection)
     }
 
     fn description(self) -> String {
@@ -129,6 +136,27 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
                     }
                     None => break,
                 };
+                if worker.batches() {
+                    // Take whatever else has already arrived, without waiting.
+                    let mut batch = vec![message];
+                    while batch.len() < IN_FLIGHT {
+                        match messages.next().now_or_never() {
+                            Some(Some(Ok(message))) => batch.push(message),
+                            Some(Some(Err(e))) => {
+                                tracing::warn!(worker = %worker, error = %e, "pull failed");
+                                break;
+                            }
+                            Some(None) | None => break,
+                        }
+                    }
+                    let Ok(permit) = permits.clone().acquire_many_owned(batch.len() as u32).await else { break };
+                    let ctx = ctx.clone();
+                    tracker.spawn(async move {
+                        process_batch(worker, &ctx, batch).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
                 let ctx = ctx.clone();
                 tracker.spawn(async move {
@@ -151,24 +179,32 @@ async fn bind(worker: WorkerName, ctx: &Workers) -> Result<PullConsumer, WorkerE
     ctx.events.stream().create_consumer(config).await.map_err(WorkerError::nats)
 }
 
-/// Handles one message and settles it with the server.
-async fn process(worker: WorkerName, ctx: &Workers, message: Message) {
-    let info = match message.info() {
+/// An event as received: decoded, counted, with its span (the checkout's
+/// trace adopted as parent) and which delivery this is.
+struct Received {
+    event: RecordedEvent,
+    delivered: i64,
+    span: tracing::Span,
+}
+
+/// Decodes a message and records its metrics; a message that will never
+/// decode is terminated here and `None` returned.
+async fn receive(worker: WorkerName, message: &Message) -> Option<Received> {
+    let (sequence, delivered) = match message.info() {
         Ok(info) => (info.stream_sequence, info.delivered),
         Err(e) => {
             tracing::error!(worker = %worker, error = %e, "a message without JetStream metadata");
-            return;
+            return None;
         }
     };
-    let (sequence, delivered) = info;
     let event = match decode(sequence, &message.payload, message.headers.as_ref()) {
         Ok(event) => event,
         Err(e) => {
             // It will never decode: report it and stop its redelivery.
             tracing::error!(worker = %worker, sequence, error = %e, "poison message: not a Chorus event");
             metrics::counter!("events_poison_total", "consumer" => worker.durable()).increment(1);
-            settle(worker, &message, AckKind::Term).await;
-            return;
+            settle(worker, message, AckKind::Term).await;
+            return None;
         }
     };
     let event_type = event.envelope.event_type();
@@ -185,13 +221,19 @@ async fn process(worker: WorkerName, ctx: &Workers, message: Message) {
     if let Some(parent) = crate::settle::trace_of(&event) {
         parent.adopt(&span);
     }
+    metrics::counter!("events_consumed_total", "topic" => subjects::TOPIC, "type" => event_type, "consumer" => worker.durable())
+        .increment(1);
+    if delivered == 1 {
+        let age = (OffsetDateTime::now_utc() - event.envelope.emitted_at).as_seconds_f64().max(0.0);
+        metrics::histogram!("event_latency_seconds", "topic" => subjects::TOPIC, "type" => event_type).record(age);
+    }
+    Some(Received { event, delivered, span })
+}
+
+/// Handles one message and settles it with the server.
+async fn process(worker: WorkerName, ctx: &Workers, message: Message) {
+    let Some(Received { event, delivered, span }) = receive(worker, &message).await else { return };
     async {
-        metrics::counter!("events_consumed_total", "topic" => subjects::TOPIC, "type" => event_type, "consumer" => worker.durable())
-            .increment(1);
-        if delivered == 1 {
-            let age = (OffsetDateTime::now_utc() - event.envelope.emitted_at).as_seconds_f64().max(0.0);
-            metrics::histogram!("event_latency_seconds", "topic" => subjects::TOPIC, "type" => event_type).record(age);
-        }
         let max = worker.max_deliver(ctx.settings.attempts);
         let delivery = Delivery { attempt: delivered, last: max > 0 && delivered >= max };
         let ack = match handle(worker, ctx, &event, delivery).await {
@@ -222,15 +264,57 @@ async fn process(worker: WorkerName, ctx: &Workers, message: Message) {
     .await;
 }
 
+/// Handles a batch of messages for a [`WorkerName::batches`] worker: all
+/// succeed and are acked, or all are redelivered (these workers never give
+/// up, and applying an event twice changes nothing).
+async fn process_batch(worker: WorkerName, ctx: &Workers, messages: Vec<Message>) {
+    let mut held = Vec::with_capacity(messages.len());
+    let mut events = Vec::with_capacity(messages.len());
+    for message in messages {
+        if let Some(Received { event, delivered, span }) = receive(worker, &message).await {
+            events.push(event);
+            held.push((message, delivered, span));
+        }
+    }
+    let handled = handle_batch(worker, ctx, &events).await;
+    if handled.is_ok() && ctx.settings.crash_before_ack == Some(worker) {
+        tracing::warn!("CHORUS_TEST_CRASH_BEFORE_ACK: dying after the effect, before the ack");
+        std::process::abort();
+    }
+    for (message, delivered, span) in held {
+        let ack = match &handled {
+            Ok(()) => {
+                span.in_scope(|| tracing::debug!("event handled"));
+                AckKind::Ack
+            }
+            Err(e) => {
+                let delay = backoff(ctx.settings.backoff, delivered);
+                span.in_scope(|| tracing::warn!(error = %e, retry_in = ?delay, "handling failed; will retry"));
+                AckKind::Nak(Some(delay))
+            }
+        };
+        settle(worker, &message, ack).await;
+    }
+}
+
 async fn handle(worker: WorkerName, ctx: &Workers, event: &RecordedEvent, delivery: Delivery) -> Result<Handled, WorkerError> {
     match worker {
         WorkerName::StockReservation => reservation::handle(ctx, event).await,
         WorkerName::OrderCreation => order::handle(ctx, event).await,
         WorkerName::StockCompensation => compensation::handle(ctx, event).await,
         WorkerName::Notification => notification::handle(ctx, event).await,
-        WorkerName::Audit => audit::handle(ctx, event).await,
-        WorkerName::CqrsProjection => projection::handle(ctx, event).await,
+        WorkerName::Audit | WorkerName::CqrsProjection => {
+            handle_batch(worker, ctx, std::slice::from_ref(event)).await.map(|()| Handled::Done)
+        }
         WorkerName::StallWatch => stall::handle(ctx, event, delivery).await,
+    }
+}
+
+async fn handle_batch(worker: WorkerName, ctx: &Workers, events: &[RecordedEvent]) -> Result<(), WorkerError> {
+    match worker {
+        WorkerName::Audit => audit::handle_batch(ctx, events).await,
+        WorkerName::CqrsProjection => projection::handle_batch(ctx, events).await,
+        _ => Err(WorkerError::Config(format!("{worker} does not handle batches"))),
     }
 }
 
