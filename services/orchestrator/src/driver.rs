@@ -134,7 +134,7 @@ impl Orchestrator {
                 let items = req.items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
                 let initiated = EventPayload::CheckoutInitiated { client_id: row.client_id, items, idempotency_key: row.idempotency_key.clone() };
                 self.publish(&row, initiated, "CheckoutInitiated");
-                self.publish_transition(&row, None, SagaState::Pending, Some("checkout received"));
+                self.publish_transition(&row, 0, None, SagaState::Pending, Some("checkout received"));
                 self.spawn_drive(row.id);
                 row.id
             }
@@ -160,8 +160,8 @@ impl Orchestrator {
                 let to = state.decide(SagaEvent::CompensationStarted)?;
                 let reason = format!("compensation forced by an admin in {state}");
                 let patch = Patch { failure: Some((reason.clone(), step_of(state))), ..Patch::default() };
-                let moved = repo::transition(&self.inner.db, &row, to, Some(&reason), patch, &self.inner.replica, self.inner.settings.lease).await?;
-                self.publish_transition(&moved, Some(state), to, Some(&reason));
+                let moved = repo::transition(&self.inner.db, &row, &[(to, Some(&reason))], patch, &self.inner.replica, self.inner.settings.lease).await?;
+                self.publish_transition(&moved, row.version, Some(state), to, Some(&reason));
             }
             // A driver of ours may be inside a step that no longer matters:
             // interrupt it and start one that compensates.
@@ -248,12 +248,21 @@ impl Orchestrator {
                 () = inner.shutdown.token.cancelled() => continue,
             };
             let to = state.decide(outcome.event)?;
+            let mut moves = vec![(to, outcome.reason.as_deref())];
+            if let Some(event) = to.follow_on() {
+                moves.push((to.decide(event)?, None));
+            }
             if to.is_terminal() {
                 self.publish_outcome(&row, to).await;
             }
-            row = repo::transition(&inner.db, &row, to, outcome.reason.as_deref(), outcome.patch, &inner.replica, inner.settings.lease).await?;
-            tracing::debug!(from = %state, to = %to, reason = outcome.reason.as_deref(), "saga moved");
-            self.publish_transition(&row, Some(state), to, outcome.reason.as_deref());
+            let before = row;
+            row = repo::transition(&inner.db, &before, &moves, outcome.patch, &inner.replica, inner.settings.lease).await?;
+            let mut from = state;
+            for (version, &(to, reason)) in (before.version..).zip(&moves) {
+                tracing::debug!(from = %from, to = %to, reason, "saga moved");
+                self.publish_transition(&row, version, Some(from), to, reason);
+                from = to;
+            }
             if to.is_terminal() {
                 record_end(&row, to);
             }
@@ -460,13 +469,14 @@ impl Orchestrator {
         Ok(taken)
     }
 
-    fn publish_transition(&self, row: &saga::Model, from: Option<SagaState>, to: SagaState, reason: Option<&str>) {
+    /// Queues the `SagaTransitioned` event of the log row `seq`.
+    fn publish_transition(&self, row: &saga::Model, seq: i64, from: Option<SagaState>, to: SagaState, reason: Option<&str>) {
         let payload = EventPayload::SagaTransitioned {
             from: from.map(|s| s.as_str().to_owned()),
             to: to.as_str().to_owned(),
             reason: reason.map(str::to_owned),
         };
-        let name = format!("transition:{}", row.version - 1);
+        let name = format!("transition:{seq}");
         self.publish(row, payload, &name);
     }
 

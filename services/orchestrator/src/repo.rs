@@ -39,32 +39,33 @@ pub async fn create(
     owner: &str,
     lease: std::time::Duration,
 ) -> Result<Created, OrchestratorError> {
-    let now = OffsetDateTime::now_utc();
+    let now = now_micros();
     let id = Uuid::now_v7();
     let items_json = serde_json::to_string(items).map_err(|e| OrchestratorError::Corrupt(e.to_string()))?;
+    let row = saga::Model {
+        id,
+        client_id,
+        idempotency_key: idempotency_key.map(str::to_owned),
+        items: items_json,
+        lines: None,
+        state: SagaState::Pending.as_str().to_owned(),
+        version: 1,
+        reservation_id: None,
+        order_id: None,
+        failure_reason: None,
+        failure_step: None,
+        lease_owner: Some(owner.to_owned()),
+        lease_expires_at: Some(now + to_time(lease)),
+        attempts: 1,
+        traceparent,
+        created_at: now,
+        updated_at: now,
+    };
     let txn = db.begin().await?;
-    let inserted = saga::Entity::insert(saga::ActiveModel {
-        id: Set(id),
-        client_id: Set(client_id),
-        idempotency_key: Set(idempotency_key.map(str::to_owned)),
-        items: Set(items_json),
-        lines: Set(None),
-        state: Set(SagaState::Pending.as_str().to_owned()),
-        version: Set(1),
-        reservation_id: Set(None),
-        order_id: Set(None),
-        failure_reason: Set(None),
-        failure_step: Set(None),
-        lease_owner: Set(Some(owner.to_owned())),
-        lease_expires_at: Set(Some(now + to_time(lease))),
-        attempts: Set(1),
-        traceparent: Set(traceparent),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .on_conflict(OnConflict::columns([saga::Column::ClientId, saga::Column::IdempotencyKey]).do_nothing().to_owned())
-    .exec_without_returning(&txn)
-    .await;
+    let inserted = saga::Entity::insert(saga::ActiveModel::from(row.clone()))
+        .on_conflict(OnConflict::columns([saga::Column::ClientId, saga::Column::IdempotencyKey]).do_nothing().to_owned())
+        .exec_without_returning(&txn)
+        .await;
     let inserted = match inserted {
         Ok(n) => n > 0,
         Err(DbErr::RecordNotInserted) => false,
@@ -80,68 +81,84 @@ pub async fn create(
             .ok_or_else(|| OrchestratorError::Corrupt("idempotency key vanished".into()))?;
         return Ok(Created::Existing(existing.id));
     }
-    log(&txn, id, 0, None, SagaState::Pending, Some("checkout received"), now).await?;
-    let row = saga::Entity::find_by_id(id).one(&txn).await?.ok_or(OrchestratorError::NotFound(id))?;
+    log(&txn, id, 0, &[(None, SagaState::Pending, Some("checkout received"))], now).await?;
     txn.commit().await?;
     Ok(Created::New(Box::new(row)))
 }
 
+/// Log rows `seq, seq + 1, …` for `moves` (from, to, reason), in one statement.
 async fn log(
     db: &impl ConnectionTrait,
     saga_id: Uuid,
     seq: i64,
-    from: Option<SagaState>,
-    to: SagaState,
-    reason: Option<&str>,
+    moves: &[(Option<SagaState>, SagaState, Option<&str>)],
     at: OffsetDateTime,
 ) -> Result<(), OrchestratorError> {
-    saga_log::Entity::insert(saga_log::ActiveModel {
+    let rows = moves.iter().zip(seq..).map(|(&(from, to, reason), seq)| saga_log::ActiveModel {
         saga_id: Set(saga_id),
         seq: Set(seq),
         from_state: Set(from.map(|s| s.as_str().to_owned())),
         to_state: Set(to.as_str().to_owned()),
         reason: Set(reason.map(str::to_owned)),
         at: Set(at),
-    })
-    .exec_without_returning(db)
-    .await?;
+    });
+    saga_log::Entity::insert_many(rows).exec_without_returning(db).await?;
     Ok(())
 }
 
-/// Moves `current` to `to` if nobody moved it since it was read and this
-/// replica still holds its lease; writes the log row in the same transaction
-/// and renews the lease. Returns the new row.
+/// One move of a saga: the state it goes to, and why.
+pub type Move<'a> = (SagaState, Option<&'a str>);
+
+/// Moves `current` through `moves` (usually one; two when a state is only
+/// passed through, see [`SagaState::follow_on`]) if nobody moved it since
+/// it was read and this replica still holds its lease; writes a log row per
+/// move in the same transaction and renews the lease. `patch` is what the
+/// step produced. Returns the new row.
 pub async fn transition(
     db: &DatabaseConnection,
     current: &saga::Model,
-    to: SagaState,
-    reason: Option<&str>,
+    moves: &[Move<'_>],
     patch: Patch,
     owner: &str,
     lease: std::time::Duration,
 ) -> Result<saga::Model, OrchestratorError> {
-    let from = state_of(current)?;
-    let now = OffsetDateTime::now_utc();
+    let Some(&(to, _)) = moves.last() else { return Ok(current.clone()) };
+    let mut from = state_of(current)?;
+    let logged: Vec<_> = moves
+        .iter()
+        .map(|&(to, reason)| (Some(std::mem::replace(&mut from, to)), to, reason))
+        .collect();
+    let now = now_micros();
+    let mut next = current.clone();
+    next.state = to.as_str().to_owned();
+    next.version = current.version + moves.len() as i64;
+    next.updated_at = now;
+    next.lease_expires_at = Some(now + to_time(lease));
     let txn = db.begin().await?;
     let mut update = saga::Entity::update_many()
         .col_expr(saga::Column::State, Expr::value(to.as_str()))
-        .col_expr(saga::Column::Version, Expr::value(current.version + 1))
+        .col_expr(saga::Column::Version, Expr::value(next.version))
         .col_expr(saga::Column::UpdatedAt, Expr::value(now))
-        .col_expr(saga::Column::LeaseExpiresAt, Expr::value(now + to_time(lease)));
+        .col_expr(saga::Column::LeaseExpiresAt, Expr::value(next.lease_expires_at));
     if let Some(lines) = &patch.lines {
         let json = serde_json::to_string(lines).map_err(|e| OrchestratorError::Corrupt(e.to_string()))?;
-        update = update.col_expr(saga::Column::Lines, Expr::value(json));
+        update = update.col_expr(saga::Column::Lines, Expr::value(json.clone()));
+        next.lines = Some(json);
     }
     if let Some(id) = patch.reservation_id {
         update = update.col_expr(saga::Column::ReservationId, Expr::value(id));
+        next.reservation_id = Some(id);
     }
     if let Some(id) = patch.order_id {
         update = update.col_expr(saga::Column::OrderId, Expr::value(id));
+        next.order_id = Some(id);
     }
-    if let Some((reason, step)) = &patch.failure {
+    if let Some((reason, step)) = patch.failure {
         update = update
             .col_expr(saga::Column::FailureReason, Expr::value(reason.clone()))
-            .col_expr(saga::Column::FailureStep, Expr::value(*step));
+            .col_expr(saga::Column::FailureStep, Expr::value(step));
+        next.failure_reason = Some(reason);
+        next.failure_step = Some(step.to_owned());
     }
     let moved = update
         .filter(saga::Column::Id.eq(current.id))
@@ -153,10 +170,18 @@ pub async fn transition(
         txn.rollback().await?;
         return Err(OrchestratorError::LeaseLost(current.id));
     }
-    log(&txn, current.id, current.version, Some(from), to, reason, now).await?;
-    let row = saga::Entity::find_by_id(current.id).one(&txn).await?.ok_or(OrchestratorError::NotFound(current.id))?;
+    log(&txn, current.id, current.version, &logged, now).await?;
     txn.commit().await?;
-    Ok(row)
+    // The row as written: no read back, since the compare-and-set above
+    // proves nobody else changed it.
+    Ok(next)
+}
+
+/// Now, at the precision the databases keep (microseconds), so that the
+/// row returned by a write equals the row read back.
+fn now_micros() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
 }
 
 /// Extends this replica's lease; false when another replica holds it.

@@ -115,6 +115,19 @@ impl SagaState {
         next.ok_or(IllegalTransition { from: self, event })
     }
 
+    /// The event that follows this state at once, with no call in between
+    /// (a step's end and the next one's start; a failure and its
+    /// compensation). The driver stores both moves in one transaction.
+    pub fn follow_on(self) -> Option<SagaEvent> {
+        match self {
+            SagaState::Pending | SagaState::StockVerified | SagaState::ProductsFetched | SagaState::StockReserved => {
+                Some(SagaEvent::StepStarted)
+            }
+            s if s.is_failed() => Some(SagaEvent::CompensationStarted),
+            _ => None,
+        }
+    }
+
     /// `COMPLETED` or `CANCELLED`: nothing more will happen.
     pub fn is_terminal(self) -> bool {
         matches!(self, SagaState::Completed | SagaState::Cancelled)
@@ -239,6 +252,16 @@ mod tests {
         for state in [Completed, Cancelled] {
             for event in events {
                 assert!(state.decide(event).is_err(), "{state} accepted {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn follow_ons_are_legal_and_never_end_a_saga() {
+        for state in SagaState::ALL {
+            if let Some(event) = state.follow_on() {
+                let next = state.decide(event).expect("a follow-on is a legal move");
+                assert!(!next.is_terminal() && next.follow_on().is_none(), "{state} → {next}");
             }
         }
     }
