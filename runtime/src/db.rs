@@ -59,7 +59,21 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, RuntimeError> {
 /// migrating transaction makes the others wait, then find nothing to do.
 pub async fn migrate<M: sea_orm_migration::MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
-        return M::up(db, None).await;
+        // SQLite has no advisory lock: two processes migrating one file
+        // (two orchestrator replicas starting together) race on the
+        // migrations table, and the loser gets a unique violation. Its
+        // retry finds the work done (found by `chorus chaos`).
+        let mut attempt = 0u64;
+        loop {
+            match M::up(db, None).await {
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
     }
     let key = lock_key(&M::migration_table_name().to_string());
     let txn = db.begin().await?;
