@@ -201,6 +201,22 @@ impl EventStore {
         Ok(acks.iter().map(|ack| Appended { sequence: ack.sequence, duplicate: ack.duplicate }).collect())
     }
 
+    /// Makes sure every one of `events` is in its checkout's index entry.
+    /// An appender that dies between its publish and its index write leaves
+    /// an event out, and nothing would ever put it back (a client's retry
+    /// may find the checkout and append nothing); the projection worker,
+    /// which sees every event, calls this so the index is complete in the
+    /// end. Costs one read per checkout; writes only what is missing.
+    pub async fn ensure_indexed(&self, events: &[RecordedEvent]) -> Result<(), EventStoreError> {
+        let mut by_checkout: std::collections::BTreeMap<Uuid, Vec<u64>> = Default::default();
+        for event in events {
+            by_checkout.entry(event.envelope.checkout_id).or_default().push(event.sequence);
+        }
+        // A join, not a stream combinator, so that callers can spawn it.
+        futures::future::try_join_all(by_checkout.iter().map(|(id, sequences)| self.index_insert(*id, sequences))).await?;
+        Ok(())
+    }
+
     /// Adds `new` sequences to the checkout's index entry, with
     /// compare-and-set so that concurrent appenders (orchestrator, workers)
     /// never lose one.
@@ -226,8 +242,9 @@ impl EventStore {
         }
     }
 
-    /// One checkout's events in stream order: one index lookup, then one
-    /// direct get per event, all in flight at once. Never scans the stream.
+    /// One checkout's events in stream order, each id once: one index
+    /// lookup, then one direct get per event, all in flight at once. Never
+    /// scans the stream.
     pub async fn read_checkout(&self, checkout_id: Uuid) -> Result<Vec<RecordedEvent>, EventStoreError> {
         let sequences = self.checkout_sequences(checkout_id).await?;
         let gets = sequences.into_iter().map(|seq| self.get(seq));
@@ -238,6 +255,10 @@ impl EventStore {
             .filter(|e| e.envelope.checkout_id == checkout_id)
             .collect();
         events.sort_by_key(|e| e.sequence);
+        // An event re-published after the stream's dedupe window is stored
+        // twice (same id, two sequences); a replay shows it once, first.
+        let mut seen = std::collections::HashSet::new();
+        events.retain(|e| seen.insert(e.envelope.id));
         Ok(events)
     }
 
