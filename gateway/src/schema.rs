@@ -594,7 +594,11 @@ impl MutationRoot {
                 idempotency_key: cart.idempotency_key,
                 traceparent: Some(trace.child().to_string()),
             };
-            Saga::try_from(state.checkouts.call(&request).await?)
+            let saga = match request.idempotency_key {
+                Some(_) => ask_again_until_answered(state, &request).await?,
+                None => state.checkouts.call(&request).await?,
+            };
+            Saga::try_from(saga)
         }
         .instrument(span)
         .await
@@ -889,4 +893,30 @@ impl SagaTransition {
 /// The schema's SDL, without needing services (`chorus schema`).
 pub fn sdl() -> String {
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).finish().sdl()
+}
+
+/// How long one ask of the orchestrator for a keyed checkout may go
+/// unanswered before it is asked again.
+const ASK_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A replica that dies mid-saga never answers. With an idempotency key,
+/// asking again is safe (the key names the same saga, which another replica
+/// takes over), so a keyed checkout is asked in slices instead of waiting
+/// out the whole limit on a dead replica (found by `chorus chaos`).
+async fn ask_again_until_answered(
+    state: &GatewayState,
+    request: &StartCheckout,
+) -> Result<chorus_contracts::orchestrator::Saga, chorus_contracts::ServiceError> {
+    let deadline = std::time::Instant::now() + state.checkouts.timeout();
+    let slice = state.checkouts.with_timeout(ASK_AGAIN_AFTER);
+    loop {
+        match slice.call(request).await {
+            Err(chorus_contracts::ServiceError::Timeout(_) | chorus_contracts::ServiceError::Unavailable(_))
+                if std::time::Instant::now() + ASK_AGAIN_AFTER < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
 }

@@ -30,6 +30,11 @@ impl ServiceClient {
         ServiceClient { nats: self.nats.clone(), timeout }
     }
 
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn nats(&self) -> &async_nats::Client {
         &self.nats
     }
