@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::{
     bench::{BenchArgs, BenchMode},
+    chaos::ChaosArgs,
     platform::{Options, Platform, Role, ServiceName},
     tools::{self, EventsQuery, Format, Replay},
 };
@@ -86,6 +87,10 @@ pub enum Command {
         #[command(flatten)]
         args: BenchArgs,
     },
+    /// Break a platform of separate processes (kills, restarts, faults,
+    /// duplicates) under load, then check that no checkout was lost, stock
+    /// is conserved and nothing happened twice.
+    Chaos(ChaosArgs),
 }
 
 /// Parses the command line and runs it; configuration errors exit with 2.
@@ -121,6 +126,7 @@ pub async fn main() -> ExitCode {
             return finish(crate::bench::events::run(args, &config).await);
         }
         Command::Bench { mode: None, args } => return finish(crate::bench::run(args, &config).await),
+        Command::Chaos(args) => return finish(crate::chaos::run(args, &config).await),
         Command::Up { no_seed } => Options { seed_demo: !no_seed, ..Options::new(Role::All) },
         Command::Gateway => Options::new(Role::Gateway),
         Command::Service { name } => Options::new(Role::Service(name)),
@@ -148,7 +154,7 @@ impl Command {
             Command::Gateway => "chorus-gateway".to_owned(),
             Command::Service { name } => format!("chorus-{}", format!("{name:?}").to_lowercase()),
             Command::Worker { name } => format!("chorus-worker-{name}"),
-            Command::Events { .. } | Command::Replay { .. } | Command::Schema | Command::Bench { .. } => {
+            Command::Events { .. } | Command::Replay { .. } | Command::Schema | Command::Bench { .. } | Command::Chaos(_) => {
                 "chorus-tool".to_owned()
             }
         }

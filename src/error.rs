@@ -21,6 +21,8 @@ pub enum ChorusError {
     Usage(String),
     #[error("bench: {0}")]
     Bench(String),
+    #[error("chaos: {0}")]
+    Chaos(String),
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
     #[error("cannot bind the gateway to {addr}: {source}")]

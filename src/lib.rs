@@ -7,9 +7,11 @@
 //!   them in order (the same code serves `chorus up` and the tests);
 //! - [`seed`]: demo products on a first start;
 //! - [`tools`]: `chorus events` and `chorus replay`, the operator's view of the event store;
-//! - [`bench`]: `chorus bench`, the two saga styles measured side by side.
+//! - [`bench`]: `chorus bench`, the two saga styles measured side by side;
+//! - [`chaos`]: `chorus chaos`, the invariants checked under faults.
 
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 mod error;
 pub mod platform;

@@ -164,6 +164,7 @@ impl Platform {
                     stall_deadline: config.stall_deadline,
                     ack_wait: config.ack_wait,
                     crash_before_ack: crash_before_ack(),
+                    drop_acks: drop_acks(),
                 },
                 audit,
             };
@@ -295,6 +296,12 @@ async fn start_service(
                 .map_err(|e| err("orchestrator")(&e))
         }
     }
+}
+
+/// `CHORUS_TEST_DROP_ACKS=<share>`: workers leave that share of handled
+/// events unacked, to be redelivered (the chaos suite; never in production).
+fn drop_acks() -> f64 {
+    std::env::var("CHORUS_TEST_DROP_ACKS").ok().and_then(|s| s.parse::<f64>().ok()).map_or(0.0, |r| r.clamp(0.0, 1.0))
 }
 
 /// `CHORUS_TEST_CRASH_BEFORE_ACK=<worker>`: that worker aborts the process

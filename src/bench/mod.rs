@@ -7,7 +7,7 @@
 //! checkout, from sending the mutation to its terminal event reaching an
 //! `allCheckoutEvents` subscription opened before the run.
 
-mod client;
+pub mod client;
 pub mod events;
 pub mod report;
 

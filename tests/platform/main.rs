@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod bench;
 mod browser;
+mod chaos;
 mod choreographed;
 mod deployment;
 mod gateway;

@@ -258,7 +258,7 @@ async fn process(worker: WorkerName, ctx: &Workers, message: Message) {
                 AckKind::Term
             }
         };
-        settle(worker, &message, ack).await;
+        settle_unless_dropped(worker, &message, ack, ctx.settings.drop_acks).await;
     }
     .instrument(span)
     .await;
@@ -293,7 +293,7 @@ async fn process_batch(worker: WorkerName, ctx: &Workers, messages: Vec<Message>
                 AckKind::Nak(Some(delay))
             }
         };
-        settle(worker, &message, ack).await;
+        settle_unless_dropped(worker, &message, ack, ctx.settings.drop_acks).await;
     }
 }
 
@@ -332,6 +332,16 @@ async fn give_up(worker: WorkerName, ctx: &Workers, event: &RecordedEvent, error
 }
 
 async fn settle(worker: WorkerName, message: &Message, kind: AckKind) {
+    settle_unless_dropped(worker, message, kind, 0.0).await;
+}
+
+/// Settles the message, except that a share `drop` of acks is "lost" on
+/// purpose (`CHORUS_TEST_DROP_ACKS`): the server redelivers those.
+async fn settle_unless_dropped(worker: WorkerName, message: &Message, kind: AckKind, drop: f64) {
+    if matches!(kind, AckKind::Ack) && drop > 0.0 && rand::random::<f64>() < drop {
+        tracing::debug!(worker = %worker, "CHORUS_TEST_DROP_ACKS: not acking");
+        return;
+    }
     if let Err(e) = message.ack_with(kind).await {
         // The server redelivers after ack_wait; every handler is idempotent.
         tracing::warn!(worker = %worker, error = %e, "ack not sent");

@@ -116,6 +116,10 @@ pub struct Settings {
     /// Tests only (`CHORUS_TEST_CRASH_BEFORE_ACK`): this worker aborts the
     /// process after an event's effects and before its ack.
     pub crash_before_ack: Option<WorkerName>,
+    /// Tests only (`CHORUS_TEST_DROP_ACKS`, 0 to 1): the share of handled
+    /// events whose ack is "lost", so the server redelivers them after the
+    /// ack wait (the chaos suite's duplicate deliveries).
+    pub drop_acks: f64,
 }
 
 /// What every worker is started with; cheap to clone.

@@ -1,0 +1,388 @@
+//! `chorus chaos`: proves under faults that no checkout is lost, stock is
+//! conserved and nothing happens twice. Each scenario gets a fresh platform
+//! of separate processes ([`cluster`]), runs a steady mix of checkouts
+//! ([`load`]) while it breaks something, stops the load, waits for
+//! quiescence and checks the invariants from outside ([`check`]).
+
+pub mod check;
+pub mod cluster;
+pub mod load;
+
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+use chorus_runtime::{Config, config::FAULT_TARGETS};
+use chorus_workers::WorkerName;
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use self::{
+    check::{Ends, Invariant},
+    cluster::Cluster,
+    load::{Load, Shelf},
+};
+use crate::{ChorusError, bench::client::Api};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// SIGKILL an orchestrator replica at random moments, then restart it.
+    KillOrchestrator,
+    /// SIGKILL each worker in turn, then restart it.
+    KillWorkers,
+    /// SIGKILL catalogue, inventory and orders in turn, then restart them.
+    KillServices,
+    /// Restart nats-server (its JetStream store kept) with checkouts in flight.
+    RestartNats,
+    /// `timeout` and `error` faults on every service operation.
+    Faults,
+    /// Lost acks (redeliveries) and events re-published with their ids.
+    Duplicates,
+    /// Kill and restart the gateway under live subscriptions.
+    RestartGateway,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 7] = [
+        Scenario::KillOrchestrator,
+        Scenario::KillWorkers,
+        Scenario::KillServices,
+        Scenario::RestartNats,
+        Scenario::Faults,
+        Scenario::Duplicates,
+        Scenario::RestartGateway,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::KillOrchestrator => "kill-orchestrator",
+            Scenario::KillWorkers => "kill-workers",
+            Scenario::KillServices => "kill-services",
+            Scenario::RestartNats => "restart-nats",
+            Scenario::Faults => "faults",
+            Scenario::Duplicates => "duplicates",
+            Scenario::RestartGateway => "restart-gateway",
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChaosArgs {
+    /// A scenario to run (repeat the flag for several); all by default.
+    #[arg(long = "scenario", value_enum)]
+    pub scenarios: Vec<Scenario>,
+    /// Seconds of faults per scenario (the load runs a little longer).
+    #[arg(long, default_value_t = 30.0)]
+    pub duration: f64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 6)]
+    pub clients: usize,
+    /// Seconds after the load stops within which every accepted checkout
+    /// must have ended.
+    #[arg(long, default_value_t = 90.0)]
+    pub settle: f64,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the Markdown table here.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
+/// Units of each plentiful product, and of the scarce one.
+const PLENTY: i64 = 100_000;
+const SCARCE: i64 = 12;
+/// Load before and after the faults, so that recovery shows.
+const CALM: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize)]
+pub struct ScenarioReport {
+    pub scenario: Scenario,
+    pub attempted: u64,
+    pub accepted: u64,
+    pub completed: u64,
+    pub compensated: u64,
+    /// Accepted but not terminal within the bound: must be 0.
+    pub lost: u64,
+    pub invalid_refused: u64,
+    pub unanswered: u64,
+    pub faults_injected: usize,
+    /// From each fault to the first checkout that succeeded after it.
+    pub recover_ms_median: Option<u64>,
+    pub recover_ms_max: Option<u64>,
+    pub invariants: Vec<Invariant>,
+    pub passed: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChaosReport {
+    pub machine: String,
+    pub duration_s: f64,
+    pub clients: usize,
+    pub scenarios: Vec<ScenarioReport>,
+    pub passed: bool,
+}
+
+pub async fn run(args: ChaosArgs, config: &Config) -> Result<(), ChorusError> {
+    let positive = |s: f64| s > 0.0 && s.is_finite();
+    if !positive(args.duration) || !positive(args.settle) {
+        return Err(ChorusError::Usage("--duration and --settle must be positive numbers of seconds".into()));
+    }
+    if args.clients == 0 {
+        return Err(ChorusError::Usage("--clients must be at least 1".into()));
+    }
+    let scenarios = if args.scenarios.is_empty() { Scenario::ALL.to_vec() } else { args.scenarios.clone() };
+    let mut reports = Vec::new();
+    for scenario in scenarios {
+        eprintln!("chaos: {} …", scenario.name());
+        let report = run_scenario(scenario, &args, config).await?;
+        eprintln!(
+            "chaos: {}: {} ({} accepted, {} lost)",
+            scenario.name(),
+            if report.passed { "passed" } else { "FAILED" },
+            report.accepted,
+            report.lost
+        );
+        reports.push(report);
+    }
+    let report = ChaosReport {
+        machine: crate::bench::report::machine(),
+        duration_s: args.duration,
+        clients: args.clients,
+        passed: reports.iter().all(|r| r.passed),
+        scenarios: reports,
+    };
+    let markdown = markdown(&report);
+    println!("{markdown}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &markdown).map_err(ChorusError::Output)?;
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| ChorusError::Chaos(e.to_string()))?;
+        std::fs::write(path, json).map_err(ChorusError::Output)?;
+    }
+    if report.passed { Ok(()) } else { Err(ChorusError::Chaos("an invariant did not hold (see the report)".into())) }
+}
+
+async fn run_scenario(scenario: Scenario, args: &ChaosArgs, config: &Config) -> Result<ScenarioReport, ChorusError> {
+    let extra: &[(&str, &str)] = match scenario {
+        Scenario::Duplicates => &[("CHORUS_TEST_DROP_ACKS", "0.2")],
+        _ => &[],
+    };
+    let mut cluster = Cluster::start(config, extra).await?;
+    let (shelf, stocked) = stock_shelf(&cluster.api).await?;
+    let load = Load::start(&cluster.api, &shelf, args.clients, scenario == Scenario::RestartGateway);
+    tokio::time::sleep(CALM).await;
+    let injected = inject(scenario, &mut cluster, Duration::from_secs_f64(args.duration)).await;
+    // Whatever the scenario left down comes back before the load ends.
+    let healed = cluster.heal().await;
+    tokio::time::sleep(CALM).await;
+    let log = load.stop().await;
+    let faults = injected?;
+    healed?;
+    let (ends, invariants) = check::run(&cluster, config, &log, &shelf, &stocked, Duration::from_secs_f64(args.settle)).await?;
+    let recoveries = recoveries(&faults, &ends);
+    let passed = ends.lost == 0 && invariants.iter().all(|i| i.ok);
+    if !passed {
+        eprintln!("chaos: {} failed; the platform's logs are kept in {}", scenario.name(), cluster.path().display());
+        // Keep the evidence: the logs and databases outlive the run.
+        cluster.dir.disable_cleanup(true);
+    }
+    cluster.stop();
+    Ok(report(scenario, &log, ends, faults.len(), &recoveries, invariants, passed))
+}
+
+fn report(
+    scenario: Scenario,
+    log: &load::LoadLog,
+    ends: Ends,
+    faults: usize,
+    recoveries: &[u64],
+    invariants: Vec<Invariant>,
+    passed: bool,
+) -> ScenarioReport {
+    ScenarioReport {
+        scenario,
+        attempted: log.attempted,
+        accepted: log.accepted.len() as u64,
+        completed: ends.completed,
+        compensated: ends.compensated,
+        lost: ends.lost,
+        invalid_refused: log.invalid_refused,
+        unanswered: log.unanswered,
+        faults_injected: faults,
+        recover_ms_median: recoveries.get(recoveries.len() / 2).copied(),
+        recover_ms_max: recoveries.last().copied(),
+        invariants,
+        passed,
+    }
+}
+
+/// Milliseconds from each fault to the first success after it, sorted.
+fn recoveries(faults: &[OffsetDateTime], ends: &Ends) -> Vec<u64> {
+    let mut out: Vec<u64> = faults
+        .iter()
+        .filter_map(|t| {
+            let first = ends.successes.iter().find(|s| *s > t)?;
+            u64::try_from((*first - *t).whole_milliseconds()).ok()
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+async fn stock_shelf(api: &Api) -> Result<(Shelf, HashMap<Uuid, i64>), ChorusError> {
+    let mut stocked = HashMap::new();
+    let mut create = async |name: &str, stock: i64| -> Result<Uuid, ChorusError> {
+        let data = api
+            .gql(
+                "mutation($n: String!, $s: Int!) { createProduct(name: $n, priceCents: 250, stock: $s) { id } }",
+                json!({ "n": name, "s": stock }),
+            )
+            .await
+            .map_err(|e| ChorusError::Chaos(format!("cannot create products: {e}")))?;
+        let id = data["createProduct"]["id"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| ChorusError::Chaos("createProduct returned no id".into()))?;
+        stocked.insert(id, stock);
+        Ok(id)
+    };
+    let mut plentiful = Vec::new();
+    for i in 0..3 {
+        plentiful.push(create(&format!("chaos {i}"), PLENTY).await?);
+    }
+    let scarce = create("chaos scarce", SCARCE).await?;
+    Ok((Shelf { plentiful, scarce }, stocked))
+}
+
+/// Breaks the platform the scenario's way for `duration`; returns when each
+/// fault struck.
+async fn inject(scenario: Scenario, cluster: &mut Cluster, duration: Duration) -> Result<Vec<OffsetDateTime>, ChorusError> {
+    let until = tokio::time::Instant::now() + duration;
+    let mut faults = Vec::new();
+    let jitter = |from: f64, to: f64| Duration::from_secs_f64(from + rand::random::<f64>() * (to - from));
+    match scenario {
+        Scenario::KillOrchestrator | Scenario::KillWorkers | Scenario::KillServices => {
+            let targets: Vec<String> = match scenario {
+                Scenario::KillOrchestrator => vec!["orchestrator-1".into(), "orchestrator-2".into()],
+                Scenario::KillWorkers => WorkerName::ALL.iter().map(|w| w.as_str().to_owned()).collect(),
+                _ => vec!["catalogue".into(), "inventory".into(), "orders".into()],
+            };
+            let mut next = 0;
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(jitter(0.2, 1.0)).await;
+                let target = &targets[next % targets.len()];
+                next += 1;
+                faults.push(OffsetDateTime::now_utc());
+                cluster.kill(target)?;
+                tokio::time::sleep(jitter(0.3, 1.0)).await;
+                cluster.restart(target)?;
+            }
+        }
+        Scenario::RestartNats => {
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(jitter(1.0, 3.0)).await;
+                faults.push(OffsetDateTime::now_utc());
+                tokio::task::block_in_place(|| cluster.nats.restart())?;
+            }
+        }
+        Scenario::Faults => {
+            faults.push(OffsetDateTime::now_utc());
+            for (i, target) in FAULT_TARGETS.iter().enumerate() {
+                let mode = if i % 2 == 0 { "ERROR" } else { "TIMEOUT" };
+                set_fault(&cluster.api, target, mode, 0.3).await?;
+            }
+            tokio::time::sleep_until(until).await;
+            for target in FAULT_TARGETS {
+                set_fault(&cluster.api, target, "NONE", 0.0).await?;
+            }
+        }
+        Scenario::Duplicates => {
+            let nats = async_nats::connect(cluster.nats.url()).await.map_err(|e| ChorusError::Chaos(e.to_string()))?;
+            let js = async_nats::jetstream::new(nats);
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(jitter(0.2, 0.5)).await;
+                faults.push(OffsetDateTime::now_utc());
+                republish_some(&js, 3).await?;
+            }
+        }
+        Scenario::RestartGateway => {
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(jitter(1.0, 2.5)).await;
+                faults.push(OffsetDateTime::now_utc());
+                cluster.kill("gateway")?;
+                tokio::time::sleep(jitter(0.3, 1.0)).await;
+                cluster.restart("gateway")?;
+                cluster.wait_healthy().await?;
+            }
+        }
+    }
+    Ok(faults)
+}
+
+async fn set_fault(api: &Api, target: &str, mode: &str, rate: f64) -> Result<(), ChorusError> {
+    let query = format!("mutation($t: String!, $r: Float!) {{ setFault(target: $t, mode: {mode}, rate: $r) }}");
+    api.gql(&query, json!({ "t": target, "r": rate })).await.map(drop).map_err(|e| ChorusError::Chaos(format!("setFault {target}: {e}")))
+}
+
+/// Re-publishes `n` recent events as a publisher retrying after the
+/// dedupe window would: same event (same id), new message, so every
+/// consumer receives it a second time.
+async fn republish_some(js: &async_nats::jetstream::Context, n: usize) -> Result<(), ChorusError> {
+    let err = |e: &dyn std::fmt::Display| ChorusError::Chaos(format!("re-publishing: {e}"));
+    let stream = js.get_stream(chorus_event_store::subjects::STREAM).await.map_err(|e| err(&e))?;
+    let last = stream.get_info().await.map_err(|e| err(&e))?.state.last_sequence;
+    for _ in 0..n {
+        if last == 0 {
+            break;
+        }
+        let sequence = last.saturating_sub(rand::random_range(0..last.min(50)));
+        let Ok(message) = stream.get_raw_message(sequence).await else { continue };
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, values) in message.headers.iter() {
+            if name.to_string() != "Nats-Msg-Id" {
+                for value in values {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+        }
+        headers.insert("Nats-Msg-Id", format!("chaos-duplicate-{}", Uuid::new_v4()).as_str());
+        js.publish_with_headers(message.subject.to_string(), headers, message.payload)
+            .await
+            .map_err(|e| err(&e))?
+            .await
+            .map_err(|e| err(&e))?;
+    }
+    Ok(())
+}
+
+pub fn markdown(report: &ChaosReport) -> String {
+    let mut out = String::from(
+        "| scenario | attempted | accepted | completed | compensated | lost | invalid refused | unanswered | faults | recover P50 | recover max | invariants |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    let ms = |v: Option<u64>| v.map_or("–".to_owned(), |v| format!("{v} ms"));
+    for r in &report.scenarios {
+        let failed: Vec<&str> = r.invariants.iter().filter(|i| !i.ok).map(|i| i.name).collect();
+        let verdict = if failed.is_empty() { format!("all {} hold", r.invariants.len()) } else { format!("FAILED: {}", failed.join("; ")) };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.scenario.name(),
+            r.attempted,
+            r.accepted,
+            r.completed,
+            r.compensated,
+            r.lost,
+            r.invalid_refused,
+            r.unanswered,
+            r.faults_injected,
+            ms(r.recover_ms_median),
+            ms(r.recover_ms_max),
+            verdict
+        ));
+    }
+    for r in &report.scenarios {
+        for i in r.invariants.iter().filter(|i| !i.ok) {
+            out.push_str(&format!("\n{}: {} — {}", r.scenario.name(), i.name, i.detail));
+        }
+    }
+    out
+}
