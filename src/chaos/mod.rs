@@ -10,7 +10,7 @@ pub mod load;
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
-use chorus_runtime::{Config, config::FAULT_TARGETS};
+use chorus_runtime::{Config, config::{FAULT_TARGETS, ServiceDb}};
 use chorus_workers::WorkerName;
 use serde::Serialize;
 use serde_json::json;
@@ -41,10 +41,13 @@ pub enum Scenario {
     Duplicates,
     /// Kill and restart the gateway under live subscriptions.
     RestartGateway,
+    /// Take the inventory and orders databases offline in turn (Postgres
+    /// only: connections refused and the open ones terminated).
+    DbOutage,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::KillOrchestrator,
         Scenario::KillWorkers,
         Scenario::KillServices,
@@ -52,6 +55,7 @@ impl Scenario {
         Scenario::Faults,
         Scenario::Duplicates,
         Scenario::RestartGateway,
+        Scenario::DbOutage,
     ];
 
     fn name(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Scenario {
             Scenario::Faults => "faults",
             Scenario::Duplicates => "duplicates",
             Scenario::RestartGateway => "restart-gateway",
+            Scenario::DbOutage => "db-outage",
         }
     }
 }
@@ -132,7 +137,20 @@ pub async fn run(args: ChaosArgs, config: &Config) -> Result<(), ChorusError> {
     if args.clients == 0 {
         return Err(ChorusError::Usage("--clients must be at least 1".into()));
     }
-    let scenarios = if args.scenarios.is_empty() { Scenario::ALL.to_vec() } else { args.scenarios.clone() };
+    let on_postgres = [ServiceDb::Inventory, ServiceDb::Orders]
+        .iter()
+        .all(|db| config.database_urls.get(db).is_some_and(|url| url.starts_with("postgres")));
+    let scenarios = if args.scenarios.is_empty() {
+        // Every scenario this backend can run.
+        Scenario::ALL.into_iter().filter(|s| on_postgres || *s != Scenario::DbOutage).collect()
+    } else {
+        args.scenarios.clone()
+    };
+    if scenarios.contains(&Scenario::DbOutage) && !on_postgres {
+        return Err(ChorusError::Usage(
+            "db-outage takes Postgres databases offline: set INVENTORY_DATABASE_URL and ORDERS_DATABASE_URL to postgres:// URLs".into(),
+        ));
+    }
     let mut reports = Vec::new();
     for scenario in scenarios {
         eprintln!("chaos: {} …", scenario.name());
@@ -174,7 +192,7 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs, config: &Config) -> 
     let (shelf, stocked) = stock_shelf(&cluster.api).await?;
     let load = Load::start(&cluster.api, &shelf, args.clients, scenario == Scenario::RestartGateway);
     tokio::time::sleep(CALM).await;
-    let injected = inject(scenario, &mut cluster, Duration::from_secs_f64(args.duration)).await;
+    let injected = inject(scenario, &mut cluster, config, Duration::from_secs_f64(args.duration)).await;
     // Whatever the scenario left down comes back before the load ends.
     let healed = cluster.heal().await;
     tokio::time::sleep(CALM).await;
@@ -256,7 +274,7 @@ async fn stock_shelf(api: &Api) -> Result<(Shelf, HashMap<Uuid, i64>), ChorusErr
 
 /// Breaks the platform the scenario's way for `duration`; returns when each
 /// fault struck.
-async fn inject(scenario: Scenario, cluster: &mut Cluster, duration: Duration) -> Result<Vec<OffsetDateTime>, ChorusError> {
+async fn inject(scenario: Scenario, cluster: &mut Cluster, config: &Config, duration: Duration) -> Result<Vec<OffsetDateTime>, ChorusError> {
     let until = tokio::time::Instant::now() + duration;
     let mut faults = Vec::new();
     let jitter = |from: f64, to: f64| Duration::from_secs_f64(from + rand::random::<f64>() * (to - from));
@@ -315,8 +333,53 @@ async fn inject(scenario: Scenario, cluster: &mut Cluster, duration: Duration) -
                 cluster.wait_healthy().await?;
             }
         }
+        Scenario::DbOutage => {
+            let targets = [ServiceDb::Inventory, ServiceDb::Orders];
+            let mut next = 0;
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(jitter(0.5, 1.5)).await;
+                let db = targets[next % targets.len()];
+                next += 1;
+                let url = config.database_urls.get(&db).ok_or_else(|| ChorusError::Chaos(format!("no {} URL", db.env_var())))?;
+                faults.push(OffsetDateTime::now_utc());
+                outage(url, jitter(1.0, 3.0)).await?;
+            }
+        }
     }
     Ok(faults)
+}
+
+/// Makes a Postgres database refuse connections for `down`, its open
+/// connections terminated, then lets them in again.
+async fn outage(url: &str, down: Duration) -> Result<(), ChorusError> {
+    use sea_orm::ConnectionTrait;
+    let err = |e: &dyn std::fmt::Display| ChorusError::Chaos(format!("database outage: {e}"));
+    let (admin, name) = admin_url(url).ok_or_else(|| err(&"not a postgres://…/name URL"))?;
+    let conn = sea_orm::Database::connect(admin.as_str()).await.map_err(|e| err(&e))?;
+    let allow = |on: bool| format!("ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS {on}");
+    conn.execute_unprepared(&allow(false)).await.map_err(|e| err(&e))?;
+    let terminated = conn
+        .execute_unprepared(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+        .await;
+    tokio::time::sleep(down).await;
+    // Allowed again even when the termination failed.
+    conn.execute_unprepared(&allow(true)).await.map_err(|e| err(&e))?;
+    terminated.map(drop).map_err(|e| err(&e))
+}
+
+/// The same server's `postgres` database, and the database `url` names
+/// (only a plain identifier: it is spliced into SQL).
+fn admin_url(url: &str) -> Option<(String, String)> {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (server, name) = base.rsplit_once('/')?;
+    if !url.starts_with("postgres") || name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    let admin = match query {
+        Some(q) => format!("{server}/postgres?{q}"),
+        None => format!("{server}/postgres"),
+    };
+    Some((admin, name.to_owned()))
 }
 
 async fn set_fault(api: &Api, target: &str, mode: &str, rate: f64) -> Result<(), ChorusError> {
@@ -385,4 +448,28 @@ pub fn markdown(report: &ChaosReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_targets_one_plain_database_through_the_admin_one() {
+        assert_eq!(
+            admin_url("postgres://postgres@127.0.0.1:5432/chorus_inventory"),
+            Some(("postgres://postgres@127.0.0.1:5432/postgres".into(), "chorus_inventory".into()))
+        );
+        assert_eq!(admin_url("postgres://u@h/db?sslmode=disable").map(|a| a.0), Some("postgres://u@h/postgres?sslmode=disable".into()));
+        assert_eq!(admin_url("postgres://u@h/x;DROP"), None);
+        assert_eq!(admin_url("sqlite://./data/orders.db"), None);
+    }
+
+    #[test]
+    fn recovery_is_measured_to_the_first_success_after_each_fault() {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        let ms = |n: i64| t + time::Duration::milliseconds(n);
+        let ends = Ends { successes: vec![ms(50), ms(400), ms(1_000)], ..Ends::default() };
+        assert_eq!(recoveries(&[ms(100), ms(900), ms(2_000)], &ends), vec![100, 300]);
+    }
 }

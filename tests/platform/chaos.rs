@@ -6,15 +6,22 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::{Backend, TestDatabases, skip_postgres};
+
 const BIN: &str = env!("CARGO_BIN_EXE_chorus");
 
 /// Runs one scenario briefly and checks the report it writes.
 fn scenario(name: &str) {
+    scenario_with(name, &[]);
+}
+
+fn scenario_with(name: &str, env: &[(&str, String)]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("chaos.json");
     let out = Command::new(BIN)
         .args(["chaos", "--scenario", name, "--duration", "5", "--clients", "4", "--settle", "60", "--json"])
         .arg(&json)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env_remove("NATS_URL")
         .env("CHORUS_DATA_DIR", dir.path())
         .env("RUST_LOG", "warn")
@@ -77,6 +84,30 @@ fn duplicate_deliveries_change_nothing_twice() {
 #[test]
 fn a_gateway_restart_leaves_no_gap_in_subscriptions() {
     scenario("restart-gateway");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_loses_nothing() {
+    if skip_postgres() {
+        return;
+    }
+    let data = tempfile::tempdir().expect("temp dir");
+    let dbs = TestDatabases::create(Backend::Postgres, data.path()).await;
+    let vars: Vec<(&str, String)> = dbs.vars();
+    tokio::task::spawn_blocking(move || scenario_with("db-outage", &vars)).await.expect("the scenario ran");
+}
+
+#[test]
+fn a_database_outage_needs_postgres() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(BIN)
+        .args(["chaos", "--scenario", "db-outage"])
+        .env("CHORUS_DATA_DIR", dir.path())
+        .env_remove("INVENTORY_DATABASE_URL")
+        .output()
+        .expect("chorus chaos runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Postgres"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
