@@ -96,6 +96,18 @@ impl NatsServer {
         Ok(())
     }
 
+    /// Kills the server (SIGKILL: nothing flushed, no goodbye to clients)
+    /// and starts it again on the same port and store.
+    pub fn crash_restart(&mut self) -> Result<(), NatsServerError> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let fresh = NatsServer::start_on(&self.bin, &self.store_dir, self.port)?;
+        *self = fresh;
+        Ok(())
+    }
+
     /// Stops the server and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -33,7 +33,8 @@ pub enum Scenario {
     KillWorkers,
     /// SIGKILL catalogue, inventory and orders in turn, then restart them.
     KillServices,
-    /// Restart nats-server (its JetStream store kept) with checkouts in flight.
+    /// Restart nats-server (its JetStream store kept) with checkouts in
+    /// flight: stopped cleanly and killed, in turn.
     RestartNats,
     /// `timeout` and `error` faults on every service operation.
     Faults,
@@ -297,10 +298,13 @@ async fn inject(scenario: Scenario, cluster: &mut Cluster, config: &Config, dura
             }
         }
         Scenario::RestartNats => {
+            let mut crash = false;
             while tokio::time::Instant::now() < until {
                 tokio::time::sleep(jitter(1.0, 3.0)).await;
                 faults.push(OffsetDateTime::now_utc());
-                tokio::task::block_in_place(|| cluster.nats.restart())?;
+                // A clean stop and a SIGKILL in turn.
+                tokio::task::block_in_place(|| if crash { cluster.nats.crash_restart() } else { cluster.nats.restart() })?;
+                crash = !crash;
             }
         }
         Scenario::Faults => {
