@@ -162,7 +162,7 @@ impl Cluster {
 
     pub async fn wait_healthy(&self) -> Result<(), ChorusError> {
         self.api.wait_healthy(Duration::from_secs(60)).await.map_err(|e| {
-            chaos_err(format!("{e}; logs in {}", self.dir.path().display()))
+            chaos_err(format!("{e}; the logs are kept in {}", self.dir.path().display()))
         })
     }
 

@@ -190,6 +190,8 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs, config: &Config) -> 
         _ => &[],
     };
     let mut cluster = Cluster::start(config, extra).await?;
+    // Keep the logs and databases unless the scenario passes.
+    cluster.dir.disable_cleanup(true);
     let (shelf, stocked) = stock_shelf(&cluster.api).await?;
     let load = Load::start(&cluster.api, &shelf, args.clients, scenario == Scenario::RestartGateway);
     tokio::time::sleep(CALM).await;
@@ -203,10 +205,10 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs, config: &Config) -> 
     let (ends, invariants) = check::run(&cluster, config, &log, &shelf, &stocked, Duration::from_secs_f64(args.settle)).await?;
     let recoveries = recoveries(&faults, &ends);
     let passed = ends.lost == 0 && invariants.iter().all(|i| i.ok);
-    if !passed {
+    if passed {
+        cluster.dir.disable_cleanup(false);
+    } else {
         eprintln!("chaos: {} failed; the platform's logs are kept in {}", scenario.name(), cluster.path().display());
-        // Keep the evidence: the logs and databases outlive the run.
-        cluster.dir.disable_cleanup(true);
     }
     cluster.stop();
     Ok(report(scenario, &log, ends, faults.len(), &recoveries, invariants, passed))
