@@ -167,6 +167,7 @@ impl Platform {
                     drop_acks: drop_acks(),
                 },
                 audit,
+                consumer_infos: Default::default(),
             };
             for name in worker_names {
                 chorus_workers::consumer::start(name, workers.clone(), &shutdown)

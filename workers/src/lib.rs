@@ -132,6 +132,8 @@ pub struct Workers {
     pub settings: Settings,
     /// The audit trail's database (only the audit worker needs it).
     pub audit: Option<DatabaseConnection>,
+    /// What the stall watch last read of each consumer's state.
+    pub consumer_infos: stall::ConsumerInfos,
 }
 
 impl std::fmt::Debug for Workers {

@@ -5,8 +5,13 @@
 //! A checkout that is merely queued (its next worker is alive and busy with a
 //! backlog) is not stalled: it is looked at again later.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
+use async_nats::jetstream::consumer;
 use chorus_event_store::{EventPayload, Pattern, RecordedEvent};
 use time::OffsetDateTime;
 
@@ -18,6 +23,37 @@ use crate::{
 
 /// Margin past the deadline before looking again, so that one look suffices.
 const SLACK: Duration = Duration::from_millis(50);
+/// How long one look at a consumer's state serves every stall check.
+const INFO_FRESH_FOR: Duration = Duration::from_millis(250);
+
+/// The last state read of each worker's consumer, shared by the stall
+/// checks of one process: with many open checkouts and a short deadline,
+/// one request per check is thousands a second to the server's JetStream
+/// API, which the workers being asked about share.
+#[derive(Clone, Default)]
+pub struct ConsumerInfos(Arc<tokio::sync::Mutex<HashMap<WorkerName, (Instant, consumer::Info)>>>);
+
+impl ConsumerInfos {
+    async fn get(&self, ctx: &Workers, worker: WorkerName) -> Option<consumer::Info> {
+        // Held across the request, so that concurrent checks wait for one
+        // answer instead of each asking.
+        let mut infos = self.0.lock().await;
+        if let Some((at, info)) = infos.get(&worker)
+            && at.elapsed() < INFO_FRESH_FOR
+        {
+            return Some(info.clone());
+        }
+        let info = ctx.events.stream().consumer_info(worker.durable()).await.ok()?;
+        infos.insert(worker, (Instant::now(), info.clone()));
+        Some(info)
+    }
+}
+
+impl std::fmt::Debug for ConsumerInfos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerInfos").finish_non_exhaustive()
+    }
+}
 
 pub async fn handle(ctx: &Workers, event: &RecordedEvent, delivery: Delivery) -> Result<Handled, WorkerError> {
     let e = &event.envelope;
@@ -74,7 +110,7 @@ async fn next_worker_is_busy(ctx: &Workers, checkout: &Checkout, last: &Recorded
     let Some(pending) = checkout.history.iter().rev().find(|e| e.envelope.event_type() == consumes) else {
         return false;
     };
-    let Ok(info) = ctx.events.stream().consumer_info(worker.durable()).await else {
+    let Some(info) = ctx.consumer_infos.get(ctx, worker).await else {
         return false;
     };
     let unhandled = pending.sequence > info.ack_floor.stream_sequence;
