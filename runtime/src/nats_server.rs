@@ -51,7 +51,15 @@ impl NatsServer {
     /// Starts a server on a free loopback port with its JetStream store in
     /// `store_dir` (created if needed, reused if it holds a previous store).
     pub fn start(bin: &str, store_dir: &Path) -> Result<Self, NatsServerError> {
-        Self::start_on(bin, store_dir, free_port().map_err(NatsServerError::Port)?)
+        // A port found free may be taken by another process before the
+        // server binds it; the server then exits, and another port is tried.
+        let mut attempts = 0;
+        loop {
+            match Self::start_on(bin, store_dir, free_port().map_err(NatsServerError::Port)?) {
+                Err(NatsServerError::Exited { .. }) if attempts < 4 => attempts += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Like [`start`](Self::start) on a given port (a restart keeps its URL).
@@ -124,8 +132,12 @@ impl NatsServer {
         }
     }
 
+    /// Waits for this very process to log that it is ready. A successful
+    /// connect is not enough: when another server took the port first, the
+    /// connect reaches that one while ours is failing to bind.
     fn wait_ready(&mut self, log: &Path) -> Result<(), NatsServerError> {
         let started = Instant::now();
+        let ours = self.child.as_ref().map(|c| format!("[{}] ", c.id())).unwrap_or_default();
         while started.elapsed() < READY_WITHIN {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
@@ -133,7 +145,8 @@ impl NatsServer {
                 self.child = None;
                 return Err(NatsServerError::Exited { status, log: log.into() });
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.lines().any(|l| l.starts_with(&ours) && l.ends_with("Server is ready")) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
