@@ -182,16 +182,9 @@ impl EventStore {
             sent.push(event);
         }
         let acks = futures::future::try_join_all(pending).await?;
-        let mut by_checkout: std::collections::BTreeMap<Uuid, Vec<u64>> = Default::default();
-        for (event, ack) in sent.iter().zip(&acks) {
-            by_checkout.entry(event.checkout_id).or_default().push(ack.sequence);
-        }
         // Also on a duplicate: the first attempt may have died before this.
-        futures::stream::iter(by_checkout)
-            .map(|(id, sequences)| async move { self.index_insert(id, &sequences).await })
-            .buffer_unordered(INDEX_WRITES_IN_FLIGHT)
-            .try_collect::<()>()
-            .await?;
+        let entries: Vec<(Uuid, u64)> = sent.iter().zip(&acks).map(|(event, ack)| (event.checkout_id, ack.sequence)).collect();
+        self.index_grouped(entries).await?;
         for (event, ack) in sent.iter().zip(&acks) {
             if !ack.duplicate {
                 metrics::counter!("events_published_total", "topic" => subjects::TOPIC, "type" => event.event_type())
@@ -208,13 +201,21 @@ impl EventStore {
     /// which sees every event, calls this so the index is complete in the
     /// end. Costs one read per checkout; writes only what is missing.
     pub async fn ensure_indexed(&self, events: &[RecordedEvent]) -> Result<(), EventStoreError> {
+        self.index_grouped(events.iter().map(|e| (e.envelope.checkout_id, e.sequence)).collect()).await
+    }
+
+    /// Indexes `(checkout, sequence)` pairs with one write per checkout, a
+    /// bounded number in flight.
+    async fn index_grouped(&self, entries: Vec<(Uuid, u64)>) -> Result<(), EventStoreError> {
         let mut by_checkout: std::collections::BTreeMap<Uuid, Vec<u64>> = Default::default();
-        for event in events {
-            by_checkout.entry(event.envelope.checkout_id).or_default().push(event.sequence);
+        for (id, sequence) in entries {
+            by_checkout.entry(id).or_default().push(sequence);
         }
-        // A join, not a stream combinator, so that callers can spawn it.
-        futures::future::try_join_all(by_checkout.iter().map(|(id, sequences)| self.index_insert(*id, sequences))).await?;
-        Ok(())
+        futures::stream::iter(by_checkout)
+            .map(|(id, sequences)| async move { self.index_insert(id, &sequences).await })
+            .buffer_unordered(INDEX_WRITES_IN_FLIGHT)
+            .try_collect::<()>()
+            .await
     }
 
     /// Adds `new` sequences to the checkout's index entry, with
