@@ -295,7 +295,13 @@ impl Orchestrator {
         let trace = trace.as_ref();
         let key = |step: &str| format!("{}:{step}", row.id);
         Ok(match state {
-            Pending | StockVerified | ProductsFetched | StockReserved => Outcome::next(SagaEvent::StepStarted),
+            // Passed through: the next move is decided by `follow_on`, the
+            // same rule that stores it with the move into this state.
+            Pending | StockVerified | ProductsFetched | StockReserved | FailedInsufficientStock | FailedProductUnavailable
+            | FailedStockReservation | FailedOrderCreation => match state.follow_on() {
+                Some(event) => Outcome::next(event),
+                None => return Err(OrchestratorError::Corrupt(format!("{state} has no follow-on"))),
+            },
             VerifyingStock => {
                 let items = repo::items_of(row)?;
                 let request = CheckAvailability { items, checkout_id: Some(row.id) };
@@ -359,9 +365,6 @@ impl Orchestrator {
                     .ok_or_else(|| OrchestratorError::Corrupt(format!("saga {} has an order but no reservation", row.id)))?;
                 self.until_done(&Commit { reservation_id }, trace).await;
                 Outcome::next(SagaEvent::StepSucceeded)
-            }
-            FailedInsufficientStock | FailedProductUnavailable | FailedStockReservation | FailedOrderCreation => {
-                Outcome::next(SagaEvent::CompensationStarted)
             }
             Compensating => {
                 let reached: HashSet<String> = repo::transitions(&self.inner.db, row.id).await?.into_iter().map(|l| l.to_state).collect();
