@@ -211,19 +211,7 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs, config: &Config) -> 
         eprintln!("chaos: {} failed; the platform's logs are kept in {}", scenario.name(), cluster.path().display());
     }
     cluster.stop();
-    Ok(report(scenario, &log, ends, faults.len(), &recoveries, invariants, passed))
-}
-
-fn report(
-    scenario: Scenario,
-    log: &load::LoadLog,
-    ends: Ends,
-    faults: usize,
-    recoveries: &[u64],
-    invariants: Vec<Invariant>,
-    passed: bool,
-) -> ScenarioReport {
-    ScenarioReport {
+    Ok(ScenarioReport {
         scenario,
         attempted: log.attempted,
         accepted: log.accepted.len() as u64,
@@ -232,12 +220,12 @@ fn report(
         lost: ends.lost,
         invalid_refused: log.invalid_refused,
         unanswered: log.unanswered,
-        faults_injected: faults,
+        faults_injected: faults.len(),
         recover_ms_median: recoveries.get(recoveries.len() / 2).copied(),
         recover_ms_max: recoveries.last().copied(),
         invariants,
         passed,
-    }
+    })
 }
 
 /// Milliseconds from each fault to the first success after it, sorted.
