@@ -14,12 +14,10 @@
 mod error;
 pub mod event;
 pub mod projections;
-pub mod publisher;
 pub mod store;
 pub mod subjects;
 
 pub use error::EventStoreError;
 pub use event::{CartLine, Envelope, EventPayload, OrderLine, Pattern, RecordedEvent};
 pub use projections::{CheckoutStatus, CheckoutView, ClientOrders, Projection, Projections};
-pub use publisher::Publisher;
 pub use store::{EventStore, Page};

@@ -11,6 +11,7 @@ use std::{collections::HashMap, time::Instant};
 
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
+use chorus_runtime::nats::until_provisioned;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
@@ -316,10 +317,11 @@ impl Projections {
         let mut stores = Vec::new();
         for projection in Projection::ALL {
             let err = |e: async_nats::Error| EventStoreError::Provision { what: projection.bucket(), source: e };
-            js.create_or_update_stream(kv_stream_config(projection.bucket(), projection.description(), replicas))
-                .await
-                .map_err(|e| err(e.into()))?;
-            stores.push(js.get_key_value(projection.bucket()).await.map_err(|e| err(e.into()))?);
+            let config = kv_stream_config(projection.bucket(), projection.description(), replicas);
+            until_provisioned(projection.bucket(), || js.create_or_update_stream(config.clone())).await.map_err(|e| err(e.into()))?;
+            let store =
+                until_provisioned(projection.bucket(), || js.get_key_value(projection.bucket())).await.map_err(|e| err(e.into()))?;
+            stores.push(store);
         }
         let orders_by_client = stores.pop().ok_or_else(|| EventStoreError::index("no bucket"))?;
         let checkouts = stores.pop().ok_or_else(|| EventStoreError::index("no bucket"))?;
@@ -423,7 +425,9 @@ async fn read<T: DeserializeOwned>(store: &kv::Store, key: &str) -> Result<Optio
 
 /// Applies `event` to its key with compare-and-set, re-reading on a lost race.
 async fn update<V: View>(store: &kv::Store, event: &RecordedEvent) -> Result<(), EventStoreError> {
-    let Some(key) = V::key(event) else { return Ok(()) };
+    let Some(key) = V::key(event) else {
+        return Ok(());
+    };
     modify::<V>(store, &key, |current| V::apply(current, event)).await
 }
 

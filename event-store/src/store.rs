@@ -12,7 +12,10 @@ use async_nats::{
     },
 };
 use bytes::Bytes;
-use chorus_runtime::trace::{TRACEPARENT, TraceParent};
+use chorus_runtime::{
+    nats::until_provisioned,
+    trace::{TRACEPARENT, TraceParent},
+};
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use uuid::Uuid;
 
@@ -108,16 +111,22 @@ impl EventStore {
     /// may call it at start).
     pub async fn provision(client: async_nats::Client, replicas: usize) -> Result<Self, EventStoreError> {
         let js = jetstream::new(client);
-        js.create_or_update_stream(stream_config(replicas))
+        // A cluster that has just formed (or is electing a leader) answers
+        // these with timeouts for a while: wait for it, saying so.
+        let stream_err = |e: async_nats::Error| EventStoreError::Provision { what: "stream CHECKOUT_EVENTS", source: e };
+        until_provisioned("provisioning stream CHECKOUT_EVENTS", || js.create_or_update_stream(stream_config(replicas)))
             .await
-            .map_err(|e| EventStoreError::Provision { what: "stream CHECKOUT_EVENTS", source: e.into() })?;
-        let stream = js
-            .get_stream(subjects::STREAM)
+            .map_err(|e| stream_err(e.into()))?;
+        let stream = until_provisioned("binding stream CHECKOUT_EVENTS", || js.get_stream(subjects::STREAM))
             .await
-            .map_err(|e| EventStoreError::Provision { what: "stream CHECKOUT_EVENTS", source: e.into() })?;
+            .map_err(|e| stream_err(e.into()))?;
         let index_err = |e: async_nats::Error| EventStoreError::Provision { what: "bucket CHECKOUT_INDEX", source: e };
-        js.create_or_update_stream(index_stream_config(replicas)).await.map_err(|e| index_err(e.into()))?;
-        let index = js.get_key_value(subjects::INDEX_BUCKET).await.map_err(|e| index_err(e.into()))?;
+        until_provisioned("provisioning bucket CHECKOUT_INDEX", || js.create_or_update_stream(index_stream_config(replicas)))
+            .await
+            .map_err(|e| index_err(e.into()))?;
+        let index = until_provisioned("binding bucket CHECKOUT_INDEX", || js.get_key_value(subjects::INDEX_BUCKET))
+            .await
+            .map_err(|e| index_err(e.into()))?;
         Ok(EventStore { js, stream, index })
     }
 
@@ -369,7 +378,9 @@ pub(crate) async fn cas(
             Some(entry) => (None, Some(entry.revision)),
             None => (None, None),
         };
-        let Some(value) = change(current)? else { return Ok(()) };
+        let Some(value) = change(current)? else {
+            return Ok(());
+        };
         let written = match revision {
             Some(revision) => store
                 .update(key, value, revision)

@@ -62,7 +62,15 @@ impl From<ServiceError> for GatewayError {
 
 impl From<chorus_event_store::EventStoreError> for GatewayError {
     fn from(e: chorus_event_store::EventStoreError) -> Self {
-        GatewayError::Internal(format!("event store: {e}"))
+        use chorus_event_store::EventStoreError as E;
+        match e {
+            // NATS or a JetStream leader away: the client may retry.
+            E::Provision { .. } | E::Publish { .. } | E::Read(_) | E::Index(_) => {
+                tracing::warn!(error = %e, "event store unavailable");
+                GatewayError::ServiceUnavailable("the event store is unavailable; retry shortly".into())
+            }
+            E::Decode { .. } | E::Encode(_) => GatewayError::Internal(format!("event store: {e}")),
+        }
     }
 }
 

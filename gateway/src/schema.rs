@@ -185,6 +185,8 @@ pub enum SagaState {
     FailedOrderCreation,
     Compensating,
     Cancelled,
+    /// An undo met an error retrying cannot cure; `failureReason` says which.
+    CompensationFailed,
 }
 
 impl SagaState {
@@ -207,7 +209,10 @@ impl SagaState {
             "FAILED_ORDER_CREATION" => FailedOrderCreation,
             "COMPENSATING" => Compensating,
             "CANCELLED" => Cancelled,
-            other => return Err(GatewayError::Internal(format!("unknown saga state {other}"))),
+            "COMPENSATION_FAILED" => CompensationFailed,
+            other => {
+                return Err(GatewayError::Internal(format!("unknown saga state {other}")));
+            }
         })
     }
 
@@ -588,17 +593,16 @@ impl MutationRoot {
             who.authenticated()?;
             let cart = input.parse()?;
             who.acts_as(cart.client_id)?;
+            // Every checkout gets its id here, so that asking again (after a
+            // replica died mid-saga) names the same saga, key or no key.
             let request = StartCheckout {
                 client_id: cart.client_id,
                 items: cart.items,
                 idempotency_key: cart.idempotency_key,
+                checkout_id: Some(Uuid::now_v7()),
                 traceparent: Some(trace.child().to_string()),
             };
-            let saga = match request.idempotency_key {
-                Some(_) => ask_again_until_answered(state, &request).await?,
-                None => state.checkouts.call(&request).await?,
-            };
-            Saga::try_from(saga)
+            Saga::try_from(ask_again_until_answered(state, &request).await?)
         }
         .instrument(span)
         .await
@@ -633,7 +637,7 @@ impl MutationRoot {
             let items = cart.items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
             let payload = EventPayload::CheckoutInitiated { client_id: cart.client_id, items, idempotency_key: cart.idempotency_key };
             let event = Envelope::new(checkout_id, Pattern::Choreographed, payload).with_derived_id("CheckoutInitiated");
-            state.events.append(&event, Some(&trace)).await?;
+            store_initiation(state, &event, &trace).await?;
             tracing::info!(checkout_id = %checkout_id, "choreographed checkout accepted");
             Ok::<_, GatewayError>(CheckoutAccepted { checkout_id: ID(checkout_id.to_string()), status: "PENDING".into() })
         }
@@ -879,7 +883,9 @@ where
 impl SagaTransition {
     /// The transition an event records, if it is a `SagaTransitioned`.
     fn from_event(event: &RecordedEvent) -> Option<Self> {
-        let EventPayload::SagaTransitioned { from, to, reason } = &event.envelope.payload else { return None };
+        let EventPayload::SagaTransitioned { from, to, reason } = &event.envelope.payload else {
+            return None;
+        };
         Some(SagaTransition {
             saga_id: ID(event.envelope.checkout_id.to_string()),
             from: from.as_deref().and_then(|f| SagaState::parse(f).ok()),
@@ -899,9 +905,39 @@ pub fn sdl() -> String {
 /// unanswered before it is asked again.
 const ASK_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A replica that dies mid-saga never answers. With an idempotency key,
-/// asking again is safe (the key names the same saga, which another replica
-/// takes over), so a keyed checkout is asked in slices instead of waiting
+/// How long a choreographed checkout keeps trying to store its first event
+/// (a JetStream leader election takes seconds) before it answers
+/// `SERVICE_UNAVAILABLE`.
+const STORE_INITIATION_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Stores a choreographed checkout's `CheckoutInitiated`, retrying (its id
+/// is derived, so a retry is deduplicated) while the event store is
+/// unavailable. The checkout is accepted once the stream has it: a failure
+/// of the index write after that is repaired by the projection worker, so
+/// it is not an error. Otherwise `SERVICE_UNAVAILABLE`, naming the checkout.
+async fn store_initiation(state: &GatewayState, event: &Envelope, trace: &chorus_runtime::trace::TraceParent) -> Result<(), GatewayError> {
+    use chorus_event_store::EventStoreError;
+    let policy = chorus_runtime::retry::forever(std::time::Duration::from_millis(100), std::time::Duration::from_secs(2));
+    let retryable = |e: &EventStoreError| matches!(e, EventStoreError::Publish { .. });
+    let append =
+        chorus_runtime::retry::until_ok("storing CheckoutInitiated", policy, retryable, || state.events.append(event, Some(trace)));
+    match tokio::time::timeout(STORE_INITIATION_WITHIN, append).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e @ EventStoreError::Index(_))) => {
+            tracing::warn!(error = %e, checkout_id = %event.checkout_id, "stored, not indexed yet (the projection worker indexes it)");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(GatewayError::ServiceUnavailable(format!(
+            "the event store is unavailable: checkout {} was not confirmed; look it up with checkout(id) or retry with the same idempotencyKey",
+            event.checkout_id
+        ))),
+    }
+}
+
+/// A replica that dies mid-saga never answers. Asking again is safe (the
+/// checkout id and any idempotency key name the same saga, which another
+/// replica takes over), so a checkout is asked in slices instead of waiting
 /// out the whole limit on a dead replica (found by `chorus chaos`).
 async fn ask_again_until_answered(
     state: &GatewayState,

@@ -18,7 +18,11 @@ use std::{
 /// Every variable Chorus reads, with its default and meaning; the README's
 /// configuration table is this list.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
-    ("NATS_URL", "(unset: `chorus up` starts nats-server)", "NATS server to use"),
+    (
+        "NATS_URL",
+        "(unset: `chorus up` starts nats-server)",
+        "NATS server to use, or a comma-separated list of a cluster's servers (`nats://user:password@host:4222` for credentials)",
+    ),
     ("CHORUS_DATA_DIR", "./data", "where SQLite files and the embedded NATS store live"),
     ("CATALOGUE_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "catalogue database (postgres://… switches to Postgres)"),
     ("INVENTORY_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "inventory database"),
@@ -292,11 +296,15 @@ impl Config {
             None => LogFormat::Json,
             Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
-            Some(_) => return Err(err("CHORUS_LOG_FORMAT", "expected `json` or `pretty`".into())),
+            Some(_) => {
+                return Err(err("CHORUS_LOG_FORMAT", "expected `json` or `pretty`".into()));
+            }
         };
         let stream_replicas = match get("CHORUS_STREAM_REPLICAS").unwrap_or("1").parse() {
             Ok(n @ 1..=5) => n,
-            _ => return Err(err("CHORUS_STREAM_REPLICAS", "expected a number from 1 to 5".into())),
+            _ => {
+                return Err(err("CHORUS_STREAM_REPLICAS", "expected a number from 1 to 5".into()));
+            }
         };
         let faults = match get("CHORUS_FAULTS") {
             None => Vec::new(),
@@ -317,10 +325,8 @@ impl Config {
             "0" | "false" => false,
             _ => return Err(err("CHORUS_METRICS", "expected 0 or 1".into())),
         };
-        if let Some(url) = get("NATS_URL")
-            && !(url.starts_with("nats://") || url.starts_with("tls://") || !url.contains("://"))
-        {
-            return Err(err("NATS_URL", "expected nats://host:port".into()));
+        if let Some(urls) = get("NATS_URL") {
+            crate::nats::server_addrs(urls).map_err(|m| err("NATS_URL", m))?;
         }
 
         Ok(Config {
@@ -342,7 +348,9 @@ impl Config {
             service_timeout: parse_duration("CHORUS_SERVICE_TIMEOUT", "2s")?,
             step_attempts: match get("CHORUS_STEP_ATTEMPTS").unwrap_or("3").parse() {
                 Ok(n @ 1..=100) => n,
-                _ => return Err(err("CHORUS_STEP_ATTEMPTS", "expected a number from 1 to 100".into())),
+                _ => {
+                    return Err(err("CHORUS_STEP_ATTEMPTS", "expected a number from 1 to 100".into()));
+                }
             },
             step_backoff: parse_duration("CHORUS_STEP_BACKOFF", "100ms")?,
             saga_lease: parse_duration("CHORUS_SAGA_LEASE", "10s")?,

@@ -15,6 +15,8 @@ pub enum RuntimeError {
         #[source]
         source: async_nats::ConnectError,
     },
+    #[error("invalid NATS_URL: {0}")]
+    NatsUrl(String),
     #[error("cannot open database {url}: {source}")]
     Database {
         url: String,

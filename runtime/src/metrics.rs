@@ -24,6 +24,17 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
     ("saga_started_total", Kind::Counter, "Orchestrated sagas started"),
     ("saga_completed_total", Kind::Counter, "Orchestrated sagas that completed"),
     ("saga_failed_total", Kind::Counter, "Orchestrated sagas that failed, by reason and failed step"),
+    (
+        "saga_compensation_failed_total",
+        Kind::Counter,
+        "Orchestrated sagas whose compensation met an error retrying cannot cure (state COMPENSATION_FAILED): alert on any",
+    ),
+    ("outbox_pending_messages", Kind::Gauge, "Events in the orchestrator's outbox waiting to be stored, as its relay last saw them"),
+    (
+        "outbox_publish_failures_total",
+        Kind::Counter,
+        "Failed attempts of the orchestrator's relay to store a batch of outbox events (each retried)",
+    ),
     ("saga_execution_duration_seconds", Kind::Histogram, "Time from an orchestrated saga's start to its terminal state"),
     ("external_service_call_duration_seconds", Kind::Histogram, "Round trip of one call to a service, by service"),
     ("events_published_total", Kind::Counter, "Events appended to the stream (duplicates not counted), by topic and type"),
@@ -70,7 +81,9 @@ pub fn install(enabled: bool) -> Result<PrometheusHandle, RuntimeError> {
                 match kind {
                     Kind::Counter => metrics::describe_counter!(*name, *help),
                     Kind::Gauge => metrics::describe_gauge!(*name, *help),
-                    Kind::Histogram => metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help),
+                    Kind::Histogram => {
+                        metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help)
+                    }
                 }
             }
             Ok(handle)

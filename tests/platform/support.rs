@@ -150,7 +150,9 @@ impl Drop for TestDatabases {
         let names = std::mem::take(&mut self.postgres_names);
         // Drop runs outside any runtime guarantee: use a thread of its own.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
             rt.block_on(async move {
                 if let Ok(conn) = Database::connect(admin_url().as_str()).await {
                     for name in names {
@@ -166,6 +168,26 @@ impl Drop for TestDatabases {
 fn replace_db(url: &str, db: &str) -> String {
     let (base, _) = url.rsplit_once('/').expect("admin URL ends with a database name");
     format!("{base}/{db}")
+}
+
+/// Starts every part in-process against `nats_url` (one server or a
+/// cluster's list), on `dbs`, the gateway on a free port.
+pub async fn launch(
+    nats_url: &str,
+    dbs: &TestDatabases,
+    data_dir: &std::path::Path,
+    extra: &[(&str, &str)],
+    seed_demo: bool,
+    except_workers: &'static [chorus_workers::WorkerName],
+) -> Platform {
+    let mut vars: Vec<(String, String)> = dbs.vars().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    vars.push(("NATS_URL".into(), nats_url.to_owned()));
+    vars.push(("CHORUS_DATA_DIR".into(), data_dir.display().to_string()));
+    vars.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
+    vars.push(("CHORUS_SERVICE_TIMEOUT".into(), "1s".into()));
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::from_vars(vars).expect("valid test config");
+    Platform::start(&config, Options { role: Role::All, seed_demo, except_workers }).await.expect("platform starts")
 }
 
 /// The platform, started in-process on a free port, with its own NATS and
@@ -200,7 +222,7 @@ impl TestApp {
         let nats = TestNats::start();
         let data_dir = tempfile::tempdir().expect("temp dir");
         let dbs = TestDatabases::create(backend, data_dir.path()).await;
-        let platform = Self::launch(&nats, &dbs, data_dir.path(), extra, seed_demo, except_workers).await;
+        let platform = launch(&nats.url(), &dbs, data_dir.path(), extra, seed_demo, except_workers).await;
         let addr = platform.gateway_addr.expect("gateway runs");
         TestApp { platform: Some(platform), addr, http: reqwest::Client::new(), nats, dbs, data_dir }
     }
@@ -210,29 +232,9 @@ impl TestApp {
         if let Some(platform) = self.platform.take() {
             platform.stop().await;
         }
-        let platform = Self::launch(&self.nats, &self.dbs, self.data_dir.path(), extra, false, &[]).await;
+        let platform = launch(&self.nats.url(), &self.dbs, self.data_dir.path(), extra, false, &[]).await;
         self.addr = platform.gateway_addr.expect("gateway runs");
         self.platform = Some(platform);
-    }
-
-    async fn launch(
-        nats: &TestNats,
-        dbs: &TestDatabases,
-        data_dir: &std::path::Path,
-        extra: &[(&str, &str)],
-        seed_demo: bool,
-        except_workers: &'static [chorus_workers::WorkerName],
-    ) -> Platform {
-        let mut vars: Vec<(String, String)> = dbs.vars().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        vars.push(("NATS_URL".into(), nats.url()));
-        vars.push(("CHORUS_DATA_DIR".into(), data_dir.display().to_string()));
-        vars.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
-        vars.push(("CHORUS_SERVICE_TIMEOUT".into(), "1s".into()));
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = Config::from_vars(vars).expect("valid test config");
-        Platform::start(&config, Options { role: Role::All, seed_demo, except_workers })
-            .await
-            .expect("platform starts")
     }
 
     pub fn platform(&self) -> &Platform {

@@ -14,6 +14,7 @@ use chorus_runtime::shutdown::Shutdown;
 use futures::{FutureExt, StreamExt};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{WorkerError, WorkerName, Workers, audit, compensation, notification, order, projection, reservation, stall};
@@ -29,6 +30,8 @@ const STALL_MAX_ACK_PENDING: i64 = 100_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often consumer lag is sampled into the gauges.
 const LAG_EVERY: Duration = Duration::from_secs(5);
+/// Longest pause between two tries while the event store is away.
+const OUTAGE_RETRY_CAP: Duration = Duration::from_secs(2);
 /// Pause before re-binding a consumer whose message stream ended.
 const REBIND_AFTER: Duration = Duration::from_secs(1);
 
@@ -149,7 +152,9 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
                             Some(None) | None => break,
                         }
                     }
-                    let Ok(permit) = permits.clone().acquire_many_owned(batch.len() as u32).await else { break };
+                    let Ok(permit) = permits.clone().acquire_many_owned(batch.len() as u32).await else {
+                        break;
+                    };
                     let ctx = ctx.clone();
                     tracker.spawn(async move {
                         process_batch(worker, &ctx, batch).await;
@@ -157,10 +162,13 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
                     });
                     continue;
                 }
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
                 let ctx = ctx.clone();
+                let token = token.clone();
                 tracker.spawn(async move {
-                    process(worker, &ctx, message).await;
+                    process(worker, &ctx, message, &token).await;
                     drop(permit);
                 });
             }
@@ -176,7 +184,8 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
 
 async fn bind(worker: WorkerName, ctx: &Workers) -> Result<PullConsumer, WorkerError> {
     let config = consumer_config(worker, ctx.settings.attempts, ctx.settings.ack_wait);
-    ctx.events.stream().create_consumer(config).await.map_err(WorkerError::nats)
+    let what = format!("provisioning consumer {}", worker.durable());
+    chorus_runtime::nats::until_provisioned(&what, || ctx.events.stream().create_consumer(config.clone())).await.map_err(WorkerError::nats)
 }
 
 /// An event as received: decoded, counted, with its span (the checkout's
@@ -231,12 +240,21 @@ async fn receive(worker: WorkerName, message: &Message) -> Option<Received> {
 }
 
 /// Handles one message and settles it with the server.
-async fn process(worker: WorkerName, ctx: &Workers, message: Message) {
-    let Some(Received { event, delivered, span }) = receive(worker, &message).await else { return };
+async fn process(worker: WorkerName, ctx: &Workers, message: Message, token: &CancellationToken) {
+    let Some(Received { event, delivered, span }) = receive(worker, &message).await else {
+        return;
+    };
     async {
         let max = worker.max_deliver(ctx.settings.attempts);
         let delivery = Delivery { attempt: delivered, last: max > 0 && delivered >= max };
-        let ack = match handle(worker, ctx, &event, delivery).await {
+        let handled = persist(worker, ctx, &message, token, || handle(worker, ctx, &event, delivery)).await;
+        let ack = match handled {
+            // Stopping while the event store is away: another replica (or
+            // this one, restarted) takes the event again.
+            Err(e) if e.is_outage() => {
+                tracing::info!(error = %e, "stopping during an event store outage; the event is redelivered");
+                AckKind::Nak(None)
+            }
             Ok(Handled::Done) => {
                 tracing::debug!("event handled");
                 if ctx.settings.crash_before_ack == Some(worker) {
@@ -254,8 +272,7 @@ async fn process(worker: WorkerName, ctx: &Workers, message: Message) {
             Err(e) => {
                 tracing::error!(error = %e, "handling failed on the last delivery: giving up");
                 metrics::counter!("events_poison_total", "consumer" => worker.durable()).increment(1);
-                give_up(worker, ctx, &event, &e).await;
-                AckKind::Term
+                if give_up(worker, ctx, &message, token, &event, &e).await { AckKind::Term } else { AckKind::Nak(None) }
             }
         };
         settle_unless_dropped(worker, &message, ack, ctx.settings.drop_acks).await;
@@ -319,15 +336,67 @@ async fn handle_batch(worker: WorkerName, ctx: &Workers, events: &[RecordedEvent
 }
 
 /// The last delivery failed: end the checkout rather than leave it waiting.
-async fn give_up(worker: WorkerName, ctx: &Workers, event: &RecordedEvent, error: &WorkerError) {
-    let given_up = match worker {
-        WorkerName::StockReservation => reservation::give_up(ctx, event, error).await,
-        WorkerName::OrderCreation => order::give_up(ctx, event, error).await,
-        // Compensation could not finish: the stall watch retries it until it does.
-        _ => Ok(()),
-    };
-    if let Err(e) = given_up {
-        tracing::error!(error = %e, "giving up failed too; the stall watch will settle the checkout");
+/// True when that is done (or is the stall watch's to do); false when the
+/// process stops during an event store outage, so the event must come back.
+async fn give_up(
+    worker: WorkerName,
+    ctx: &Workers,
+    message: &Message,
+    token: &CancellationToken,
+    event: &RecordedEvent,
+    error: &WorkerError,
+) -> bool {
+    let given_up = persist(worker, ctx, message, token, || async {
+        match worker {
+            WorkerName::StockReservation => reservation::give_up(ctx, event, error).await,
+            WorkerName::OrderCreation => order::give_up(ctx, event, error).await,
+            // Compensation could not finish: the stall watch retries it until it does.
+            _ => Ok(()),
+        }
+    })
+    .await;
+    match given_up {
+        Ok(()) => true,
+        Err(e) if e.is_outage() => false,
+        Err(e) => {
+            tracing::error!(error = %e, "giving up failed too; the stall watch will settle the checkout");
+            true
+        }
+    }
+}
+
+/// Runs `work` again for as long as it fails because the event store (or
+/// NATS) is away, telling the server the event is still being worked on, so
+/// that an outage never uses up the event's deliveries: only failures of the
+/// step itself count towards giving up. Ends with the outage error only
+/// when the process stops.
+async fn persist<T, Fut>(
+    worker: WorkerName,
+    ctx: &Workers,
+    message: &Message,
+    token: &CancellationToken,
+    mut work: impl FnMut() -> Fut,
+) -> Result<T, WorkerError>
+where
+    Fut: Future<Output = Result<T, WorkerError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match work().await {
+            Err(e) if e.is_outage() && !token.is_cancelled() => {
+                let delay = backoff(ctx.settings.backoff, attempt).min(OUTAGE_RETRY_CAP);
+                tracing::warn!(worker = %worker, error = %e, retry_in = ?delay, "event store unavailable; retrying");
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %e, "in-progress ack not sent");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = token.cancelled() => {}
+                }
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -19,6 +19,17 @@ pub enum WorkerError {
 }
 
 impl WorkerError {
+    /// NATS or the event store is away (a leader election, an outage):
+    /// retrying cures it, and it says nothing about the step itself.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            WorkerError::EventStore(
+                EventStoreError::Publish { .. } | EventStoreError::Read(_) | EventStoreError::Index(_) | EventStoreError::Provision { .. }
+            ) | WorkerError::Nats(_)
+        )
+    }
+
     pub(crate) fn nats(e: impl Into<async_nats::Error>) -> Self {
         WorkerError::Nats(e.into())
     }

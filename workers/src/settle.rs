@@ -116,10 +116,12 @@ pub struct Failure {
 /// succeeded: that is published instead, so a checkout never ends twice.
 pub async fn abort(ctx: &Workers, checkout: &Checkout, cause: &RecordedEvent, failure: Failure) -> Result<Settled, WorkerError> {
     let trace = trace_of(cause);
-    let cancel = CancelReservation { idempotency_key: key(checkout.id, RESERVE), checkout_id: checkout.id };
+    let cancel = CancelReservation { idempotency_key: key(checkout.id, RESERVE), checkout_id: checkout.id, restock_sold: false };
     let released = match ctx.services.call_traced(&cancel, trace.as_ref()).await {
         Ok(released) => released,
-        Err(ServiceError::Conflict(_)) => return complete(ctx, checkout, cause, failure.source).await.map(|()| Settled::Succeeded),
+        Err(ServiceError::Conflict(_)) => {
+            return complete(ctx, checkout, cause, failure.source).await.map(|()| Settled::Succeeded);
+        }
         Err(e) => return Err(e.into()),
     };
     let cancel_order = CancelOrderByKey { idempotency_key: key(checkout.id, ORDER), client_id: checkout.client_id, checkout_id: checkout.id };

@@ -154,11 +154,15 @@ impl Endpoint for Levels {
 /// Undoes whatever a `Reserve` with this key did or will do: releases the
 /// reservation if there is one, and otherwise claims the key as released,
 /// so that a reserve still in flight (a timed-out call) reserves nothing
-/// when it lands. Idempotent; a committed reservation is a `Conflict`.
+/// when it lands. Idempotent; a committed reservation is a `Conflict`,
+/// unless `restock_sold` asks for its sold units to go back on sale (the
+/// orchestrator undoing a checkout whose order it cancelled).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CancelReservation {
     pub idempotency_key: String,
     pub checkout_id: Uuid,
+    #[serde(default)]
+    pub restock_sold: bool,
 }
 
 impl Endpoint for CancelReservation {

@@ -36,6 +36,11 @@ pub struct StartCheckout {
     pub client_id: Uuid,
     pub items: Vec<Line>,
     pub idempotency_key: Option<String>,
+    /// The checkout's id, chosen by the caller so that asking again (after
+    /// a replica died mid-saga) names the same saga even without an
+    /// idempotency key; a new id when absent.
+    #[serde(default)]
+    pub checkout_id: Option<Uuid>,
     /// W3C trace context of the caller, continued by every step.
     #[serde(default)]
     pub traceparent: Option<String>,

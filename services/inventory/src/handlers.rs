@@ -181,7 +181,12 @@ fn status(raw: &str) -> Result<ReservationStatus, InventoryError> {
 
 /// Undoes whatever a reserve with `key` did or will do (see
 /// [`CancelReservation`](chorus_contracts::inventory::CancelReservation)).
-pub async fn cancel(db: &DatabaseConnection, key: &str, checkout_id: Uuid) -> Result<Option<Reservation>, InventoryError> {
+pub async fn cancel(
+    db: &DatabaseConnection,
+    key: &str,
+    checkout_id: Uuid,
+    restock_sold: bool,
+) -> Result<Option<Reservation>, InventoryError> {
     let tombstone = Reserve { idempotency_key: key.to_owned(), checkout_id, items: Vec::new() };
     let reason = Some("cancelled before anything was reserved".to_owned());
     if claim_key(db, Uuid::now_v7(), &tombstone, RELEASED, reason, OffsetDateTime::now_utc()).await? {
@@ -195,6 +200,8 @@ pub async fn cancel(db: &DatabaseConnection, key: &str, checkout_id: Uuid) -> Re
     match row.status.as_str() {
         REJECTED => Ok(None),
         HELD => release(db, row.id).await.map(Some),
+        // Sold to an order that is being undone: the units go back on sale.
+        COMMITTED if restock_sold => settle(db, row.id, COMMITTED, RELEASED, "cancel").await.map(Some),
         COMMITTED => Err(InventoryError::Conflict { id: row.id, status: row.status, action: "cancel" }),
         _ => {
             let reservation = load(db, row).await?;
@@ -205,22 +212,29 @@ pub async fn cancel(db: &DatabaseConnection, key: &str, checkout_id: Uuid) -> Re
 
 /// Gives held stock back; idempotent.
 pub async fn release(db: &DatabaseConnection, id: Uuid) -> Result<Reservation, InventoryError> {
-    settle(db, id, RELEASED, "release").await
+    settle(db, id, HELD, RELEASED, "release").await
 }
 
 /// Counts held stock as sold; idempotent.
 pub async fn commit(db: &DatabaseConnection, id: Uuid) -> Result<Reservation, InventoryError> {
-    settle(db, id, COMMITTED, "commit").await
+    settle(db, id, HELD, COMMITTED, "commit").await
 }
 
-/// Moves a `HELD` reservation to `target` and its stock from `reserved` to
-/// `available` (release) or `sold` (commit), in one transaction.
+/// Moves a reservation from status `from` to `target` and its stock between
+/// the matching columns (`HELD` counts in `reserved`, `COMMITTED` in `sold`,
+/// `RELEASED` in `available`), in one transaction.
 async fn settle(
     db: &DatabaseConnection,
     id: Uuid,
+    from: &'static str,
     target: &'static str,
     action: &'static str,
 ) -> Result<Reservation, InventoryError> {
+    let column = |status: &str| match status {
+        HELD => stock_level::Column::Reserved,
+        COMMITTED => stock_level::Column::Sold,
+        _ => stock_level::Column::Available,
+    };
     let now = OffsetDateTime::now_utc();
     let txn = db.begin().await?;
     let moved = reservation::Entity::update_many()
@@ -243,14 +257,11 @@ async fn settle(
         return Err(InventoryError::Conflict { id, status: row.status, action });
     }
     let reservation = load(&txn, row).await?;
-    let to = match target {
-        RELEASED => stock_level::Column::Available,
-        _ => stock_level::Column::Sold,
-    };
+    let (out_of, to) = (column(from), column(target));
     for line in &reservation.items {
         let quantity = i64::from(line.quantity);
         stock_level::Entity::update_many()
-            .col_expr(stock_level::Column::Reserved, Expr::col(stock_level::Column::Reserved).sub(quantity))
+            .col_expr(out_of, Expr::col(out_of).sub(quantity))
             .col_expr(to, Expr::col(to).add(quantity))
             .col_expr(stock_level::Column::UpdatedAt, Expr::value(now))
             .filter(stock_level::Column::ProductId.eq(line.product_id))

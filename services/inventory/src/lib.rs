@@ -29,7 +29,7 @@ pub fn service(db: DatabaseConnection) -> ServiceDef<DatabaseConnection> {
         .endpoint(|db, req: Reserve| async move { Ok(handlers::reserve(&db, req).await?) })
         .endpoint(|db, req: Release| async move { Ok(handlers::release(&db, req.reservation_id).await?) })
         .endpoint(|db, req: CancelReservation| async move {
-            Ok(handlers::cancel(&db, &req.idempotency_key, req.checkout_id).await?)
+            Ok(handlers::cancel(&db, &req.idempotency_key, req.checkout_id, req.restock_sold).await?)
         })
         .endpoint(|db, req: Commit| async move { Ok(handlers::commit(&db, req.reservation_id).await?) })
         .endpoint(|db, req: Restock| async move { Ok(handlers::restock(&db, req.product_id, req.quantity).await?) })
@@ -37,12 +37,7 @@ pub fn service(db: DatabaseConnection) -> ServiceDef<DatabaseConnection> {
 }
 
 /// Migrates `db` and serves inventory until shutdown.
-pub async fn start(
-    db: DatabaseConnection,
-    nats: async_nats::Client,
-    faults: Faults,
-    shutdown: &Shutdown,
-) -> Result<(), InventoryError> {
+pub async fn start(db: DatabaseConnection, nats: async_nats::Client, faults: Faults, shutdown: &Shutdown) -> Result<(), InventoryError> {
     migration::migrate(&db).await?;
     service(db).serve(nats, faults, shutdown).await.map_err(InventoryError::Nats)
 }

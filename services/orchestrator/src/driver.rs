@@ -15,10 +15,9 @@ use chorus_contracts::{
     orchestrator::{Saga, StartCheckout},
     orders::{CancelOrderByKey, CreateOrder},
 };
-use chorus_event_store::{CartLine, Envelope, EventPayload, EventStore, Pattern, Publisher};
-use chorus_runtime::{shutdown::Shutdown, trace::TraceParent};
+use chorus_event_store::EventStore;
+use chorus_runtime::{retry, shutdown::Shutdown, trace::TraceParent};
 use sea_orm::DatabaseConnection;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -26,7 +25,9 @@ use uuid::Uuid;
 use crate::{
     OrchestratorError,
     entity::saga,
-    repo::{self, Created, Patch},
+    events,
+    outbox::{self, Relay},
+    repo::{self, Created, NewSaga, Patch},
     state::{SagaEvent, SagaState},
 };
 
@@ -52,17 +53,16 @@ pub struct Orchestrator {
 struct Inner {
     db: DatabaseConnection,
     services: ServiceClient,
-    /// Saga events are appended in the background, in order, so that a
-    /// step never waits on the event store; flushed before a terminal state
-    /// is stored and before a caller learns of it.
-    publisher: Publisher,
+    /// Publishes the outbox rows every saga write leaves, in order, so that
+    /// a step never waits on the event store; a caller learns that a saga
+    /// ended only once the relay has stored all its events.
+    relay: Relay,
     settings: Settings,
     replica: String,
     shutdown: Shutdown,
     /// The sagas this replica drives, each with a token that interrupts
     /// its driver (a forced compensation replaces it).
     driving: Mutex<HashMap<Uuid, CancellationToken>>,
-    ended: broadcast::Sender<Uuid>,
 }
 
 /// What a step decided, before it is persisted.
@@ -87,19 +87,9 @@ impl Outcome {
 
 impl Orchestrator {
     pub fn new(db: DatabaseConnection, services: ServiceClient, events: EventStore, settings: Settings, shutdown: Shutdown) -> Self {
-        let (ended, _) = broadcast::channel(1024);
-        Orchestrator {
-            inner: Arc::new(Inner {
-                db,
-                services,
-                publisher: Publisher::start(events, settings.backoff),
-                settings,
-                replica: format!("orchestrator-{}", Uuid::new_v4().simple()),
-                shutdown,
-                driving: Mutex::new(HashMap::new()),
-                ended,
-            }),
-        }
+        let replica = format!("orchestrator-{}", Uuid::new_v4().simple());
+        let relay = Relay::start(db.clone(), events, replica.clone(), &shutdown);
+        Orchestrator { inner: Arc::new(Inner { db, services, relay, settings, replica, shutdown, driving: Mutex::new(HashMap::new()) }) }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -115,26 +105,19 @@ impl Orchestrator {
         {
             return Err(OrchestratorError::BadInput("idempotencyKey: 1 to 200 characters".into()));
         }
-        let s = &self.inner.settings;
-        let created = repo::create(
-            &self.inner.db,
-            req.client_id,
-            &req.items,
-            req.idempotency_key.as_deref(),
-            req.traceparent.clone(),
-            &self.inner.replica,
-            s.lease,
-        )
-        .await?;
+        let new = NewSaga {
+            client_id: req.client_id,
+            items: &req.items,
+            idempotency_key: req.idempotency_key.as_deref(),
+            checkout_id: req.checkout_id,
+            traceparent: req.traceparent.clone(),
+        };
+        let created =
+            repo::create(&self.inner.db, new, &self.inner.replica, self.inner.settings.lease, |row| events::started(row, &req.items)).await?;
         let id = match created {
             Created::New(row) => {
                 metrics::counter!("saga_started_total").increment(1);
-                // The same first event as a choreographed checkout, so that
-                // read models, audit and notifications see both patterns alike.
-                let items = req.items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
-                let initiated = EventPayload::CheckoutInitiated { client_id: row.client_id, items, idempotency_key: row.idempotency_key.clone() };
-                self.publish(&row, initiated, "CheckoutInitiated");
-                self.publish_transition(&row, 0, None, SagaState::Pending, Some("checkout received"));
+                self.inner.relay.wake();
                 self.spawn_drive(row.id);
                 row.id
             }
@@ -160,8 +143,10 @@ impl Orchestrator {
                 let to = state.decide(SagaEvent::CompensationStarted)?;
                 let reason = format!("compensation forced by an admin in {state}");
                 let patch = Patch { failure: Some((reason.clone(), step_of(state))), ..Patch::default() };
-                let moved = repo::transition(&self.inner.db, &row, &[(to, Some(&reason))], patch, &self.inner.replica, self.inner.settings.lease).await?;
-                self.publish_transition(&moved, row.version, Some(state), to, Some(&reason));
+                let moves = [(to, Some(reason.as_str()))];
+                let (db, replica, lease) = (&self.inner.db, &self.inner.replica, self.inner.settings.lease);
+                repo::transition(db, &row, &moves, patch, replica, lease, |next| events::moved(next, row.version, state, &moves)).await?;
+                self.inner.relay.wake();
             }
             // A driver of ours may be inside a step that no longer matters:
             // interrupt it and start one that compensates.
@@ -194,7 +179,9 @@ impl Orchestrator {
                 };
                 match driven {
                     Ok(()) => {}
-                    Err(OrchestratorError::LeaseLost(_)) => tracing::info!("another driver took the saga over"),
+                    Err(OrchestratorError::LeaseLost(_)) => {
+                        tracing::info!("another driver took the saga over")
+                    }
                     Err(e) => tracing::error!(error = %e, "saga driver stopped"),
                 }
                 // A cancelled token means our entry was already replaced.
@@ -227,16 +214,12 @@ impl Orchestrator {
         loop {
             let state = repo::state_of(&row)?;
             if state.is_terminal() {
-                // Whoever learns the saga ended can read all its events.
-                inner.publisher.flush().await;
-                let _ = inner.ended.send(id);
                 return Ok(());
             }
             if row.lease_owner.as_deref() != Some(inner.replica.as_str()) {
                 return Err(OrchestratorError::LeaseLost(id));
             }
             if inner.shutdown.token.is_cancelled() {
-                inner.publisher.flush().await;
                 repo::hand_back(&inner.db, id, &inner.replica).await?;
                 tracing::info!(state = %state, "handed the saga back at shutdown");
                 return Ok(());
@@ -252,17 +235,11 @@ impl Orchestrator {
             if let Some(event) = to.follow_on() {
                 moves.push((to.decide(event)?, None));
             }
-            if to.is_terminal() {
-                self.publish_outcome(&row, to).await;
-            }
-            let before = row;
-            row = repo::transition(&inner.db, &before, &moves, outcome.patch, &inner.replica, inner.settings.lease).await?;
-            let mut from = state;
-            for (version, &(to, reason)) in (before.version..).zip(&moves) {
-                tracing::debug!(from = %from, to = %to, reason, "saga moved");
-                self.publish_transition(&row, version, Some(from), to, reason);
-                from = to;
-            }
+            let seq = row.version;
+            let written = |next: &saga::Model| events::moved(next, seq, state, &moves);
+            row = repo::transition(&inner.db, &row, &moves, outcome.patch, &inner.replica, inner.settings.lease, written).await?;
+            inner.relay.wake();
+            tracing::debug!(from = %state, to = %to, moves = moves.len(), "saga moved");
             if to.is_terminal() {
                 record_end(&row, to);
             }
@@ -300,7 +277,9 @@ impl Orchestrator {
             Pending | StockVerified | ProductsFetched | StockReserved | FailedInsufficientStock | FailedProductUnavailable
             | FailedStockReservation | FailedOrderCreation => match state.follow_on() {
                 Some(event) => Outcome::next(event),
-                None => return Err(OrchestratorError::Corrupt(format!("{state} has no follow-on"))),
+                None => {
+                    return Err(OrchestratorError::Corrupt(format!("{state} has no follow-on")));
+                }
             },
             VerifyingStock => {
                 let items = repo::items_of(row)?;
@@ -363,24 +342,52 @@ impl Orchestrator {
                 let reservation_id = row
                     .reservation_id
                     .ok_or_else(|| OrchestratorError::Corrupt(format!("saga {} has an order but no reservation", row.id)))?;
-                self.until_done(&Commit { reservation_id }, trace).await;
-                Outcome::next(SagaEvent::StepSucceeded)
+                match self.undo(&Commit { reservation_id }, trace).await {
+                    Ok(_) => Outcome::next(SagaEvent::StepSucceeded),
+                    // Released meanwhile (a forced compensation): no sale.
+                    Err(e) => {
+                        Outcome::fail(FailedOrderCreation, "create_order", format!("inventory: the reservation cannot be committed: {e}"))
+                    }
+                }
             }
             Compensating => {
                 let reached: HashSet<String> = repo::transitions(&self.inner.db, row.id).await?.into_iter().map(|l| l.to_state).collect();
                 // Undo in reverse order; a call that may still be in flight
                 // is undone by key, which also stops it from landing later.
-                if reached.contains(CreatingOrder.as_str()) {
-                    let cancel = CancelOrderByKey { idempotency_key: key("create_order"), client_id: row.client_id, checkout_id: row.id };
-                    self.until_done(&cancel, trace).await;
+                let undone = async {
+                    if reached.contains(CreatingOrder.as_str()) {
+                        let cancel =
+                            CancelOrderByKey { idempotency_key: key("create_order"), client_id: row.client_id, checkout_id: row.id };
+                        self.undo(&cancel, trace).await.map_err(|e| format!("orders: cannot cancel the order: {e}"))?;
+                    }
+                    if reached.contains(ReservingStock.as_str()) {
+                        // Its order is cancelled by now, so stock already
+                        // counted as sold (a forced compensation after the
+                        // commit) goes back on sale too.
+                        let cancel = CancelReservation { idempotency_key: key("reserve_stock"), checkout_id: row.id, restock_sold: true };
+                        self.undo(&cancel, trace).await.map_err(|e| format!("inventory: cannot release the stock: {e}"))?;
+                    }
+                    Ok::<(), String>(())
+                };
+                match undone.await {
+                    Ok(()) => {
+                        Outcome { reason: Some("every completed step undone".into()), ..Outcome::next(SagaEvent::CompensationFinished) }
+                    }
+                    Err(reason) => {
+                        tracing::error!(%reason, "compensation cannot finish: the saga ends in COMPENSATION_FAILED for an operator");
+                        metrics::counter!("saga_compensation_failed_total").increment(1);
+                        let failure = format!("compensation failed: {reason}");
+                        Outcome {
+                            reason: Some(failure.clone()),
+                            patch: Patch { failure: Some((failure, "compensate")), ..Patch::default() },
+                            ..Outcome::next(SagaEvent::CompensationImpossible)
+                        }
+                    }
                 }
-                if reached.contains(ReservingStock.as_str()) {
-                    let cancel = CancelReservation { idempotency_key: key("reserve_stock"), checkout_id: row.id };
-                    self.until_done(&cancel, trace).await;
-                }
-                Outcome { reason: Some("every completed step undone".into()), ..Outcome::next(SagaEvent::CompensationFinished) }
             }
-            Completed | Cancelled => return Err(OrchestratorError::Corrupt(format!("saga {} is already terminal", row.id))),
+            Completed | Cancelled | CompensationFailed => {
+                return Err(OrchestratorError::Corrupt(format!("saga {} is already terminal", row.id)));
+            }
         })
     }
 
@@ -401,34 +408,34 @@ impl Orchestrator {
         }
     }
 
-    /// An undo or commit call, retried until it succeeds: a saga must not be
-    /// left half-done. Backoff is capped so recovery is quick once the
-    /// service is back.
-    async fn until_done<E: chorus_contracts::Endpoint>(&self, request: &E, trace: Option<&TraceParent>) -> E::Response {
-        let mut attempt = 1;
-        loop {
-            match self.inner.services.call_traced(request, trace).await {
-                Ok(response) => return response,
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, operation = E::OPERATION, "retrying until it succeeds");
-                    tokio::time::sleep(backoff(self.inner.settings.backoff, attempt).min(Duration::from_secs(5))).await;
-                    attempt += 1;
-                }
-            }
-        }
+    /// An undo or commit call, retried for as long as its error is one that
+    /// time can cure (a service down, a timeout): a saga must not be left
+    /// half-done. A permanent error (the call can never succeed) is
+    /// returned, so that the saga ends in a state that says so instead of
+    /// looping. Backoff is capped so recovery is quick once the service is back.
+    async fn undo<E: chorus_contracts::Endpoint>(&self, request: &E, trace: Option<&TraceParent>) -> Result<E::Response, ServiceError> {
+        let policy = retry::forever(self.inner.settings.backoff, Duration::from_secs(5));
+        let what = format!("{}.{} until it succeeds", E::SERVICE, E::OPERATION);
+        retry::until_ok(&what, policy, ServiceError::is_transient, || self.inner.services.call_traced(request, trace)).await
     }
 
-    /// Waits until the saga is terminal (or the wait limit passes) and
-    /// returns it. Sagas driven here wake the waiter at once; others (driven
-    /// by another replica) are polled.
+    /// Waits until the saga is terminal and every event of it is in the
+    /// event store (or the wait limit passes), and returns it. The relay
+    /// wakes the waiter as it stores this replica's events; sagas of other
+    /// replicas are polled. A saga that ended while its events still wait
+    /// (JetStream unavailable) is `EventsPending`: asking again is safe.
     async fn wait_terminal(&self, id: Uuid) -> Result<Saga, OrchestratorError> {
-        let mut ended = self.inner.ended.subscribe();
+        let mut ended = self.inner.relay.stored();
         let deadline = Instant::now() + self.inner.settings.wait_limit;
         loop {
             let saga = repo::view(&self.inner.db, id).await?;
             let terminal = SagaState::parse(&saga.state).is_some_and(SagaState::is_terminal);
-            if terminal || Instant::now() >= deadline {
+            let stored = terminal && !outbox::has_pending(&self.inner.db, id).await?;
+            if stored || (!terminal && Instant::now() >= deadline) {
                 return Ok(saga);
+            }
+            if Instant::now() >= deadline {
+                return Err(OrchestratorError::EventsPending(id));
             }
             let poll = tokio::time::sleep(Duration::from_millis(200));
             tokio::select! {
@@ -470,49 +477,6 @@ impl Orchestrator {
             }
         }
         Ok(taken)
-    }
-
-    /// Queues the `SagaTransitioned` event of the log row `seq`.
-    fn publish_transition(&self, row: &saga::Model, seq: i64, from: Option<SagaState>, to: SagaState, reason: Option<&str>) {
-        let payload = EventPayload::SagaTransitioned {
-            from: from.map(|s| s.as_str().to_owned()),
-            to: to.as_str().to_owned(),
-            reason: reason.map(str::to_owned),
-        };
-        let name = format!("transition:{seq}");
-        self.publish(row, payload, &name);
-    }
-
-    /// The saga's result as events, published before the terminal state is
-    /// stored: a crash in between makes the next replica publish them again
-    /// under the same ids (deduplicated), never lose them.
-    async fn publish_outcome(&self, row: &saga::Model, to: SagaState) {
-        self.queue_outcome(row, to);
-        self.inner.publisher.flush().await;
-    }
-
-    fn queue_outcome(&self, row: &saga::Model, to: SagaState) {
-        if to == SagaState::Completed {
-            let (Some(order_id), Ok(lines)) = (row.order_id, repo::lines_of(row)) else { return };
-            let total_cents = lines.iter().map(|l| l.unit_price_cents * i64::from(l.quantity)).sum();
-            let items = lines
-                .into_iter()
-                .map(|l| chorus_event_store::OrderLine { product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
-                .collect();
-            self.publish(row, EventPayload::OrderCreated { order_id, client_id: row.client_id, total_cents, items }, "OrderCreated");
-            self.publish(row, EventPayload::CheckoutSucceeded { order_id }, "CheckoutSucceeded");
-        } else {
-            let reason = row.failure_reason.clone().unwrap_or_else(|| "cancelled".into());
-            let step = row.failure_step.clone().unwrap_or_else(|| "unknown".into());
-            self.publish(row, EventPayload::CheckoutFailed { reason, step }, "CheckoutFailed");
-        }
-    }
-
-    /// Queues an event of the saga (see [`Inner::publisher`]).
-    fn publish(&self, row: &saga::Model, payload: EventPayload, name: &str) {
-        let event = Envelope::new(row.id, Pattern::Orchestrated, payload).with_derived_id(name);
-        let trace = row.traceparent.as_deref().and_then(TraceParent::parse);
-        self.inner.publisher.append(event, trace);
     }
 }
 

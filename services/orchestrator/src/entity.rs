@@ -1,5 +1,6 @@
 //! The orchestrator's tables: the saga row (its current state, lease and
-//! what each step produced) and the append-only saga log.
+//! what each step produced), the append-only saga log, and the outbox of
+//! events written with them and not yet stored in the event store.
 
 pub mod saga {
     use sea_orm::entity::prelude::*;
@@ -55,6 +56,34 @@ pub mod saga_log {
         pub to_state: String,
         pub reason: Option<String>,
         pub at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod outbox {
+    use sea_orm::entity::prelude::*;
+
+    /// One event a saga write implies, written in that write's transaction
+    /// and deleted once the event store has acknowledged it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        /// Order of writing: the relay publishes in this order.
+        #[sea_orm(primary_key)]
+        pub seq: i64,
+        pub event_id: Uuid,
+        pub checkout_id: Uuid,
+        /// The event as JSON, as it is published.
+        pub body: String,
+        pub traceparent: Option<String>,
+        /// The replica whose transaction wrote it; its relay publishes it
+        /// at once, any other relay once it has waited too long.
+        pub owner: String,
+        pub created_at: TimeDateTimeWithTimeZone,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

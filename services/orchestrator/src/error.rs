@@ -15,6 +15,10 @@ pub enum OrchestratorError {
     LeaseLost(Uuid),
     #[error(transparent)]
     IllegalTransition(#[from] crate::state::IllegalTransition),
+    /// The saga ended, but the event store has not taken its events yet
+    /// (JetStream unavailable): its end is not shown until they are stored.
+    #[error("checkout {0} has ended, but the event store is unavailable and its events are not stored yet; ask again")]
+    EventsPending(Uuid),
     #[error("stored saga is unreadable: {0}")]
     Corrupt(String),
     #[error("database: {0}")]
@@ -29,7 +33,7 @@ impl From<OrchestratorError> for ServiceError {
             OrchestratorError::BadInput(m) => ServiceError::BadInput(m),
             e @ OrchestratorError::NotFound(_) => ServiceError::NotFound(e.to_string()),
             e @ OrchestratorError::AlreadyCompleted(_) => ServiceError::Conflict(e.to_string()),
-            e @ OrchestratorError::LeaseLost(_) => ServiceError::Unavailable(e.to_string()),
+            e @ (OrchestratorError::LeaseLost(_) | OrchestratorError::EventsPending(_)) => ServiceError::Unavailable(e.to_string()),
             e @ (OrchestratorError::IllegalTransition(_)
             | OrchestratorError::Corrupt(_)
             | OrchestratorError::Db(_)

@@ -3,19 +3,24 @@
 //! compensates automatically, and keeps a saga log.
 //!
 //! - [`state`]: the state machine as a type (`decide` refuses illegal moves);
-//! - [`entity`], [`migration`]: tables `sagas` and `saga_log`;
-//! - [`repo`]: compare-and-set persistence (state, version, lease owner);
+//! - [`entity`], [`migration`]: tables `sagas`, `saga_log` and `outbox`;
+//! - [`repo`]: compare-and-set persistence (state, version, lease owner),
+//!   each write with its events in the same transaction ([`events`]);
+//! - [`outbox`]: the relay that stores those events in JetStream, in order;
 //! - [`driver`]: steps, retries, compensation, leases and recovery.
 //!
-//! Invariants: a transition is stored (saga row and log row, one
-//! transaction) before the next step runs; a saga is driven by the one
+//! Invariants: a transition is stored (saga row, log row and its events in
+//! the outbox, one transaction) before the next step runs; a caller learns
+//! that a saga ended only once its events are in the event store; a saga is driven by the one
 //! replica holding its lease; every call carries `<saga_id>:<step>` as its
 //! idempotency key, so re-running a step after a crash changes nothing twice.
 
 pub mod driver;
 pub mod entity;
 mod error;
+pub mod events;
 pub mod migration;
+pub mod outbox;
 pub mod repo;
 pub mod state;
 

@@ -9,7 +9,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_create_sagas::Migration)]
+        vec![Box::new(m20261125_000001_create_sagas::Migration), Box::new(m20261203_000002_create_outbox::Migration)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -133,6 +133,62 @@ mod m20261125_000001_create_sagas {
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             manager.drop_table(Table::drop().table(SagaLog::Table).to_owned()).await?;
             manager.drop_table(Table::drop().table(Sagas::Table).to_owned()).await
+        }
+    }
+}
+
+mod m20261203_000002_create_outbox {
+    use sea_orm_migration::{prelude::*, schema::*};
+
+    pub struct Migration;
+
+    // Named by hand: `DeriveMigrationName` names a migration after its
+    // file, and the first one (shipped as "migration") lives in this file too.
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261203_000002_create_outbox"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum Outbox {
+        Table,
+        Seq,
+        EventId,
+        CheckoutId,
+        Body,
+        Traceparent,
+        Owner,
+        CreatedAt,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Outbox::Table)
+                        .if_not_exists()
+                        .col(big_pk_auto(Outbox::Seq))
+                        .col(uuid(Outbox::EventId))
+                        .col(uuid(Outbox::CheckoutId))
+                        .col(text(Outbox::Body))
+                        .col(string_null(Outbox::Traceparent))
+                        .col(string(Outbox::Owner))
+                        .col(timestamp_with_time_zone(Outbox::CreatedAt))
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create().if_not_exists().name("outbox_by_checkout").table(Outbox::Table).col(Outbox::CheckoutId).to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager.drop_table(Table::drop().table(Outbox::Table).to_owned()).await
         }
     }
 }

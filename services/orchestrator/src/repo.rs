@@ -9,9 +9,12 @@ use sea_orm::{
 };
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
+use chorus_event_store::Envelope;
+
 use crate::{
     OrchestratorError,
     entity::{saga, saga_log},
+    outbox,
     state::SagaState,
 };
 
@@ -30,17 +33,29 @@ pub enum Created {
     Existing(Uuid),
 }
 
+/// A saga to create: who, what, and how callers name it.
+pub struct NewSaga<'a> {
+    pub client_id: Uuid,
+    pub items: &'a [Line],
+    pub idempotency_key: Option<&'a str>,
+    /// The id the caller chose (asking again names the same saga).
+    pub checkout_id: Option<Uuid>,
+    pub traceparent: Option<String>,
+}
+
+/// Creates the saga in `PENDING` with its first log row and, in the same
+/// transaction, the outbox rows `events` builds from it; or finds the saga
+/// that the idempotency key (or the caller's checkout id) already names.
 pub async fn create(
     db: &DatabaseConnection,
-    client_id: Uuid,
-    items: &[Line],
-    idempotency_key: Option<&str>,
-    traceparent: Option<String>,
+    new: NewSaga<'_>,
     owner: &str,
     lease: std::time::Duration,
+    events: impl FnOnce(&saga::Model) -> Vec<Envelope>,
 ) -> Result<Created, OrchestratorError> {
+    let NewSaga { client_id, items, idempotency_key, checkout_id, traceparent } = new;
     let now = now_micros();
-    let id = Uuid::now_v7();
+    let id = checkout_id.unwrap_or_else(Uuid::now_v7);
     let items_json = serde_json::to_string(items).map_err(|e| OrchestratorError::Corrupt(e.to_string()))?;
     let row = saga::Model {
         id,
@@ -62,8 +77,10 @@ pub async fn create(
         updated_at: now,
     };
     let txn = db.begin().await?;
+    // No conflict target: a repeated id and a repeated (client, key) are
+    // both "this saga exists already".
     let inserted = saga::Entity::insert(saga::ActiveModel::from(row.clone()))
-        .on_conflict(OnConflict::columns([saga::Column::ClientId, saga::Column::IdempotencyKey]).do_nothing().to_owned())
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_without_returning(&txn)
         .await;
     let inserted = match inserted {
@@ -73,15 +90,21 @@ pub async fn create(
     };
     if !inserted {
         txn.rollback().await?;
-        let existing = saga::Entity::find()
-            .filter(saga::Column::ClientId.eq(client_id))
-            .filter(saga::Column::IdempotencyKey.eq(idempotency_key))
-            .one(db)
-            .await?
-            .ok_or_else(|| OrchestratorError::Corrupt("idempotency key vanished".into()))?;
+        let existing = match idempotency_key {
+            Some(key) => {
+                saga::Entity::find()
+                    .filter(saga::Column::ClientId.eq(client_id))
+                    .filter(saga::Column::IdempotencyKey.eq(key))
+                    .one(db)
+                    .await?
+            }
+            None => saga::Entity::find_by_id(id).one(db).await?.filter(|s| s.client_id == client_id),
+        };
+        let existing = existing.ok_or_else(|| OrchestratorError::BadInput(format!("checkout {id} belongs to another client")))?;
         return Ok(Created::Existing(existing.id));
     }
     log(&txn, id, 0, &[(None, SagaState::Pending, Some("checkout received"))], now).await?;
+    outbox::write(&txn, owner, &events(&row), row.traceparent.as_deref(), now).await?;
     txn.commit().await?;
     Ok(Created::New(Box::new(row)))
 }
@@ -112,8 +135,9 @@ pub type Move<'a> = (SagaState, Option<&'a str>);
 /// Moves `current` through `moves` (usually one; two when a state is only
 /// passed through, see [`SagaState::follow_on`]) if nobody moved it since
 /// it was read and this replica still holds its lease; writes a log row per
-/// move in the same transaction and renews the lease. `patch` is what the
-/// step produced. Returns the new row.
+/// move and the outbox rows `events` builds from the new row in the same
+/// transaction, and renews the lease. `patch` is what the step produced.
+/// Returns the new row.
 pub async fn transition(
     db: &DatabaseConnection,
     current: &saga::Model,
@@ -121,8 +145,11 @@ pub async fn transition(
     patch: Patch,
     owner: &str,
     lease: std::time::Duration,
+    events: impl FnOnce(&saga::Model) -> Vec<Envelope>,
 ) -> Result<saga::Model, OrchestratorError> {
-    let Some(&(to, _)) = moves.last() else { return Ok(current.clone()) };
+    let Some(&(to, _)) = moves.last() else {
+        return Ok(current.clone());
+    };
     let mut from = state_of(current)?;
     let logged: Vec<_> = moves
         .iter()
@@ -171,6 +198,7 @@ pub async fn transition(
         return Err(OrchestratorError::LeaseLost(current.id));
     }
     log(&txn, current.id, current.version, &logged, now).await?;
+    outbox::write(&txn, owner, &events(&next), next.traceparent.as_deref(), now).await?;
     txn.commit().await?;
     // The row as written: no read back, since the compare-and-set above
     // proves nobody else changed it.
@@ -216,7 +244,7 @@ pub async fn take_over(db: &DatabaseConnection, id: Uuid, owner: &str, lease: st
         .col_expr(saga::Column::LeaseExpiresAt, Expr::value(now + to_time(lease)))
         .col_expr(saga::Column::Attempts, Expr::col(saga::Column::Attempts).add(1))
         .filter(saga::Column::Id.eq(id))
-        .filter(saga::Column::State.is_not_in([SagaState::Completed.as_str(), SagaState::Cancelled.as_str()]));
+        .filter(saga::Column::State.is_not_in(SagaState::TERMINAL.map(SagaState::as_str)));
     if !force {
         update = update.filter(
             Condition::any()
@@ -233,7 +261,7 @@ pub async fn orphans(db: &DatabaseConnection, limit: u64) -> Result<Vec<Uuid>, O
     let rows = saga::Entity::find()
         .select_only()
         .column(saga::Column::Id)
-        .filter(saga::Column::State.is_not_in([SagaState::Completed.as_str(), SagaState::Cancelled.as_str()]))
+        .filter(saga::Column::State.is_not_in(SagaState::TERMINAL.map(SagaState::as_str)))
         .filter(
             Condition::any()
                 .add(saga::Column::LeaseOwner.is_null())

@@ -39,6 +39,9 @@ pub enum SagaState {
     Compensating,
     /// SAGA_ANNULEE
     Cancelled,
+    /// An undo met an error that retrying cannot cure: the saga ends here,
+    /// with the reason, for an operator (`saga_compensation_failed_total`).
+    CompensationFailed,
 }
 
 /// What happened, as the orchestrator tells the state machine.
@@ -54,6 +57,8 @@ pub enum SagaEvent {
     CompensationStarted,
     /// Every completed step is undone.
     CompensationFinished,
+    /// An undo can never succeed (a permanent service error).
+    CompensationImpossible,
 }
 
 /// A move the state machine does not allow.
@@ -65,7 +70,10 @@ pub struct IllegalTransition {
 }
 
 impl SagaState {
-    pub const ALL: [SagaState; 16] = [
+    /// The states nothing follows.
+    pub const TERMINAL: [SagaState; 3] = [SagaState::Completed, SagaState::Cancelled, SagaState::CompensationFailed];
+
+    pub const ALL: [SagaState; 17] = [
         SagaState::Pending,
         SagaState::VerifyingStock,
         SagaState::StockVerified,
@@ -82,6 +90,7 @@ impl SagaState {
         SagaState::FailedOrderCreation,
         SagaState::Compensating,
         SagaState::Cancelled,
+        SagaState::CompensationFailed,
     ];
 
     /// The next state after `event`, or why that move is illegal.
@@ -105,11 +114,15 @@ impl SagaState {
             (CreatingOrder, StepSucceeded) => Some(OrderCreated),
             (CreatingOrder, StepFailed(f @ FailedOrderCreation)) => Some(f),
             (OrderCreated, StepSucceeded) => Some(Completed),
+            // The reservation could not be committed (it was released): no
+            // sale, so the order is undone like any failed order.
+            (OrderCreated, StepFailed(f @ FailedOrderCreation)) => Some(f),
             // Every failure is compensated, even with nothing to undo, so the log says why.
             (s, CompensationStarted) if s.is_failed() => Some(Compensating),
             // An admin may force compensation of a saga that is still running.
             (s, CompensationStarted) if s.is_running() => Some(Compensating),
             (Compensating, CompensationFinished) => Some(Cancelled),
+            (Compensating, CompensationImpossible) => Some(CompensationFailed),
             _ => None,
         };
         next.ok_or(IllegalTransition { from: self, event })
@@ -128,9 +141,9 @@ impl SagaState {
         }
     }
 
-    /// `COMPLETED` or `CANCELLED`: nothing more will happen.
+    /// `COMPLETED`, `CANCELLED` or `COMPENSATION_FAILED`: nothing more will happen.
     pub fn is_terminal(self) -> bool {
-        matches!(self, SagaState::Completed | SagaState::Cancelled)
+        SagaState::TERMINAL.contains(&self)
     }
 
     /// One of the `FAILED_*` states.
@@ -168,6 +181,7 @@ impl SagaState {
             SagaState::FailedOrderCreation => "FAILED_ORDER_CREATION",
             SagaState::Compensating => "COMPENSATING",
             SagaState::Cancelled => "CANCELLED",
+            SagaState::CompensationFailed => "COMPENSATION_FAILED",
         }
     }
 
@@ -212,6 +226,8 @@ mod tests {
         (ReservingStock, CompensationStarted, Compensating),
         (OrderCreated, CompensationStarted, Compensating),
         (Compensating, CompensationFinished, Cancelled),
+        (Compensating, CompensationImpossible, CompensationFailed),
+        (OrderCreated, StepFailed(FailedOrderCreation), FailedOrderCreation),
     ];
 
     const ILLEGAL: &[(SagaState, SagaEvent)] = &[
@@ -229,7 +245,8 @@ mod tests {
         (Compensating, CompensationStarted),
         (FailedOrderCreation, StepStarted),
         (FailedOrderCreation, CompensationFinished),
-        (OrderCreated, StepFailed(FailedOrderCreation)),
+        (FailedOrderCreation, CompensationImpossible),
+        (OrderCreated, StepFailed(FailedStockReservation)),
     ];
 
     #[test]
@@ -248,8 +265,15 @@ mod tests {
 
     #[test]
     fn terminal_states_accept_nothing() {
-        let events = [StepStarted, StepSucceeded, CompensationStarted, CompensationFinished, StepFailed(FailedOrderCreation)];
-        for state in [Completed, Cancelled] {
+        let events = [
+            StepStarted,
+            StepSucceeded,
+            CompensationStarted,
+            CompensationFinished,
+            CompensationImpossible,
+            StepFailed(FailedOrderCreation),
+        ];
+        for state in SagaState::TERMINAL {
             for event in events {
                 assert!(state.decide(event).is_err(), "{state} accepted {event:?}");
             }

@@ -1,0 +1,72 @@
+//! The events a saga write implies, built from the row as it is written
+//! and stored with it through the outbox. Ids are derived from the saga and
+//! the log row (`transition:<seq>`) or the event type, so a replica that
+//! writes the same move again after a crash produces the same ids, which the
+//! stream deduplicates.
+
+use chorus_event_store::{CartLine, Envelope, EventPayload, OrderLine, Pattern};
+
+use crate::{entity::saga, repo, state::SagaState};
+
+/// A new saga's first events: `CheckoutInitiated` (the same first event as
+/// a choreographed checkout, so read models, audit and notifications see
+/// both patterns alike) and its move into `PENDING`.
+pub fn started(row: &saga::Model, items: &[chorus_contracts::inventory::Line]) -> Vec<Envelope> {
+    let items = items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
+    let initiated = EventPayload::CheckoutInitiated { client_id: row.client_id, items, idempotency_key: row.idempotency_key.clone() };
+    vec![event(row, initiated, "CheckoutInitiated"), transition(row, 0, None, SagaState::Pending, Some("checkout received"))]
+}
+
+/// The `SagaTransitioned` events of `moves`, the first logged as `seq`,
+/// and, when the last move ends the saga, its outcome events just before
+/// the terminal transition: that one stays the checkout's last event, where
+/// subscriptions end.
+pub fn moved(row: &saga::Model, seq: i64, from: SagaState, moves: &[repo::Move<'_>]) -> Vec<Envelope> {
+    let mut events = Vec::with_capacity(moves.len() + 2);
+    let mut previous = from;
+    for (seq, &(to, reason)) in (seq..).zip(moves) {
+        if to.is_terminal() {
+            events.extend(outcome(row, to));
+        }
+        events.push(transition(row, seq, Some(previous), to, reason));
+        previous = to;
+    }
+    events
+}
+
+/// `SagaTransitioned` for the log row `seq`.
+fn transition(row: &saga::Model, seq: i64, from: Option<SagaState>, to: SagaState, reason: Option<&str>) -> Envelope {
+    let payload = EventPayload::SagaTransitioned {
+        from: from.map(|s| s.as_str().to_owned()),
+        to: to.as_str().to_owned(),
+        reason: reason.map(str::to_owned),
+    };
+    event(row, payload, &format!("transition:{seq}"))
+}
+
+/// What the saga's end means for the read models: the order and its
+/// success, or the failure with its reason.
+fn outcome(row: &saga::Model, to: SagaState) -> Vec<Envelope> {
+    if to == SagaState::Completed {
+        let (Some(order_id), Ok(lines)) = (row.order_id, repo::lines_of(row)) else {
+            return Vec::new();
+        };
+        let total_cents = lines.iter().map(|l| l.unit_price_cents * i64::from(l.quantity)).sum();
+        let items = lines
+            .into_iter()
+            .map(|l| OrderLine { product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
+            .collect();
+        vec![
+            event(row, EventPayload::OrderCreated { order_id, client_id: row.client_id, total_cents, items }, "OrderCreated"),
+            event(row, EventPayload::CheckoutSucceeded { order_id }, "CheckoutSucceeded"),
+        ]
+    } else {
+        let reason = row.failure_reason.clone().unwrap_or_else(|| "cancelled".into());
+        let step = row.failure_step.clone().unwrap_or_else(|| "unknown".into());
+        vec![event(row, EventPayload::CheckoutFailed { reason, step }, "CheckoutFailed")]
+    }
+}
+
+fn event(row: &saga::Model, payload: EventPayload, name: &str) -> Envelope {
+    Envelope::new(row.id, Pattern::Orchestrated, payload).with_derived_id(name)
+}
