@@ -17,7 +17,7 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// Starts `n` nodes routed to each other, with JetStream, stores under
+    /// Starts `n` nodes routed to each other (one: a standalone server), with JetStream, stores under
     /// `dir/node-<i>`. A node is ready when it logs so; the cluster has a
     /// JetStream leader a few seconds later (callers provisioning streams
     /// wait for it: see `nats::until_provisioned`).
@@ -26,6 +26,11 @@ impl NatsCluster {
             (0..n).map(|_| Ok((free_port()?, free_port()?))).collect::<std::io::Result<_>>().map_err(NatsServerError::Port)?;
         let routes = ports.iter().map(|(_, route)| format!("nats://127.0.0.1:{route}")).collect::<Vec<_>>().join(",");
         let mut nodes = Vec::with_capacity(n);
+        if n == 1 {
+            // One node is a plain server: a cluster of one has no one to route to.
+            let (client, _) = ports[0];
+            return Ok(NatsCluster { nodes: vec![NatsServer::start_with(bin, &dir.join(node_name(0)), client, Vec::new())?] });
+        }
         for (i, &(client, route)) in ports.iter().enumerate() {
             let extra = vec![
                 "--server_name".into(),
@@ -53,6 +58,11 @@ impl NatsCluster {
 
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// The process id of node `i`, while it runs.
+    pub fn pid_of(&self, i: usize) -> Option<u32> {
+        self.nodes.get(i).and_then(NatsServer::pid)
     }
 
     pub fn node(&mut self, i: usize) -> &mut NatsServer {

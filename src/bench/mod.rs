@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// Write the Markdown table here.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// NATS nodes of the self-started platform: 1 (the server `chorus up`
+    /// starts) or 3 (a JetStream cluster on loopback, everything at R3).
+    #[arg(long = "nats-cluster", default_value_t = 1)]
+    pub nats_cluster: usize,
     /// Bearer token (an admin's) for a gateway with auth.
     #[arg(long, env = "CHORUS_BENCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -91,12 +95,15 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
     if !(0.0..=1.0).contains(&args.fail_rate) {
         return Err(ChorusError::Usage(format!("--fail-rate must be from 0 to 1, not {}", args.fail_rate)));
     }
+    if args.nats_cluster != 1 && args.nats_cluster != 3 {
+        return Err(ChorusError::Usage("--nats-cluster takes 1 or 3".into()));
+    }
     if args.checkouts.is_none() && !(args.duration > 0.0 && args.duration.is_finite()) {
         return Err(ChorusError::Usage(format!("--duration must be a positive number of seconds, not {}", args.duration)));
     }
     let own = match &args.url {
         Some(_) => None,
-        None => Some(OwnPlatform::start(config).await?),
+        None => Some(OwnPlatform::start(config, args.nats_cluster).await?),
     };
     let (base, target) = match (&args.url, &own) {
         (Some(url), _) => (url.clone(), url.clone()),
@@ -380,18 +387,28 @@ struct OwnPlatform {
     child: tokio::process::Child,
     url: String,
     backend: &'static str,
+    /// The cluster `chorus up` runs against (`--nats-cluster 3`); dropped last.
+    nats: Option<chorus_runtime::nats_cluster::NatsCluster>,
     dir: tempfile::TempDir,
 }
 
 impl OwnPlatform {
-    async fn start(config: &Config) -> Result<Self, ChorusError> {
+    async fn start(config: &Config, nats_nodes: usize) -> Result<Self, ChorusError> {
         let dir = tempfile::Builder::new().prefix("chorus-bench-").tempdir().map_err(ChorusError::Output)?;
         let exe = std::env::current_exe().map_err(ChorusError::Output)?;
         let port = free_port().map_err(ChorusError::Output)?;
         let log = std::fs::File::create(dir.path().join("chorus.log")).map_err(ChorusError::Output)?;
-        let child = tokio::process::Command::new(exe)
+        let nats = match nats_nodes {
+            1 => None,
+            n => Some(chorus_runtime::nats_cluster::NatsCluster::start(&config.nats_server_bin, &dir.path().join("nats"), n)?),
+        };
+        let mut command = tokio::process::Command::new(exe);
+        match &nats {
+            Some(cluster) => command.env("NATS_URL", cluster.urls()).env("CHORUS_STREAM_REPLICAS", "3"),
+            None => command.env_remove("NATS_URL"),
+        };
+        let child = command
             .args(["up", "--no-seed"])
-            .env_remove("NATS_URL")
             .env("CHORUS_DATA_DIR", dir.path())
             .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
             .env("CHORUS_FAULT_INJECTION", "1")
@@ -403,7 +420,7 @@ impl OwnPlatform {
             .spawn()
             .map_err(|e| ChorusError::Bench(format!("cannot start `chorus up`: {e}")))?;
         let backend = if config.database_url(ServiceDb::Inventory).starts_with("postgres") { "postgres" } else { "sqlite" };
-        let own = OwnPlatform { child, url: format!("http://127.0.0.1:{port}"), backend, dir };
+        let own = OwnPlatform { child, url: format!("http://127.0.0.1:{port}"), backend, nats, dir };
         let api = Api::new(&own.url, None)?;
         if let Err(e) = api.wait_healthy(Duration::from_secs(60)).await {
             let log = std::fs::read_to_string(own.dir.path().join("chorus.log")).unwrap_or_default();
@@ -412,19 +429,17 @@ impl OwnPlatform {
         Ok(own)
     }
 
-    /// CPU seconds spent so far by `chorus up` and its children (nats-server).
+    /// CPU seconds spent so far by `chorus up` and its children (nats-server),
+    /// and the cluster's nodes when there is one.
     fn cpu_seconds(&self) -> f64 {
-        self.child.id().map(process_tree_cpu).unwrap_or(0.0)
+        let nodes: f64 = self.nats.iter().flat_map(|c| (0..c.len()).filter_map(|i| c.pid_of(i))).map(process_tree_cpu).sum();
+        self.child.id().map(process_tree_cpu).unwrap_or(0.0) + nodes
     }
 
     async fn stop(mut self) {
         if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
             // SIGTERM: `chorus up` stops in order and takes nats-server with it.
-            #[allow(unsafe_code)]
-            // SAFETY: kill(2) on our own child's pid has no memory effects.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
         }
         if tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_err() {
             let _ = self.child.kill().await;

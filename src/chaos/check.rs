@@ -74,7 +74,7 @@ pub async fn run(
     let api = &cluster.api;
     let deadline = Instant::now() + settle;
     let seen = wait_terminal(api, &log.accepted, deadline).await;
-    let nats = async_nats::connect(cluster.nats.url()).await.map_err(chaos_err)?;
+    let nats = chorus_runtime::nats::connect(&cluster.nats.urls(), "chorus-chaos-check").await?;
     let events = EventStore::open(nats.clone()).await?;
     quiesce(&events, deadline).await?;
 
@@ -136,6 +136,7 @@ pub async fn run(
     invariants.push(orders(cluster, config, &log.accepted, &seen).await?);
     invariants.push(audit(cluster, config, &events).await?);
     invariants.push(read_models(&events, nats).await?);
+    invariants.push(outbox(cluster, config, deadline).await?);
 
     let mut violations = log.invalid_not_refused.clone();
     violations.extend(log.valid_refused.iter().map(|m| format!("a valid cart was refused: {m}")));
@@ -361,6 +362,20 @@ async fn audit(cluster: &Cluster, config: &Config, events: &EventStore) -> Resul
 }
 
 /// Both read models equal a rebuild from the stream.
+/// Every event the orchestrators' writes implied is in the store: their
+/// outbox drains to empty (by the settle deadline).
+async fn outbox(cluster: &Cluster, config: &Config, deadline: Instant) -> Result<Invariant, ChorusError> {
+    let db = chorus_runtime::db::connect(&cluster.database_url(config, ServiceDb::Orchestrator)).await?;
+    loop {
+        let pending = chorus_orchestrator::outbox::pending_count(&db).await.map_err(chaos_err)?;
+        if pending == 0 || Instant::now() >= deadline {
+            let violations = if pending == 0 { Vec::new() } else { vec![format!("{pending} events still in the outbox")] };
+            return Ok(verdict("the orchestrators' outbox is empty: every saga's events are stored", violations));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn read_models(events: &EventStore, nats: async_nats::Client) -> Result<Invariant, ChorusError> {
     let projections = Projections::open(async_nats::jetstream::new(nats)).await?;
     let mut violations = Vec::new();

@@ -1,5 +1,6 @@
 //! The platform as separate processes on this machine, for the chaos suite:
-//! one nats-server (its JetStream store kept across restarts), each service,
+//! one nats-server or a cluster of them (their JetStream stores kept across
+//! restarts, every stream at R3 on a cluster), each service,
 //! two orchestrator replicas, each worker and the gateway as its own
 //! `chorus` process, every one of them killable and restartable.
 
@@ -12,9 +13,11 @@ use std::{
 use chorus_runtime::{
     Config,
     config::ServiceDb,
-    nats_server::{NatsServer, die_with_parent, free_port},
+    nats_cluster::NatsCluster,
+    nats_server::{die_with_parent, free_port},
 };
 use chorus_workers::WorkerName;
+use nix::{sys::signal::Signal, unistd::Pid};
 
 use crate::{ChorusError, bench::client::Api};
 
@@ -31,7 +34,7 @@ pub struct Proc {
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
-    pub nats: NatsServer,
+    pub nats: NatsCluster,
     pub api: Api,
     procs: Vec<Proc>,
     env: Vec<(String, String)>,
@@ -41,12 +44,13 @@ pub struct Cluster {
 impl Cluster {
     /// Starts every role and waits until the gateway reports all healthy.
     /// `extra` is added to every process's environment.
-    pub async fn start(config: &Config, extra: &[(&str, &str)]) -> Result<Cluster, ChorusError> {
+    pub async fn start(config: &Config, nats_nodes: usize, extra: &[(&str, &str)]) -> Result<Cluster, ChorusError> {
         let dir = tempfile::Builder::new().prefix("chorus-chaos-").tempdir().map_err(ChorusError::Output)?;
-        let nats = NatsServer::start(&config.nats_server_bin, &dir.path().join("nats"))?;
+        let nats = NatsCluster::start(&config.nats_server_bin, &dir.path().join("nats"), nats_nodes)?;
         let port = free_port().map_err(ChorusError::Output)?;
         let mut env: Vec<(String, String)> = vec![
-            ("NATS_URL".into(), nats.url()),
+            ("NATS_URL".into(), nats.urls()),
+            ("CHORUS_STREAM_REPLICAS".into(), nats_nodes.min(3).to_string()),
             ("CHORUS_DATA_DIR".into(), dir.path().join("data").display().to_string()),
             ("GATEWAY_ADDR".into(), format!("127.0.0.1:{port}")),
             ("CHORUS_FAULT_INJECTION".into(), "1".into()),
@@ -135,6 +139,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// Freezes a process (SIGSTOP) or lets it run again (SIGCONT): a
+    /// replica whose machine stalls, then wakes up believing it still leads.
+    pub fn freeze(&mut self, name: &str, frozen: bool) -> Result<(), ChorusError> {
+        let i = self.index(name)?;
+        if let Some(pid) = self.procs[i].child.as_ref().and_then(|c| i32::try_from(c.id()).ok()) {
+            let signal = if frozen { Signal::SIGSTOP } else { Signal::SIGCONT };
+            nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(chaos_err)?;
+        }
+        Ok(())
+    }
+
     /// Starts a killed process again (a no-op for one that runs).
     pub fn restart(&mut self, name: &str) -> Result<(), ChorusError> {
         let i = self.index(name)?;
@@ -180,14 +195,10 @@ impl Cluster {
     /// Stops every process (SIGTERM, then SIGKILL) and the server.
     pub fn stop(mut self) {
         for proc in &mut self.procs {
-            if let Some(child) = proc.child.as_ref()
-                && let Ok(pid) = libc::pid_t::try_from(child.id())
-            {
-                #[allow(unsafe_code)]
-                // SAFETY: kill(2) on our own child's pid has no memory effects.
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
+            if let Some(pid) = proc.child.as_ref().and_then(|c| i32::try_from(c.id()).ok()) {
+                // A frozen one must wake to act on SIGTERM.
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGCONT);
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -200,7 +211,9 @@ impl Cluster {
                 let _ = child.wait();
             }
         }
-        self.nats.stop();
+        for i in 0..self.nats.len() {
+            self.nats.node(i).stop();
+        }
     }
 }
 

@@ -45,10 +45,21 @@ pub enum Scenario {
     /// Take the inventory and orders databases offline in turn (Postgres
     /// only: connections refused and the open ones terminated).
     DbOutage,
+    /// SIGKILL the node leading CHECKOUT_EVENTS, then bring it back (`--nats-cluster 3`).
+    KillNatsLeader,
+    /// Restart every NATS node in turn (`--nats-cluster 3`).
+    RollingNatsRestart,
+    /// Freeze (SIGSTOP) the stream's leader node past an election, then let it run (`--nats-cluster 3`).
+    PauseNatsNode,
+    /// Every NATS node down at once for up to 30 s, with checkouts in flight.
+    NatsOutage,
+    /// Freeze an orchestrator replica for twice its lease, then let it run:
+    /// it must not drive a saga another replica took over (fencing).
+    PauseOrchestrator,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::KillOrchestrator,
         Scenario::KillWorkers,
         Scenario::KillServices,
@@ -57,7 +68,17 @@ impl Scenario {
         Scenario::Duplicates,
         Scenario::RestartGateway,
         Scenario::DbOutage,
+        Scenario::KillNatsLeader,
+        Scenario::RollingNatsRestart,
+        Scenario::PauseNatsNode,
+        Scenario::NatsOutage,
+        Scenario::PauseOrchestrator,
     ];
+
+    /// Whether the scenario needs a NATS cluster (`--nats-cluster 3`).
+    fn needs_cluster(self) -> bool {
+        matches!(self, Scenario::KillNatsLeader | Scenario::RollingNatsRestart | Scenario::PauseNatsNode)
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -69,6 +90,11 @@ impl Scenario {
             Scenario::Duplicates => "duplicates",
             Scenario::RestartGateway => "restart-gateway",
             Scenario::DbOutage => "db-outage",
+            Scenario::KillNatsLeader => "kill-nats-leader",
+            Scenario::RollingNatsRestart => "rolling-nats-restart",
+            Scenario::PauseNatsNode => "pause-nats-node",
+            Scenario::NatsOutage => "nats-outage",
+            Scenario::PauseOrchestrator => "pause-orchestrator",
         }
     }
 }
@@ -84,6 +110,10 @@ pub struct ChaosArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 6)]
     pub clients: usize,
+    /// NATS nodes: 1 (a single server) or 3 (a JetStream cluster on
+    /// loopback, every stream, bucket and consumer at R3).
+    #[arg(long = "nats-cluster", default_value_t = 1)]
+    pub nats_cluster: usize,
     /// Seconds after the load stops within which every accepted checkout
     /// must have ended.
     #[arg(long, default_value_t = 90.0)]
@@ -138,15 +168,25 @@ pub async fn run(args: ChaosArgs, config: &Config) -> Result<(), ChorusError> {
     if args.clients == 0 {
         return Err(ChorusError::Usage("--clients must be at least 1".into()));
     }
+    if args.nats_cluster != 1 && args.nats_cluster != 3 {
+        return Err(ChorusError::Usage("--nats-cluster takes 1 or 3".into()));
+    }
     let on_postgres = [ServiceDb::Inventory, ServiceDb::Orders]
         .iter()
         .all(|db| config.database_urls.get(db).is_some_and(|url| url.starts_with("postgres")));
     let scenarios = if args.scenarios.is_empty() {
         // Every scenario this backend can run.
-        Scenario::ALL.into_iter().filter(|s| on_postgres || *s != Scenario::DbOutage).collect()
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| on_postgres || *s != Scenario::DbOutage)
+            .filter(|s| args.nats_cluster >= 3 || !s.needs_cluster())
+            .collect()
     } else {
         args.scenarios.clone()
     };
+    if let Some(s) = scenarios.iter().find(|s| s.needs_cluster() && args.nats_cluster < 3) {
+        return Err(ChorusError::Usage(format!("{} breaks a NATS cluster: add --nats-cluster 3", s.name())));
+    }
     if scenarios.contains(&Scenario::DbOutage) && !on_postgres {
         return Err(ChorusError::Usage(
             "db-outage takes Postgres databases offline: set INVENTORY_DATABASE_URL and ORDERS_DATABASE_URL to postgres:// URLs".into(),
@@ -189,7 +229,7 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs, config: &Config) -> 
         Scenario::Duplicates => &[("CHORUS_TEST_DROP_ACKS", "0.2")],
         _ => &[],
     };
-    let mut cluster = Cluster::start(config, extra).await?;
+    let mut cluster = Cluster::start(config, args.nats_cluster, extra).await?;
     // Keep the logs and databases unless the scenario passes.
     cluster.dir.disable_cleanup(true);
     let (shelf, stocked) = stock_shelf(&cluster.api).await?;
@@ -293,7 +333,7 @@ async fn inject(scenario: Scenario, cluster: &mut Cluster, config: &Config, dura
                 tokio::time::sleep(jitter(1.0, 3.0)).await;
                 faults.push(OffsetDateTime::now_utc());
                 // A clean stop and a SIGKILL in turn.
-                tokio::task::block_in_place(|| if crash { cluster.nats.crash_restart() } else { cluster.nats.restart() })?;
+                tokio::task::block_in_place(|| if crash { cluster.nats.node(0).crash_restart() } else { cluster.nats.node(0).restart() })?;
                 crash = !crash;
             }
         }
@@ -309,7 +349,7 @@ async fn inject(scenario: Scenario, cluster: &mut Cluster, config: &Config, dura
             }
         }
         Scenario::Duplicates => {
-            let nats = async_nats::connect(cluster.nats.url()).await.map_err(|e| ChorusError::Chaos(e.to_string()))?;
+            let nats = chorus_runtime::nats::connect(&cluster.nats.urls(), "chorus-chaos").await?;
             let js = async_nats::jetstream::new(nats);
             while tokio::time::Instant::now() < until {
                 tokio::time::sleep(jitter(0.2, 0.5)).await;
@@ -327,6 +367,55 @@ async fn inject(scenario: Scenario, cluster: &mut Cluster, config: &Config, dura
                 cluster.wait_healthy().await?;
             }
         }
+        Scenario::KillNatsLeader | Scenario::PauseNatsNode => {
+            let nats = chorus_runtime::nats::connect(&cluster.nats.urls(), "chorus-chaos").await?;
+            let js = async_nats::jetstream::new(nats);
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(jitter(1.0, 2.0)).await;
+                let leader = stream_leader(&js, &cluster.nats).await?;
+                faults.push(OffsetDateTime::now_utc());
+                if scenario == Scenario::KillNatsLeader {
+                    cluster.nats.node(leader).kill();
+                    tokio::time::sleep(jitter(4.0, 8.0)).await;
+                    tokio::task::block_in_place(|| cluster.nats.node(leader).start_again())?;
+                } else {
+                    // Longer than an election (about 2 s), so the others move on.
+                    cluster.nats.node(leader).pause();
+                    tokio::time::sleep(jitter(5.0, 8.0)).await;
+                    cluster.nats.node(leader).resume();
+                }
+                tokio::time::sleep(jitter(3.0, 5.0)).await;
+            }
+        }
+        Scenario::RollingNatsRestart => {
+            while tokio::time::Instant::now() < until {
+                for i in 0..cluster.nats.len() {
+                    faults.push(OffsetDateTime::now_utc());
+                    tokio::task::block_in_place(|| cluster.nats.node(i).restart())?;
+                    tokio::time::sleep(jitter(2.0, 4.0)).await;
+                }
+            }
+        }
+        Scenario::NatsOutage => {
+            faults.push(OffsetDateTime::now_utc());
+            for i in 0..cluster.nats.len() {
+                cluster.nats.node(i).kill();
+            }
+            tokio::time::sleep(duration.min(Duration::from_secs(30))).await;
+            for i in 0..cluster.nats.len() {
+                tokio::task::block_in_place(|| cluster.nats.node(i).start_again())?;
+            }
+        }
+        Scenario::PauseOrchestrator => {
+            // Twice the lease the cluster runs with (CHORUS_SAGA_LEASE=3s).
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(jitter(0.5, 1.5)).await;
+                faults.push(OffsetDateTime::now_utc());
+                cluster.freeze("orchestrator-1", true)?;
+                tokio::time::sleep(Duration::from_secs(6)).await;
+                cluster.freeze("orchestrator-1", false)?;
+            }
+        }
         Scenario::DbOutage => {
             let targets = [ServiceDb::Inventory, ServiceDb::Orders];
             let mut next = 0;
@@ -341,6 +430,15 @@ async fn inject(scenario: Scenario, cluster: &mut Cluster, config: &Config, dura
         }
     }
     Ok(faults)
+}
+
+/// The index of the node leading stream `CHECKOUT_EVENTS`.
+async fn stream_leader(js: &async_nats::jetstream::Context, nats: &chorus_runtime::nats_cluster::NatsCluster) -> Result<usize, ChorusError> {
+    let err = |e: &dyn std::fmt::Display| ChorusError::Chaos(format!("finding the stream leader: {e}"));
+    let mut stream = js.get_stream(chorus_event_store::subjects::STREAM).await.map_err(|e| err(&e))?;
+    let info = stream.info().await.map_err(|e| err(&e))?;
+    let leader = info.cluster.as_ref().and_then(|c| c.leader.clone()).ok_or_else(|| err(&"no leader"))?;
+    nats.index_of(&leader).ok_or_else(|| err(&format!("{leader} is not ours")))
 }
 
 /// Makes a Postgres database refuse connections for `down`, its open

@@ -16,11 +16,17 @@ fn scenario(name: &str) {
 }
 
 fn scenario_with(name: &str, env: &[(&str, String)]) {
+    scenario_on(name, env, 1);
+}
+
+/// `scenario_with` on `nats_nodes` NATS nodes (`--nats-cluster`).
+fn scenario_on(name: &str, env: &[(&str, String)], nats_nodes: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("chaos.json");
     let out = Command::new(BIN)
         .args(["chaos", "--scenario", name, "--duration", "5", "--clients", "4", "--settle", "60", "--json"])
         .arg(&json)
+        .args(["--nats-cluster", &nats_nodes.to_string()])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env_remove("NATS_URL")
         .env("CHORUS_DATA_DIR", dir.path())
@@ -84,6 +90,28 @@ fn duplicate_deliveries_change_nothing_twice() {
 #[test]
 fn a_gateway_restart_leaves_no_gap_in_subscriptions() {
     scenario("restart-gateway");
+}
+
+#[test]
+fn all_of_nats_down_loses_nothing() {
+    scenario("nats-outage");
+}
+
+#[test]
+fn a_frozen_orchestrator_drives_nothing_it_lost() {
+    scenario("pause-orchestrator");
+}
+
+#[test]
+fn killing_the_nats_leader_of_a_cluster_loses_nothing() {
+    scenario_on("kill-nats-leader", &[], 3);
+}
+
+#[test]
+fn cluster_scenarios_need_a_cluster() {
+    let out = Command::new(BIN).args(["chaos", "--scenario", "pause-nats-node"]).output().expect("chorus chaos runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--nats-cluster 3"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

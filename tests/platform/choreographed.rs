@@ -594,3 +594,39 @@ async fn replicas_of_a_worker_share_its_consumer() {
     assert_eq!((l.sold, l.reserved), (40, 0));
     app.stop().await;
 }
+
+/// With NATS down, a choreographed checkout is refused as retryable and
+/// nothing of it exists; the same idempotency key once NATS is back makes
+/// exactly one checkout, which completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_event_store_is_down_a_checkout_is_refused_retryably_and_writes_nothing() {
+    let mut app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let product = app.create_product("Outage mug", 700, 5).await;
+    let client = Uuid::new_v4();
+    let input = json!({ "input": { "clientId": client, "items": [{ "productId": product, "quantity": 1 }], "idempotencyKey": "during-outage" } });
+    let mutation = "mutation($input: CheckoutInput!) { checkoutChoreographed(input: $input) { checkoutId status } }";
+
+    tokio::task::block_in_place(|| app.nats.server.stop());
+    let refused = app.gql(mutation, input.clone()).await;
+    assert_eq!(error_code(&refused), Some("SERVICE_UNAVAILABLE"), "{refused}");
+    tokio::task::block_in_place(|| app.nats.server.start_again()).expect("NATS comes back");
+
+    let expected = Uuid::new_v5(&client, b"choreographed:during-outage");
+    let stored = app.platform().events.read_checkout(expected).await.expect("read");
+    assert!(stored.is_empty(), "a refused checkout wrote {stored:?}");
+
+    let accepted = eventually(Duration::from_secs(30), || async {
+        app.gql(mutation, input.clone()).await["data"]["checkoutChoreographed"]["checkoutId"] == json!(expected.to_string())
+    })
+    .await;
+    assert!(accepted, "the retry was not accepted once NATS was back");
+    let ended = eventually(Duration::from_secs(30), || async {
+        let events = app.platform().events.read_checkout(expected).await.unwrap_or_default();
+        events.iter().any(|e| e.envelope.event_type() == "CheckoutSucceeded")
+    })
+    .await;
+    assert!(ended, "the checkout never succeeded");
+    let initiated = app.platform().events.read_checkout(expected).await.expect("read");
+    assert_eq!(initiated.iter().filter(|e| e.envelope.event_type() == "CheckoutInitiated").count(), 1);
+    let _ = &mut app;
+}

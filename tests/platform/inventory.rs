@@ -3,7 +3,7 @@
 
 use chorus_contracts::{
     ServiceError,
-    inventory::{CheckAvailability, Commit, Levels, Line, Release, ReservationStatus, Reserve, Restock, StockLevel},
+    inventory::{CancelReservation, CheckAvailability, Commit, Levels, Line, Release, ReservationStatus, Reserve, Restock, StockLevel},
 };
 use uuid::Uuid;
 
@@ -18,6 +18,7 @@ both_backends!(
     release_and_commit_settle_once,
     multi_line_reservations_are_all_or_nothing,
     availability_is_checked_without_holding_anything,
+    a_committed_reservation_is_undone_only_when_asked,
 );
 
 async fn level(app: &TestApp, product: Uuid) -> StockLevel {
@@ -172,4 +173,33 @@ async fn availability_is_checked_without_holding_anything(backend: Backend) {
     assert_eq!((short.shortages[0].product_id, short.shortages[0].available), (grinder, 1));
     assert_eq!(level(&app, beans).await.available, 10, "a check held stock");
     app.stop().await;
+}
+
+/// A sold reservation (committed) is a conflict for the choreography's
+/// abort, which reads it as "the checkout succeeded"; the orchestrator
+/// undoing a checkout whose order it cancelled asks for the units back on
+/// sale, once, however often it asks.
+async fn a_committed_reservation_is_undone_only_when_asked(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let product = app.create_product("Sold kettle", 900, 10).await;
+    let services = &app.platform().services;
+    let request = reserve(product, 3);
+    let held = services.call(&request).await.expect("reserved");
+    services.call(&Commit { reservation_id: held.id }).await.expect("committed");
+    let cancel = |restock_sold| CancelReservation { idempotency_key: request.idempotency_key.clone(), checkout_id: request.checkout_id, restock_sold };
+
+    let refused = services.call(&cancel(false)).await;
+    assert!(matches!(refused, Err(ServiceError::Conflict(_))), "{refused:?}");
+    let after = level(&app, product).await;
+    assert_eq!((after.available, after.reserved, after.sold), (7, 0, 3));
+
+    for _ in 0..2 {
+        services.call(&cancel(true)).await.expect("undone");
+        let after = level(&app, product).await;
+        assert_eq!((after.available, after.reserved, after.sold), (10, 0, 0), "undone once");
+        assert_conserved(&after, 10);
+    }
+    // A commit after the undo cannot sell the units again.
+    let late = services.call(&Commit { reservation_id: held.id }).await;
+    assert!(matches!(late, Err(ServiceError::Conflict(_))), "{late:?}");
 }

@@ -241,7 +241,7 @@ async fn settle(
         .col_expr(reservation::Column::Status, Expr::value(target))
         .col_expr(reservation::Column::UpdatedAt, Expr::value(now))
         .filter(reservation::Column::Id.eq(id))
-        .filter(reservation::Column::Status.eq(HELD))
+        .filter(reservation::Column::Status.eq(from))
         .exec(&txn)
         .await?;
     let row = reservation::Entity::find_by_id(id).one(&txn).await?;
