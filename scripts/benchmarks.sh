@@ -2,8 +2,10 @@
 # Regenerates BENCHMARKS.md on this machine: `chorus bench` for both saga
 # styles at 1 and 32 clients, on SQLite (the embedded default) and on
 # Postgres (127.0.0.1:5432, trust auth; databases made and dropped here),
-# a failure mix (20% of checkouts compensate), then `chorus bench events`
-# with 1M events stored.
+# a failure mix (20% of checkouts compensate), both styles at 32 clients on
+# a three-node JetStream cluster (everything at R3) on SQLite and Postgres
+# with the time from a leader kill to the next success (`chorus chaos`),
+# then `chorus bench events` with 1M events stored.
 #
 #   scripts/benchmarks.sh            # about 4 minutes after the build
 #   DURATION=30 scripts/benchmarks.sh
@@ -18,9 +20,10 @@ chorus="$root/target/release/chorus"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-bench() { # $1: label, $2: clients, then env assignments
-  local label=$1 clients=$2; shift 2
-  env "$@" "$chorus" bench --pattern both --clients "$clients" --duration "$duration" \
+bench() { # $1: label, $2: clients, then env assignments, then bench flags
+  local label=$1 clients=$2 vars=() flags=(); shift 2
+  for a in "$@"; do case $a in --*|[0-9]*) flags+=("$a");; *) vars+=("$a");; esac; done
+  env "${vars[@]}" "$chorus" bench --pattern both --clients "$clients" --duration "$duration" "${flags[@]}" \
     --json "$work/$label-$clients.json" --markdown "$work/$label-$clients.md" > /dev/null
 }
 
@@ -36,6 +39,11 @@ for db in catalogue inventory orders orchestrator audit; do
   pg_env+=("$(echo "$db" | tr a-z A-Z)_DATABASE_URL=$pg/$name")
 done
 for clients in 1 32; do bench postgres "$clients" "${pg_env[@]}"; done
+bench cluster-sqlite 32 --nats-cluster 3
+bench cluster-postgres 32 "${pg_env[@]}" --nats-cluster 3
+# The time from killing the stream's leader to the next success, both backends.
+"$chorus" chaos --nats-cluster 3 --scenario kill-nats-leader --duration 30 --clients 8 --json "$work/leader-sqlite.json" > /dev/null
+env "${pg_env[@]}" "$chorus" chaos --nats-cluster 3 --scenario kill-nats-leader --duration 30 --clients 8 --json "$work/leader-postgres.json" > /dev/null
 for name in "${dbs[@]}"; do psql "$pg/postgres" -qc "DROP DATABASE $name" > /dev/null; done
 "$chorus" bench events --events "$events" --json "$work/events.json" --markdown "$work/events.md" > /dev/null
 
@@ -84,6 +92,30 @@ for r in fail["runs"]:
     f = r.get("stock_freed_ms") or {"p50": 0, "p95": 0}
     print(f"| {r['pattern']} | {r['checkouts']} | {r['succeeded']} | {r['failed']} | {r['compensated']} | {r['latency_ms']['p50']:.1f} ms "
           f"| {r['latency_ms']['p95']:.1f} ms | {f['p50']:.1f} ms | {f['p95']:.1f} ms |")
+print("\n## On a three-node JetStream cluster\n")
+print("```\nchorus bench --pattern both --clients 32 --duration %s --nats-cluster 3   # SQLite, then Postgres\n"
+      "chorus chaos --nats-cluster 3 --scenario kill-nats-leader --duration 30 --clients 8\n```\n" % duration)
+print("Three nats-servers on loopback with routes between them, the stream, the buckets and every consumer")
+print("at R3 (each event is stored on three nodes before it is acknowledged), beside the embedded single")
+print("server above; CPU counts the three servers too. Everything still shares the same 2 cores.\n")
+print("| pattern | databases | NATS | throughput | P50 | P95 | P99 | CPU/checkout |")
+print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+for b in ("sqlite", "postgres"):
+    cl = json.load(open(f"{work}/cluster-{b}-32.json"))
+    for p in ("orchestrated", "choreographed"):
+        for label, r in (("1 server", get(b, 32, p)), ("3 nodes, R3", next(x for x in cl["runs"] if x["pattern"] == p))):
+            l = r["latency_ms"]
+            print(f"| {p} | {b} | {label} | {r['throughput_per_s']:.0f}/s | {l['p50']:.1f} ms | {l['p95']:.1f} ms | {l['p99']:.1f} ms "
+                  f"| {r.get('platform_cpu_ms_per_checkout') or 0:.1f} ms |")
+print("\nKilling the stream's leader (SIGKILL, brought back 4–8 s later, again for 30 s), 8 clients:\n")
+print("| databases | faults | accepted | lost | leader kill → next success, P50 | max | invariants |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+for b in ("sqlite", "postgres"):
+    ch = json.load(open(f"{work}/leader-{b}.json"))["scenarios"][0]
+    ok = all(i["ok"] for i in ch["invariants"])
+    ms = lambda v: "–" if v is None else f"{v:,} ms"
+    print(f"| {b} | {ch['faults_injected']} | {ch['accepted']} | {ch['lost']} | {ms(ch['recover_ms_median'])} | {ms(ch['recover_ms_max'])} "
+          f"| {'all ' + str(len(ch['invariants'])) + ' hold' if ok else 'FAILED'} |")
 print()
 print("## The event store\n")
 print("```\nchorus bench events --events %d\n```\n" % ev["events_stored"])

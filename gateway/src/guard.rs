@@ -1,7 +1,10 @@
 //! Request limits the schema builder does not have, and one code on every
-//! error: an alias limit (an alias bomb is refused before it runs), and
-//! `extensions.code` = `BAD_USER_INPUT` on the errors async-graphql raises
-//! itself (syntax, validation, depth, complexity), which carry none.
+//! error: a nesting limit checked on the query text before the parser runs
+//! (the parser recurses once per level: 2,000 nested `[` overflowed the
+//! stack and aborted the whole process), an alias limit (an alias bomb is
+//! refused before it runs), and `extensions.code` = `BAD_USER_INPUT` on the
+//! errors async-graphql raises itself (syntax, validation, depth,
+//! complexity), which carry none.
 
 use std::sync::Arc;
 
@@ -14,6 +17,10 @@ use futures::{StreamExt, stream::BoxStream};
 
 /// Most aliased fields one document may hold.
 pub const MAX_ALIASES: usize = 30;
+/// Deepest nesting of `{`, `[` and `(` the query text may have: far more
+/// than any real query (GraphiQL's introspection needs about 20), far less
+/// than what would exhaust a thread's stack in the parser.
+pub const MAX_NESTING: usize = 64;
 
 #[derive(Debug, Default)]
 pub struct Guard;
@@ -53,6 +60,9 @@ impl Extension for Guard {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        // Every path (GET, POST, WebSocket `subscribe`) comes through here
+        // before the parser sees the text.
+        check_nesting(query).map_err(|e| e.extend().into_server_error(Pos::default()))?;
         let document = next.run(ctx, query, variables).await?;
         let aliases = count_aliases(&document);
         if aliases > MAX_ALIASES {
@@ -61,6 +71,46 @@ impl Extension for Guard {
         }
         Ok(document)
     }
+}
+
+/// Refuses query text that nests `{`, `[` or `(` deeper than
+/// [`MAX_NESTING`] (strings and comments do not count). One pass, no
+/// recursion, so any input is safe to give it.
+pub fn check_nesting(query: &str) -> Result<(), crate::GatewayError> {
+    let bytes = query.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(crate::GatewayError::BadUserInput(format!("the query nests deeper than {MAX_NESTING} levels")));
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 fn with_code(error: &mut ServerError) {
@@ -88,4 +138,21 @@ fn in_set(set: &SelectionSet) -> usize {
             Selection::FragmentSpread(_) => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_and_comments() {
+        let deep = |n: usize| format!("{{ product(id: {}{}) {{ id }} }}", "[".repeat(n), "]".repeat(n));
+        assert!(check_nesting(&deep(MAX_NESTING - 3)).is_ok());
+        assert!(check_nesting(&deep(MAX_NESTING)).is_err());
+        assert!(check_nesting(&deep(1_000_000)).is_err());
+        let brackets = "[".repeat(500);
+        let quoted = format!("{{ a(s: \"{brackets}\") b(s: \"\"\"{brackets}\"\"\") }} # {brackets}\n");
+        assert!(check_nesting(&quoted).is_ok(), "{quoted}");
+        assert!(check_nesting("\"unterminated [[[[").is_ok());
+    }
 }

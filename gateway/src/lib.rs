@@ -27,6 +27,7 @@ use axum::{
     routing::get,
 };
 use tower_http::{
+    catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
 };
@@ -70,18 +71,23 @@ pub const MAX_BODY: usize = 64 * 1024;
 struct Gql {
     schema: ChorusSchema,
     auth: auth::Auth,
+    /// `CHORUS_CORS_ORIGINS`: the browser origins besides the gateway's own.
+    origins: std::sync::Arc<Vec<String>>,
 }
 
 /// The gateway's routes.
 pub fn router(state: GatewayState, metrics: PrometheusHandle, cors: &[String]) -> Router {
-    let gql = Gql { schema: build_schema(state.clone()), auth: state.auth.clone() };
+    let gql = Gql { schema: build_schema(state.clone()), auth: state.auth.clone(), origins: std::sync::Arc::new(cors.to_vec()) };
     let router = Router::new()
         .route("/", get(graphiql))
         .route("/app", get(example_app))
         .route("/graphql", get(graphql).post(graphql).with_state(gql))
         .route("/health", get(health).with_state(state))
         .merge(chorus_runtime::metrics::router(metrics))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY));
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        // A bug that panics in one request answers that request 500; the
+        // connection, the others and the process go on.
+        .layer(CatchPanicLayer::new());
     match cors_layer(cors) {
         Some(layer) => router.layer(layer),
         None => router,
@@ -107,6 +113,18 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 /// in the URL), subscriptions over WebSocket on the same path.
 async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
+    // A page in someone's browser can reach a gateway on 127.0.0.1: only
+    // the gateway's own pages and the configured origins may call it
+    // (cross-site request forgery, with or without auth).
+    if !origin_allowed(&parts.headers, &gql.origins) {
+        return http_refusal(StatusCode::FORBIDDEN, GatewayError::Forbidden("this origin may not call the gateway (CHORUS_CORS_ORIGINS)".into()));
+    }
+    if parts.method == Method::POST && !parts.headers.contains_key(header::UPGRADE) && !json_body(&parts.headers) {
+        return http_refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::BadUserInput("a GraphQL POST body is application/json".into()),
+        );
+    }
     if parts.headers.contains_key(header::UPGRADE) {
         let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
             Ok(protocol) => protocol,
@@ -145,19 +163,75 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
         Ok(principal) => principal,
         Err(e) => return GraphQLResponse::from(refusal(e)).into_response(),
     };
+    let is_get = parts.method == Method::GET;
+    // async-graphql reads `operation_name` from a GET's URL; the GraphQL
+    // over HTTP spec (and every client) writes `operationName`.
+    let get_operation = is_get
+        .then(|| axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(&parts.uri).ok())
+        .flatten()
+        .and_then(|q| q.0.get("operationName").cloned());
     let request = match GraphQLRequest::<GraphQLRejection>::from_request(Request::from_parts(parts, body), &()).await {
-        Ok(request) => request.into_inner(),
+        Ok(request) => match get_operation {
+            Some(name) if request.0.operation_name.is_none() => request.into_inner().operation_name(name),
+            _ => request.into_inner(),
+        },
         Err(rejection) => {
             let e = GatewayError::BadUserInput(format!("not a GraphQL request: {}", rejection.0));
             return GraphQLResponse::from(refusal(e)).into_response();
         }
     };
+    // GET is for reading: a link or an <img> must never change anything.
+    if is_get && is_mutation(&request) {
+        let mut response = http_refusal(StatusCode::METHOD_NOT_ALLOWED, GatewayError::BadUserInput("mutations are sent with POST".into()));
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
     let mut request = request.data(principal);
     // A client's trace context continues; otherwise the gateway starts one.
     if let Some(trace) = client_trace {
         request = request.data(trace);
     }
     GraphQLResponse::from(gql.schema.execute(request).await).into_response()
+}
+
+/// Whether the operation the request would run is a mutation. Text that
+/// nests too deep is not parsed here (the guard refuses it before the
+/// parser); text that does not parse is left to the schema's error.
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    if guard::check_nesting(&request.query).is_err() {
+        return false;
+    }
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else { return false };
+    let ty = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    ty == Some(OperationType::Mutation)
+}
+
+/// Whether a POST carries JSON (`application/json`, or the GraphQL response
+/// type some clients send), the only bodies a GraphQL POST may have: a form
+/// or `text/plain` is what a cross-site page can send without asking.
+fn json_body(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let media = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    media == "application/json" || media == "application/graphql-response+json"
+}
+
+/// Requests without `Origin` come from programs, not pages; a page's
+/// origin must be the gateway's own (`Host`) or one of `origins`.
+fn origin_allowed(headers: &axum::http::HeaderMap, origins: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let own = [format!("http://{host}"), format!("https://{host}")];
+    own.iter().any(|o| o == origin) || origins.iter().any(|o| o == "*" || o == origin)
+}
+
+/// An HTTP-level refusal: `status`, and the GraphQL error body with its code.
+fn http_refusal(status: StatusCode, e: GatewayError) -> Response {
+    (status, Json(serde_json::json!({ "errors": [{ "message": e.to_string(), "extensions": { "code": e.code() } }] }))).into_response()
 }
 
 /// A whole request refused before it runs, with its code.

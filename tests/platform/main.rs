@@ -11,6 +11,7 @@ mod choreographed;
 mod cluster;
 mod deployment;
 mod gateway;
+mod hostile;
 mod inventory;
 mod lifecycle;
 mod metrics;

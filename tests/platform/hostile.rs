@@ -1,0 +1,147 @@
+//! Hostile input is normal input: no request can crash the gateway, trick
+//! it into writing through GET, or ride a user's browser. Each probe is
+//! sent the way an attacker would (far beyond every limit, on every path),
+//! and the gateway must answer it with a clear code, write nothing, and go
+//! on serving.
+
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::{
+    subscriptions::{Frame, Proto, Ws},
+    support::{Backend, TestApp, error_code},
+};
+
+/// Far beyond the nesting limit: 2,000 levels aborted the whole process.
+const DEEP: usize = 5_000;
+
+fn nested(open: &str, close: &str, n: usize) -> String {
+    format!("{}{}", open.repeat(n), close.repeat(n))
+}
+
+async fn still_serving(app: &TestApp) {
+    let health = app.http.get(format!("http://{}/health", app.addr)).send().await.expect("the gateway answers");
+    assert_eq!(health.status(), 200);
+    app.gql_ok("{ products { id } }", json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nesting_far_beyond_the_limit_is_refused_on_every_path() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let list = nested("[", "]", DEEP);
+    let object = nested("{a:", "}", DEEP);
+    let probes = [
+        format!("{{ product(id: {list}) {{ id }} }}"),
+        format!("{{ product(id: {object}) {{ id }} }}"),
+        format!("query($x: [ID] = {list}) {{ products {{ id }} }}"),
+        format!("{{ products @include(if: {list}) {{ id }} }}"),
+        format!("{{ products {} }}", nested("{ id ", "}", DEEP)),
+    ];
+    for query in &probes {
+        let body = app.gql(query, json!({})).await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{}", &body.to_string()[..200.min(body.to_string().len())]);
+    }
+    // Over GET, in the URL.
+    let get = app
+        .http
+        .get(format!("http://{}/graphql", app.addr))
+        .query(&[("query", format!("{{ product(id: {}) {{ id }} }}", nested("[", "]", 3_000)))])
+        .send()
+        .await
+        .expect("answered");
+    let body: Value = get.json().await.expect("JSON");
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    // In the variables (JSON, parsed before GraphQL).
+    let variables: Value = serde_json::from_str(&format!("{{\"x\": {list}}}")).unwrap_or_else(|_| json!({ "x": list }));
+    let body = app.gql("query($x: ID!) { product(id: $x) { id } }", variables).await;
+    assert!(error_code(&body).is_some(), "{body}");
+    // Over a WebSocket `subscribe`.
+    let mut ws = Ws::open(&app, Proto::Transport, json!({})).await;
+    ws.subscribe("deep", &format!("subscription {{ checkoutProgress(checkoutId: {list}) {{ id }} }}"), json!({})).await;
+    match ws.frame("deep").await {
+        Frame::Error(error) => assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    still_serving(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_never_runs_a_mutation() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let before = app.products().await;
+    let response = app
+        .http
+        .get(format!("http://{}/graphql", app.addr))
+        .query(&[("query", "mutation { createProduct(name: \"Via GET\", priceCents: 1, stock: 1) { id } }")])
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers().get("allow").and_then(|v| v.to_str().ok()), Some("POST"));
+    let body: Value = response.json().await.expect("JSON");
+    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("POST")), "{body}");
+    // A named mutation among queries, picked by operationName, too.
+    let response = app
+        .http
+        .get(format!("http://{}/graphql", app.addr))
+        .query(&[
+            ("query", "query Q { products { id } } mutation M { createProduct(name: \"Via GET\", priceCents: 1, stock: 1) { id } }"),
+            ("operationName", "M"),
+        ])
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 405, "{:?}", response.text().await);
+    // Queries over GET still work.
+    let response = app.http.get(format!("http://{}/graphql", app.addr)).query(&[("query", "{ products { id } }")]).send().await.expect("answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.products().await, before, "a GET wrote something");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_site_page_cannot_call_the_gateway() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let before = app.products().await;
+    let url = format!("http://{}/graphql", app.addr);
+    let mutation = json!({ "query": "mutation { createProduct(name: \"CSRF\", priceCents: 1, stock: 1) { id } }" }).to_string();
+    // Bodies a page can send without a preflight.
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let response = app.http.post(&url).header("content-type", content_type).body(mutation.clone()).send().await.expect("answered");
+        assert_eq!(response.status(), 415, "{content_type}");
+    }
+    let response = app.http.post(&url).body(mutation.clone()).send().await.expect("answered");
+    assert_eq!(response.status(), 415, "no content type");
+    // JSON from another site's page.
+    let response = app
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("origin", "https://evil.example")
+        .body(mutation.clone())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+    // A WebSocket from another site's page is not upgraded.
+    let mut request = url.replace("http://", "ws://").into_client_request().expect("request");
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
+    request.headers_mut().insert("Origin", "https://evil.example".parse().expect("header"));
+    assert!(tokio_tungstenite::connect_async(request).await.is_err(), "a cross-site WebSocket was accepted");
+    assert_eq!(app.products().await, before, "a cross-site request wrote something");
+    // The gateway's own pages (GraphiQL, /app) call from its own origin.
+    let own = format!("http://{}", app.addr);
+    let response = app
+        .http
+        .post(&url)
+        .header("origin", own)
+        .json(&json!({ "query": "{ products { id } }" }))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
