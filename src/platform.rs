@@ -199,7 +199,7 @@ impl Platform {
                     hub: chorus_gateway::live::Hub::start(events.clone(), &shutdown)
                         .await
                         .map_err(|e| ChorusError::Service { service: "gateway", message: e.to_string() })?,
-                    auth: chorus_gateway::auth::Auth::new(config.jwt_secret.as_ref().map(|s| s.expose())),
+                    auth: chorus_gateway::auth::Auth::with_leeway(config.jwt_secret.as_ref().map(|s| s.expose()), config.jwt_leeway),
                     checkouts: services.with_timeout(CHECKOUT_WAIT + Duration::from_secs(15)),
                     fault_injection: config.fault_injection,
                 };

@@ -1,6 +1,9 @@
 //! Who is asking (DESIGN §4): a bearer JWT (HS256, `jsonwebtoken`) on HTTP
 //! `Authorization` or in the WebSocket `connection_init` payload; `sub` is
-//! the client id, `role` is `client` or `admin`, `exp` is checked.
+//! the client id, `role` is `client` or `admin`; `exp` and `nbf` are
+//! checked with a small leeway, and a WebSocket keeps its token's
+//! [`Expiry`]: past it, the socket's principal is anonymous (nothing more
+//! runs) and its subscriptions end with `UNAUTHENTICATED`.
 //!
 //! A request with no token is `Anonymous`; every resolver asks for the
 //! principal it needs as its first step, so authentication is checked before
@@ -21,7 +24,29 @@ pub struct Claims {
     pub role: Role,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
+    /// Not valid before, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
+
+/// When the token a caller presented stops being valid (its `exp` plus the
+/// leeway): kept with a WebSocket, which outlives the check at its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry(pub std::time::SystemTime);
+
+impl Expiry {
+    pub fn passed(&self) -> bool {
+        std::time::SystemTime::now() >= self.0
+    }
+
+    /// How long until it passes (zero once it has).
+    pub fn remaining(&self) -> std::time::Duration {
+        self.0.duration_since(std::time::SystemTime::now()).unwrap_or_default()
+    }
+}
+
+/// Clock skew allowed on `exp` and `nbf` unless configured.
+pub const DEFAULT_LEEWAY: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,6 +109,7 @@ impl Principal {
 #[derive(Clone)]
 pub struct Auth {
     key: Option<DecodingKey>,
+    leeway: std::time::Duration,
 }
 
 impl std::fmt::Debug for Auth {
@@ -94,7 +120,11 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     pub fn new(secret: Option<&str>) -> Self {
-        Auth { key: secret.map(|s| DecodingKey::from_secret(s.as_bytes())) }
+        Self::with_leeway(secret, DEFAULT_LEEWAY)
+    }
+
+    pub fn with_leeway(secret: Option<&str>, leeway: std::time::Duration) -> Self {
+        Auth { key: secret.map(|s| DecodingKey::from_secret(s.as_bytes())), leeway }
     }
 
     pub fn enabled(&self) -> bool {
@@ -104,8 +134,13 @@ impl Auth {
     /// The principal of a request from its `Authorization` header value (or
     /// the `connection_init` payload's), if any.
     pub fn principal(&self, authorization: Option<&str>) -> Result<Principal, GatewayError> {
-        let Some(key) = &self.key else { return Ok(Principal::Open) };
-        let Some(header) = authorization else { return Ok(Principal::Anonymous) };
+        self.session(authorization).map(|(principal, _)| principal)
+    }
+
+    /// The principal and, for a token, when it expires.
+    pub fn session(&self, authorization: Option<&str>) -> Result<(Principal, Option<Expiry>), GatewayError> {
+        let Some(key) = &self.key else { return Ok((Principal::Open, None)) };
+        let Some(header) = authorization else { return Ok((Principal::Anonymous, None)) };
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
@@ -113,14 +148,17 @@ impl Auth {
             .trim();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway.as_secs();
         let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map_err(|_| GatewayError::Unauthenticated)?
             .claims;
-        match claims.role {
-            Role::Admin => Ok(Principal::Admin(claims.sub)),
-            Role::Client => Uuid::parse_str(&claims.sub).map(Principal::Client).map_err(|_| GatewayError::Unauthenticated),
-        }
+        let expiry = Expiry(std::time::UNIX_EPOCH + std::time::Duration::from_secs(claims.exp) + self.leeway);
+        let principal = match claims.role {
+            Role::Admin => Principal::Admin(claims.sub),
+            Role::Client => Uuid::parse_str(&claims.sub).map(Principal::Client).map_err(|_| GatewayError::Unauthenticated)?,
+        };
+        Ok((principal, Some(expiry)))
     }
 }
 
@@ -131,7 +169,7 @@ pub fn issue(secret: &str, sub: &str, role: Role, valid_for: std::time::Duration
         .map_err(|e| GatewayError::Internal(e.to_string()))?
         .saturating_add(valid_for)
         .as_secs();
-    encode(secret, &Claims { sub: sub.to_owned(), role, exp })
+    encode(secret, &Claims { sub: sub.to_owned(), role, exp, nbf: None })
 }
 
 /// Signs `claims` as they are (an expired token, for tests).
@@ -158,6 +196,22 @@ mod tests {
         assert!(matches!(auth.principal(Some(&format!("Bearer {forged}"))), Err(GatewayError::Unauthenticated)));
         assert!(matches!(auth.principal(Some("Basic abc")), Err(GatewayError::Unauthenticated)));
         assert_eq!(Auth::new(None).principal(Some("Bearer junk")).expect("open"), Principal::Open);
+    }
+
+    #[test]
+    fn not_before_and_expiry_hold_with_the_leeway() {
+        let auth = Auth::with_leeway(Some("s3cret"), Duration::from_secs(5));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let token = |exp: u64, nbf: Option<u64>| {
+            let claims = Claims { sub: "ops".into(), role: Role::Admin, exp, nbf };
+            format!("Bearer {}", encode("s3cret", &claims).expect("token"))
+        };
+        assert!(auth.principal(Some(&token(now + 60, Some(now + 120)))).is_err(), "nbf in the future");
+        assert!(auth.principal(Some(&token(now + 60, Some(now + 2)))).is_ok(), "nbf within the leeway");
+        assert!(auth.principal(Some(&token(now - 60, None))).is_err(), "expired");
+        let (_, expiry) = auth.session(Some(&token(now + 60, None))).expect("valid");
+        let expiry = expiry.expect("a token has an expiry");
+        assert!(!expiry.passed() && expiry.remaining() > Duration::from_secs(60));
     }
 
     #[test]

@@ -141,11 +141,15 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
                 GraphQLWebSocket::new(socket, gql.schema, protocol)
                     .on_connection_init(move |payload| async move {
                         // Refusing here closes the socket (graphql-transport-ws: 4403).
-                        let principal = auth
-                            .principal(init_token(&payload).as_deref())
+                        let (principal, expiry) = auth
+                            .session(init_token(&payload).as_deref())
                             .map_err(|e| async_graphql::Error::new(format!("{}: {e}", e.code())))?;
                         let mut data = async_graphql::Data::default();
                         data.insert(principal);
+                        // The socket outlives the check: its token's end is kept.
+                        if let Some(expiry) = expiry {
+                            data.insert(expiry);
+                        }
                         data.insert(ConnectionId(CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
                         Ok(data)
                     })
@@ -159,8 +163,8 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
         .get(chorus_runtime::trace::TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(chorus_runtime::trace::TraceParent::parse);
-    let principal = match gql.auth.principal(authorization.as_deref()) {
-        Ok(principal) => principal,
+    let (principal, _) = match gql.auth.session(authorization.as_deref()) {
+        Ok(session) => session,
         Err(e) => return GraphQLResponse::from(refusal(e)).into_response(),
     };
     let is_get = parts.method == Method::GET;

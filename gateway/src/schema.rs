@@ -117,8 +117,31 @@ pub fn parse_uuid(field: &str, id: &ID) -> Result<Uuid, GatewayError> {
 }
 
 /// The caller, as the HTTP handler or the WebSocket `connection_init` found it.
+/// The caller; anonymous once the token of its socket has expired, so that
+/// nothing more runs on a socket whose token ran out.
 fn principal(ctx: &Context<'_>) -> Principal {
+    if ctx.data_opt::<crate::auth::Expiry>().is_some_and(crate::auth::Expiry::passed) {
+        return Principal::Anonymous;
+    }
     ctx.data_opt::<Principal>().cloned().unwrap_or(Principal::Anonymous)
+}
+
+/// `stream`, ended with `UNAUTHENTICATED` when the socket's token expires.
+fn until_expiry<S, T>(ctx: &Context<'_>, stream: S) -> impl Stream<Item = async_graphql::Result<T>> + use<S, T>
+where
+    S: Stream<Item = async_graphql::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let Some(expiry) = ctx.data_opt::<crate::auth::Expiry>().copied() else { return stream.left_stream() };
+    let deadline = Box::pin(tokio::time::sleep(expiry.remaining()));
+    futures::stream::unfold(Some((Box::pin(stream), deadline)), |state| async move {
+        let (mut stream, mut deadline) = state?;
+        tokio::select! {
+            item = stream.next() => item.map(|item| (item, Some((stream, deadline)))),
+            () = &mut deadline => Some((Err(GatewayError::Unauthenticated.extend()), None)),
+        }
+    })
+    .right_stream()
 }
 
 /// The gateway's span of this request: a child of the client's
@@ -794,6 +817,7 @@ impl SubscriptionRoot {
             Ok::<_, GatewayError>(owned_by(live, who).map(|e| e.map(|e| CheckoutEvent::from((*e).clone())).map_err(|e| e.extend())))
         }
         .await
+        .map(|stream| until_expiry(ctx, stream))
         .extend()
     }
 
@@ -827,6 +851,7 @@ impl SubscriptionRoot {
             }))
         }
         .await
+        .map(|stream| until_expiry(ctx, stream))
         .extend()
     }
 
@@ -843,6 +868,7 @@ impl SubscriptionRoot {
             Ok::<_, GatewayError>(live.map(|e| e.map(|e| CheckoutEvent::from((*e).clone())).map_err(|e| e.extend())))
         }
         .await
+        .map(|stream| until_expiry(ctx, stream))
         .extend()
     }
 }

@@ -32,6 +32,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("GATEWAY_ADDR", "127.0.0.1:8080", "where the GraphQL gateway listens"),
     ("CHORUS_METRICS_ADDR", "(unset)", "where a role other than the gateway serves /metrics"),
     ("CHORUS_JWT_SECRET", "(unset: no auth, loopback only)", "HS256 secret for bearer tokens"),
+    ("CHORUS_JWT_LEEWAY", "5s", "clock skew allowed on a token's `exp` and `nbf`"),
     ("CHORUS_CORS_ORIGINS", "(unset: no CORS)", "origins browsers may call the gateway from: `*` or `https://a.example,https://b.example`"),
     ("CHORUS_LOG_FORMAT", "json when stderr is not a terminal, else pretty", "`json` or `pretty`"),
     ("CHORUS_STREAM_REPLICAS", "1", "replicas of the CHECKOUT_EVENTS stream (3 on a cluster)"),
@@ -72,6 +73,8 @@ pub struct Config {
     pub step_backoff: Duration,
     pub saga_lease: Duration,
     pub ack_wait: Duration,
+    /// Clock skew allowed on a token's `exp` and `nbf`.
+    pub jwt_leeway: Duration,
     pub faults: Vec<FaultSpec>,
     pub fault_injection: bool,
     /// Whether metrics are recorded (`CHORUS_METRICS`).
@@ -355,6 +358,7 @@ impl Config {
             step_backoff: parse_duration("CHORUS_STEP_BACKOFF", "100ms")?,
             saga_lease: parse_duration("CHORUS_SAGA_LEASE", "10s")?,
             ack_wait: parse_duration("CHORUS_ACK_WAIT", "10s")?,
+            jwt_leeway: parse_duration("CHORUS_JWT_LEEWAY", "5s")?,
             faults,
             fault_injection,
             metrics,

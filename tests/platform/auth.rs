@@ -40,7 +40,7 @@ async fn each_caller_gets_the_right_code_over_http_and_nothing_is_written() {
 
     // Authentication first: no token, a forged one, an expired one.
     let forged = auth::issue("not-the-secret", &alice.to_string(), Role::Admin, Duration::from_secs(600)).expect("token");
-    let expired = auth::encode(SECRET, &Claims { sub: alice.to_string(), role: Role::Client, exp: 1_000_000_000 }).expect("token");
+    let expired = auth::encode(SECRET, &Claims { sub: alice.to_string(), role: Role::Client, exp: 1_000_000_000, nbf: None }).expect("token");
     for bad in [None, Some(forged.as_str()), Some(expired.as_str()), Some("not-a-jwt")] {
         let body = app.gql_as(bad, "{ products { id } }", json!({})).await;
         assert_eq!(error_code(&body), Some("UNAUTHENTICATED"), "{bad:?}: {body}");

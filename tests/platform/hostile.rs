@@ -145,3 +145,32 @@ async fn a_cross_site_page_cannot_call_the_gateway() {
     assert_eq!(response.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_on_an_open_socket_stops_working_there() {
+    const SECRET: &str = "expiring-secret";
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_JWT_SECRET", SECRET), ("CHORUS_JWT_LEEWAY", "1s")], false).await;
+    let admin = chorus_gateway::auth::issue(SECRET, "ops", chorus_gateway::auth::Role::Admin, std::time::Duration::from_secs(3)).expect("token");
+    let mut ws = Ws::open(&app, Proto::Transport, json!({ "token": admin })).await;
+    ws.subscribe("firehose", "subscription { allCheckoutEvents { id } }", json!({})).await;
+    let started = std::time::Instant::now();
+    match ws.frame("firehose").await {
+        Frame::Error(error) => assert_eq!(error["extensions"]["code"], "UNAUTHENTICATED", "{error}"),
+        other => panic!("the firehose went on past its token's expiry: {other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "ended {:?} after it started", started.elapsed());
+    // Nothing more runs on that socket.
+    ws.subscribe("after", "{ products { id } }", json!({})).await;
+    match ws.frame("after").await {
+        Frame::Error(error) => assert_eq!(error["extensions"]["code"], "UNAUTHENTICATED", "{error}"),
+        other => panic!("an expired socket ran an operation: {other:?}"),
+    }
+
+    // A token not valid yet is refused like an expired one.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let claims = chorus_gateway::auth::Claims { sub: "ops".into(), role: chorus_gateway::auth::Role::Admin, exp: now + 600, nbf: Some(now + 300) };
+    let early = chorus_gateway::auth::encode(SECRET, &claims).expect("token");
+    let body = app.gql_as(Some(&early), "{ products { id } }", json!({})).await;
+    assert_eq!(error_code(&body), Some("UNAUTHENTICATED"), "{body}");
+    app.stop().await;
+}
