@@ -6,7 +6,7 @@
 //! errors async-graphql raises itself (syntax, validation, depth,
 //! complexity), which carry none.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{
     ErrorExtensions, Pos, ServerError, ServerResult, Variables,
@@ -120,24 +120,46 @@ fn with_code(error: &mut ServerError) {
     }
 }
 
+/// Aliases as the query would run them: a fragment counts once per place
+/// it is spread (three nested fragments of ten aliases are a thousand).
 fn count_aliases(document: &ExecutableDocument) -> usize {
     let operations: Vec<&SelectionSet> = match &document.operations {
         DocumentOperations::Single(op) => vec![&op.node.selection_set.node],
         DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node.selection_set.node).collect(),
     };
-    let fragments = document.fragments.values().map(|f| &f.node.selection_set.node);
-    operations.into_iter().chain(fragments).map(in_set).sum()
+    let fragments: HashMap<&str, &SelectionSet> =
+        document.fragments.iter().map(|(name, f)| (name.as_str(), &f.node.selection_set.node)).collect();
+    let mut memo = HashMap::new();
+    operations.into_iter().fold(0, |sum, set| sum.saturating_add(in_set(set, &fragments, &mut memo, 0)))
 }
 
-fn in_set(set: &SelectionSet) -> usize {
-    set.items
-        .iter()
-        .map(|item| match &item.node {
-            Selection::Field(field) => usize::from(field.node.alias.is_some()) + in_set(&field.node.selection_set.node),
-            Selection::InlineFragment(fragment) => in_set(&fragment.node.selection_set.node),
-            Selection::FragmentSpread(_) => 0,
-        })
-        .sum()
+fn in_set<'a>(set: &'a SelectionSet, fragments: &HashMap<&'a str, &'a SelectionSet>, memo: &mut HashMap<&'a str, usize>, depth: usize) -> usize {
+    // Deeper than any text may nest: a fragment that spreads itself
+    // (validation, which refuses cycles, has not run yet).
+    if depth > MAX_NESTING {
+        return usize::MAX;
+    }
+    set.items.iter().fold(0usize, |sum, item| {
+        let here = match &item.node {
+            Selection::Field(field) => {
+                usize::from(field.node.alias.is_some()).saturating_add(in_set(&field.node.selection_set.node, fragments, memo, depth + 1))
+            }
+            Selection::InlineFragment(fragment) => in_set(&fragment.node.selection_set.node, fragments, memo, depth + 1),
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                match (memo.get(name), fragments.get_key_value(name)) {
+                    (Some(&n), _) => n,
+                    (None, Some((&key, &fragment))) => {
+                        let n = in_set(fragment, fragments, memo, depth + 1);
+                        memo.insert(key, n);
+                        n
+                    }
+                    (None, None) => 0,
+                }
+            }
+        };
+        sum.saturating_add(here)
+    })
 }
 
 #[cfg(test)]

@@ -652,12 +652,21 @@ impl MutationRoot {
                 Some(key) => Uuid::new_v5(&cart.client_id, format!("choreographed:{key}").as_bytes()),
                 None => Uuid::now_v7(),
             };
+            let items: Vec<CartLine> = cart.items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
             if cart.idempotency_key.is_some()
                 && let Some(existing) = state.projections.checkout_fresh(&state.events, checkout_id).await?
             {
+                // The key names that checkout: only for the same cart.
+                let first = state.events.read_checkout(checkout_id).await?;
+                let stored = first.iter().find_map(|e| match &e.envelope.payload {
+                    EventPayload::CheckoutInitiated { items, .. } => Some(items.clone()),
+                    _ => None,
+                });
+                if stored.is_some_and(|stored| !same_cart(&stored, &items)) {
+                    return Err(GatewayError::BadUserInput("idempotencyKey already names a checkout of another cart".into()));
+                }
                 return Ok(CheckoutAccepted { checkout_id: ID(checkout_id.to_string()), status: existing.status.as_str().to_owned() });
             }
-            let items = cart.items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
             let payload = EventPayload::CheckoutInitiated { client_id: cart.client_id, items, idempotency_key: cart.idempotency_key };
             let event = Envelope::new(checkout_id, Pattern::Choreographed, payload).with_derived_id("CheckoutInitiated");
             store_initiation(state, &event, &trace).await?;
@@ -930,6 +939,16 @@ pub fn sdl() -> String {
 /// How long one ask of the orchestrator for a keyed checkout may go
 /// unanswered before it is asked again.
 const ASK_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether two carts hold the same lines, in any order.
+fn same_cart(a: &[CartLine], b: &[CartLine]) -> bool {
+    let sorted = |c: &[CartLine]| {
+        let mut lines: Vec<(Uuid, u32)> = c.iter().map(|l| (l.product_id, l.quantity)).collect();
+        lines.sort_unstable();
+        lines
+    };
+    sorted(a) == sorted(b)
+}
 
 /// How long a choreographed checkout keeps trying to store its first event
 /// (a JetStream leader election takes seconds) before it answers

@@ -223,6 +223,10 @@ async fn a_repeated_key_or_event_changes_nothing_twice() {
     terminal(&app, id).await;
     let again = app.gql_ok(CHECKOUT, input).await["checkoutChoreographed"].clone();
     assert_eq!(again, json!({ "checkoutId": id.to_string(), "status": "SUCCEEDED" }));
+    // The same key with another cart is refused, not silently the first.
+    let other = json!({ "input": { "clientId": client, "items": [{ "productId": product, "quantity": 5 }], "idempotencyKey": "k-1" } });
+    let refused = app.gql(CHECKOUT, other).await;
+    assert_eq!(error_code(&refused), Some("BAD_USER_INPUT"), "{refused}");
 
     // The same CheckoutInitiated published again (same id: deduplicated),
     // and a copy under a new id (past the dedupe window): neither reserves

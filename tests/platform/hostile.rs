@@ -174,3 +174,26 @@ async fn a_token_that_expires_on_an_open_socket_stops_working_there() {
     assert_eq!(error_code(&body), Some("UNAUTHENTICATED"), "{body}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliases_multiplied_through_fragments_are_counted_as_they_run() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    // Ten aliases, in a fragment reached through three levels of inline
+    // fragments each spreading the next level ten times: under the limit
+    // as written, a thousand as it would run.
+    let aliases = (0..10).map(|i| format!("a{i}: products {{ id }}")).collect::<Vec<_>>().join(" ");
+    let spread = |next: &str| (0..10).map(|_| format!("... on Query {{ ...{next} }}")).collect::<Vec<_>>().join(" ");
+    let query = format!(
+        "{{ ...A }} fragment A on Query {{ {} }} fragment B on Query {{ {} }} fragment C on Query {{ {aliases} }}",
+        spread("B"),
+        spread("C")
+    );
+    let body = app.gql(&query, json!({})).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{}", &body.to_string()[..300.min(body.to_string().len())]);
+    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("aliases")), "{body}");
+    // A fragment that spreads itself is refused, not followed for ever.
+    let body = app.gql("{ ...A } fragment A on Query { products { id } ...A }", json!({})).await;
+    assert!(error_code(&body).is_some(), "{body}");
+    still_serving(&app).await;
+    app.stop().await;
+}

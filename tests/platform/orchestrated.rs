@@ -164,6 +164,10 @@ async fn a_repeated_idempotency_key_is_one_checkout(backend: Backend) {
     assert_eq!((a["state"].as_str(), b["state"].as_str()), (Some("COMPLETED"), Some("COMPLETED")));
     let again = checkout(&app, client, items.clone(), Some("cart-1")).await;
     assert_eq!(again["id"], a["id"]);
+    // The same key with another cart is refused, not silently the first.
+    let input = json!({ "clientId": client, "items": [{ "productId": product, "quantity": 3 }], "idempotencyKey": "cart-1" });
+    let refused = app.gql(CHECKOUT, json!({ "input": input })).await;
+    assert_eq!(error_code(&refused), Some("BAD_USER_INPUT"), "{refused}");
     // Another client's identical key is another checkout.
     let other = checkout(&app, Uuid::new_v4(), items, Some("cart-1")).await;
     assert_ne!(other["id"], a["id"]);

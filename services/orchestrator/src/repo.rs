@@ -101,6 +101,15 @@ pub async fn create(
             None => saga::Entity::find_by_id(id).one(db).await?.filter(|s| s.client_id == client_id),
         };
         let existing = existing.ok_or_else(|| OrchestratorError::BadInput(format!("checkout {id} belongs to another client")))?;
+        // The key names that saga: only for the same cart.
+        let sorted = |lines: &[Line]| {
+            let mut lines: Vec<(Uuid, u32)> = lines.iter().map(|l| (l.product_id, l.quantity)).collect();
+            lines.sort_unstable();
+            lines
+        };
+        if sorted(&items_of(&existing)?) != sorted(items) {
+            return Err(OrchestratorError::BadInput("idempotencyKey already names a checkout of another cart".into()));
+        }
         return Ok(Created::Existing(existing.id));
     }
     log(&txn, id, 0, &[(None, SagaState::Pending, Some("checkout received"))], now).await?;
