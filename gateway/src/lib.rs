@@ -18,7 +18,7 @@ pub mod views;
 use std::{net::SocketAddr, time::Duration};
 
 use async_graphql::{ErrorExtensions, http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource}};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket, rejection::GraphQLRejection};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLWebSocket, rejection::GraphQLRejection};
 use axum::{
     Json, Router,
     extract::{FromRequest, FromRequestParts, Request, State, WebSocketUpgrade},
@@ -157,6 +157,7 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
             })
             .into_response();
     }
+    let media = ResponseMedia::of(&parts.headers);
     let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let client_trace = parts
         .headers
@@ -165,7 +166,7 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
         .and_then(chorus_runtime::trace::TraceParent::parse);
     let (principal, _) = match gql.auth.session(authorization.as_deref()) {
         Ok(session) => session,
-        Err(e) => return GraphQLResponse::from(refusal(e)).into_response(),
+        Err(e) => return media.respond(refusal(e)),
     };
     let is_get = parts.method == Method::GET;
     // async-graphql reads `operation_name` from a GET's URL; the GraphQL
@@ -181,7 +182,7 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
         },
         Err(rejection) => {
             let e = GatewayError::BadUserInput(format!("not a GraphQL request: {}", rejection.0));
-            return GraphQLResponse::from(refusal(e)).into_response();
+            return media.respond(refusal(e));
         }
     };
     // GET is for reading: a link or an <img> must never change anything.
@@ -195,7 +196,46 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
     if let Some(trace) = client_trace {
         request = request.data(trace);
     }
-    GraphQLResponse::from(gql.schema.execute(request).await).into_response()
+    media.respond(gql.schema.execute(request).await)
+}
+
+/// The response's media type, as the client's `Accept` asks (GraphQL over
+/// HTTP): `application/graphql-response+json` when it is accepted, with
+/// its status codes (400 for a request that never ran); otherwise
+/// `application/json`, always 200 (what older clients expect).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResponseMedia {
+    GraphQl,
+    Json,
+}
+
+impl ResponseMedia {
+    const GRAPHQL: &str = "application/graphql-response+json";
+
+    fn of(headers: &axum::http::HeaderMap) -> Self {
+        let accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+        let types: Vec<String> = accept.split(',').map(|t| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()).collect();
+        if types.iter().any(|t| t == Self::GRAPHQL) { ResponseMedia::GraphQl } else { ResponseMedia::Json }
+    }
+
+    fn respond(self, response: async_graphql::Response) -> Response {
+        // A request that never ran (unparseable, invalid, refused) has no
+        // `data` at all, rather than `data: null`.
+        let never_ran = response.data == async_graphql::Value::Null && !response.errors.is_empty();
+        let mut body = serde_json::to_value(&response).unwrap_or_else(|_| serde_json::json!({ "errors": [{ "message": "internal error" }] }));
+        if never_ran && let Some(object) = body.as_object_mut() {
+            object.remove("data");
+        }
+        let (status, content_type) = match self {
+            ResponseMedia::GraphQl if never_ran => (StatusCode::BAD_REQUEST, Self::GRAPHQL),
+            ResponseMedia::GraphQl => (StatusCode::OK, Self::GRAPHQL),
+            ResponseMedia::Json => (StatusCode::OK, "application/json"),
+        };
+        let mut http = (status, Json(body)).into_response();
+        http.headers_mut().extend(response.http_headers);
+        http.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        http
+    }
 }
 
 /// Whether the operation the request would run is a mutation. Text that

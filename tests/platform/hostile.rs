@@ -197,3 +197,26 @@ async fn aliases_multiplied_through_fragments_are_counted_as_they_run() {
     still_serving(&app).await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_media_type_follows_accept() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let url = format!("http://{}/graphql", app.addr);
+    let post = |accept: &'static str, query: &'static str| {
+        app.http.post(&url).header("accept", accept).json(&json!({ "query": query })).send()
+    };
+    let plain = post("application/json", "{ products { id } }").await.expect("answered");
+    assert_eq!(plain.status(), 200);
+    assert_eq!(plain.headers()["content-type"], "application/json");
+    let modern = post("application/graphql-response+json, application/json;q=0.9", "{ products { id } }").await.expect("answered");
+    assert_eq!(modern.headers()["content-type"], "application/graphql-response+json");
+    assert_eq!(modern.status(), 200);
+    // A request that never ran: 400 with graphql-response+json, no `data` key.
+    let broken = post("application/graphql-response+json", "{ products { id }").await.expect("answered");
+    assert_eq!(broken.status(), 400);
+    let body: Value = broken.json().await.expect("JSON");
+    assert!(body.get("data").is_none() && body["errors"].is_array(), "{body}");
+    let broken = post("application/json", "{ products { id }").await.expect("answered");
+    assert_eq!(broken.status(), 200, "application/json keeps 200 for older clients");
+    app.stop().await;
+}
