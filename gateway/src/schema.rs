@@ -662,7 +662,8 @@ impl MutationRoot {
                     EventPayload::CheckoutInitiated { items, .. } => Some(items.clone()),
                     _ => None,
                 });
-                if stored.is_some_and(|stored| !same_cart(&stored, &items)) {
+                let lines = |c: &[CartLine]| c.iter().map(|l| (l.product_id, l.quantity)).collect::<Vec<_>>();
+                if stored.is_some_and(|stored| !chorus_contracts::cart::same_lines(lines(&stored), lines(&items))) {
                     return Err(GatewayError::BadUserInput("idempotencyKey already names a checkout of another cart".into()));
                 }
                 return Ok(CheckoutAccepted { checkout_id: ID(checkout_id.to_string()), status: existing.status.as_str().to_owned() });
@@ -939,16 +940,6 @@ pub fn sdl() -> String {
 /// How long one ask of the orchestrator for a keyed checkout may go
 /// unanswered before it is asked again.
 const ASK_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Whether two carts hold the same lines, in any order.
-fn same_cart(a: &[CartLine], b: &[CartLine]) -> bool {
-    let sorted = |c: &[CartLine]| {
-        let mut lines: Vec<(Uuid, u32)> = c.iter().map(|l| (l.product_id, l.quantity)).collect();
-        lines.sort_unstable();
-        lines
-    };
-    sorted(a) == sorted(b)
-}
 
 /// How long a choreographed checkout keeps trying to store its first event
 /// (a JetStream leader election takes seconds) before it answers

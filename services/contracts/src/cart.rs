@@ -12,6 +12,17 @@ pub const MAX_QUANTITY: u32 = 1000;
 
 /// Checks `(product, quantity)` lines: 1..=100 lines, each quantity
 /// 1..=1000, no product twice. The error says which rule and which line.
+/// Whether two carts hold the same lines, in any order: an idempotency
+/// key names one cart, and a repeat with another cart is a mistake to refuse.
+pub fn same_lines(a: impl IntoIterator<Item = (Uuid, u32)>, b: impl IntoIterator<Item = (Uuid, u32)>) -> bool {
+    let sorted = |lines: Vec<(Uuid, u32)>| {
+        let mut lines = lines;
+        lines.sort_unstable();
+        lines
+    };
+    sorted(a.into_iter().collect()) == sorted(b.into_iter().collect())
+}
+
 pub fn validate(lines: impl IntoIterator<Item = (Uuid, u32)>) -> Result<(), String> {
     let mut seen = HashSet::new();
     let mut count = 0;

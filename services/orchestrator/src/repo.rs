@@ -102,12 +102,8 @@ pub async fn create(
         };
         let existing = existing.ok_or_else(|| OrchestratorError::BadInput(format!("checkout {id} belongs to another client")))?;
         // The key names that saga: only for the same cart.
-        let sorted = |lines: &[Line]| {
-            let mut lines: Vec<(Uuid, u32)> = lines.iter().map(|l| (l.product_id, l.quantity)).collect();
-            lines.sort_unstable();
-            lines
-        };
-        if sorted(&items_of(&existing)?) != sorted(items) {
+        let lines = |lines: &[Line]| lines.iter().map(|l| (l.product_id, l.quantity)).collect::<Vec<_>>();
+        if !chorus_contracts::cart::same_lines(lines(&items_of(&existing)?), lines(items)) {
             return Err(OrchestratorError::BadInput("idempotencyKey already names a checkout of another cart".into()));
         }
         return Ok(Created::Existing(existing.id));
