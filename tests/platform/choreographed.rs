@@ -632,5 +632,4 @@ async fn while_the_event_store_is_down_a_checkout_is_refused_retryably_and_write
     assert!(ended, "the checkout never succeeded");
     let initiated = app.platform().events.read_checkout(expected).await.expect("read");
     assert_eq!(initiated.iter().filter(|e| e.envelope.event_type() == "CheckoutInitiated").count(), 1);
-    let _ = &mut app;
 }
