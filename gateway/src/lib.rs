@@ -13,12 +13,13 @@ mod guard;
 pub mod live;
 mod loaders;
 pub mod schema;
+mod socket;
 pub mod views;
 
 use std::{net::SocketAddr, time::Duration};
 
 use async_graphql::{ErrorExtensions, http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource}};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLWebSocket, rejection::GraphQLRejection};
+use async_graphql_axum::{GraphQLRequest, rejection::GraphQLRejection};
 use axum::{
     Json, Router,
     extract::{FromRequest, FromRequestParts, Request, State, WebSocketUpgrade},
@@ -55,13 +56,14 @@ pub struct GatewayState {
     pub checkouts: ServiceClient,
     /// Whether `setFault` may change faults (`CHORUS_FAULT_INJECTION=1`).
     pub fault_injection: bool,
+    /// How long a WebSocket may take to send `connection_init` (`CHORUS_WS_INIT_TIMEOUT`).
+    pub ws_init_timeout: Duration,
 }
 
 /// One WebSocket connection, numbered in the order they were opened.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionId(pub u64);
 
-static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Largest request body accepted (a query with its variables).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -73,11 +75,13 @@ struct Gql {
     auth: auth::Auth,
     /// `CHORUS_CORS_ORIGINS`: the browser origins besides the gateway's own.
     origins: std::sync::Arc<Vec<String>>,
+    /// How long a WebSocket may take to send `connection_init`.
+    init_within: Duration,
 }
 
 /// The gateway's routes.
 pub fn router(state: GatewayState, metrics: PrometheusHandle, cors: &[String]) -> Router {
-    let gql = Gql { schema: build_schema(state.clone()), auth: state.auth.clone(), origins: std::sync::Arc::new(cors.to_vec()) };
+    let gql = Gql { schema: build_schema(state.clone()), auth: state.auth.clone(), origins: std::sync::Arc::new(cors.to_vec()), init_within: state.ws_init_timeout };
     let router = Router::new()
         .route("/", get(graphiql))
         .route("/app", get(example_app))
@@ -126,9 +130,10 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
         );
     }
     if parts.headers.contains_key(header::UPGRADE) {
-        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
-            Ok(protocol) => protocol,
-            Err(status) => return status.into_response(),
+        // The first subprotocol offered that async-graphql speaks.
+        let offered = parts.headers.get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let Some(protocol) = offered.split(',').find_map(|p| p.trim().parse::<async_graphql::http::WebSocketProtocols>().ok()) else {
+            return StatusCode::BAD_REQUEST.into_response();
         };
         let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
             Ok(upgrade) => upgrade,
@@ -136,25 +141,7 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
         };
         return upgrade
             .protocols(ALL_WEBSOCKET_PROTOCOLS)
-            .on_upgrade(move |socket| {
-                let auth = gql.auth.clone();
-                GraphQLWebSocket::new(socket, gql.schema, protocol)
-                    .on_connection_init(move |payload| async move {
-                        // Refusing here closes the socket (graphql-transport-ws: 4403).
-                        let (principal, expiry) = auth
-                            .session(init_token(&payload).as_deref())
-                            .map_err(|e| async_graphql::Error::new(format!("{}: {e}", e.code())))?;
-                        let mut data = async_graphql::Data::default();
-                        data.insert(principal);
-                        // The socket outlives the check: its token's end is kept.
-                        if let Some(expiry) = expiry {
-                            data.insert(expiry);
-                        }
-                        data.insert(ConnectionId(CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
-                        Ok(data)
-                    })
-                    .serve()
-            })
+            .on_upgrade(move |socket| socket::serve(socket, gql.schema, protocol, gql.auth, gql.init_within))
             .into_response();
     }
     let media = ResponseMedia::of(&parts.headers);
@@ -286,7 +273,7 @@ fn refusal(e: GatewayError) -> async_graphql::Response {
 /// The bearer token of a `connection_init` payload: `{"Authorization":
 /// "Bearer …"}` (as GraphiQL's headers send it), `{"authorization": …}` or
 /// `{"token": "…"}`.
-fn init_token(payload: &serde_json::Value) -> Option<String> {
+pub(crate) fn init_token(payload: &serde_json::Value) -> Option<String> {
     let field = |name: &str| payload.get(name).and_then(|v| v.as_str());
     field("Authorization")
         .or_else(|| field("authorization"))

@@ -33,6 +33,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("CHORUS_METRICS_ADDR", "(unset)", "where a role other than the gateway serves /metrics"),
     ("CHORUS_JWT_SECRET", "(unset: no auth, loopback only)", "HS256 secret for bearer tokens"),
     ("CHORUS_JWT_LEEWAY", "5s", "clock skew allowed on a token's `exp` and `nbf`"),
+    ("CHORUS_WS_INIT_TIMEOUT", "10s", "how long a WebSocket may take to send `connection_init` (then it is closed with 4408)"),
     ("CHORUS_CORS_ORIGINS", "(unset: no CORS)", "origins browsers may call the gateway from: `*` or `https://a.example,https://b.example`"),
     ("CHORUS_LOG_FORMAT", "json when stderr is not a terminal, else pretty", "`json` or `pretty`"),
     ("CHORUS_STREAM_REPLICAS", "1", "replicas of the CHECKOUT_EVENTS stream (3 on a cluster)"),
@@ -75,6 +76,8 @@ pub struct Config {
     pub ack_wait: Duration,
     /// Clock skew allowed on a token's `exp` and `nbf`.
     pub jwt_leeway: Duration,
+    /// How long a WebSocket may take to send `connection_init`.
+    pub ws_init_timeout: Duration,
     pub faults: Vec<FaultSpec>,
     pub fault_injection: bool,
     /// Whether metrics are recorded (`CHORUS_METRICS`).
@@ -359,6 +362,7 @@ impl Config {
             saga_lease: parse_duration("CHORUS_SAGA_LEASE", "10s")?,
             ack_wait: parse_duration("CHORUS_ACK_WAIT", "10s")?,
             jwt_leeway: parse_duration("CHORUS_JWT_LEEWAY", "5s")?,
+            ws_init_timeout: parse_duration("CHORUS_WS_INIT_TIMEOUT", "10s")?,
             faults,
             fault_injection,
             metrics,

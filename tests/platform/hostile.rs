@@ -159,12 +159,17 @@ async fn a_token_that_expires_on_an_open_socket_stops_working_there() {
         other => panic!("the firehose went on past its token's expiry: {other:?}"),
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "ended {:?} after it started", started.elapsed());
-    // Nothing more runs on that socket.
+    // Nothing more runs on that socket: it closes with 4403.
     ws.subscribe("after", "{ products { id } }", json!({})).await;
     match ws.frame("after").await {
+        Frame::Closed(reason) => assert!(reason.starts_with("4403"), "{reason}"),
         Frame::Error(error) => assert_eq!(error["extensions"]["code"], "UNAUTHENTICATED", "{error}"),
         other => panic!("an expired socket ran an operation: {other:?}"),
     }
+    // A bad token at init is refused with 4403 too.
+    let mut refused = Ws::connect(&app, Proto::Transport, json!({ "token": "forged" })).await;
+    let reason = refused.acked().await.expect_err("refused");
+    assert!(reason.starts_with("4403"), "{reason}");
 
     // A token not valid yet is refused like an expired one.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
@@ -218,5 +223,27 @@ async fn the_response_media_type_follows_accept() {
     assert!(body.get("data").is_none() && body["errors"].is_array(), "{body}");
     let broken = post("application/json", "{ products { id }").await.expect("answered");
     assert_eq!(broken.status(), 200, "application/json keeps 200 for older clients");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_initialises_is_closed_with_4408() {
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_WS_INIT_TIMEOUT", "1s")], false).await;
+    let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
+    use futures::StreamExt;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(message)) = socket.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Close(frame) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("closed within 10 s");
+    assert_eq!(closed, Some(4408));
+    still_serving(&app).await;
     app.stop().await;
 }

@@ -1,0 +1,103 @@
+//! One GraphQL WebSocket, driven here rather than by async-graphql-axum's
+//! `serve`, for the close codes of graphql-transport-ws that it does not
+//! give: a refused `connection_init` closes with 4403 (it sends 1002), a
+//! socket that sends no `connection_init` in time closes with 4408, and a
+//! socket whose token expires closes with 4403 just after its subscriptions
+//! ended with `UNAUTHENTICATED` (async-graphql does the protocol itself).
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use async_graphql::http::{WebSocketProtocols, WsMessage};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+
+use crate::{ChorusSchema, ConnectionId, auth::{Auth, Expiry}, init_token};
+
+/// Connections opened so far, to number them.
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+/// A refused `connection_init`, or a token that expired (graphql-transport-ws).
+const FORBIDDEN: u16 = 4403;
+/// No `connection_init` in time (graphql-transport-ws).
+const INIT_TIMEOUT: u16 = 4408;
+/// After a token's expiry, how long the subscriptions' `UNAUTHENTICATED`
+/// errors have to leave before the socket closes.
+const FLUSH_BEFORE_CLOSE: Duration = Duration::from_millis(200);
+
+/// Serves `socket` with `protocol` until either side ends it.
+pub async fn serve(socket: WebSocket, schema: ChorusSchema, protocol: WebSocketProtocols, auth: Auth, init_within: Duration) {
+    let (mut sink, source) = socket.split();
+    let initialized = Arc::new(AtomicBool::new(false));
+    let expiry: Arc<Mutex<Option<Expiry>>> = Arc::default();
+    let input = source
+        .take_while(|message| futures::future::ready(message.is_ok()))
+        .filter_map(|message| {
+            futures::future::ready(match message {
+                Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
+                Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
+                _ => None,
+            })
+        });
+    let (init_done, init_expiry) = (initialized.clone(), expiry.clone());
+    let output = async_graphql::http::WebSocket::new(schema, input, protocol).on_connection_init(move |payload| async move {
+        let (principal, token_expiry) =
+            auth.session(init_token(&payload).as_deref()).map_err(|e| async_graphql::Error::new(format!("{}: {e}", e.code())))?;
+        let mut data = async_graphql::Data::default();
+        data.insert(principal);
+        // The socket outlives the check: its token's end is kept.
+        if let Some(token_expiry) = token_expiry {
+            data.insert(token_expiry);
+            *init_expiry.lock().unwrap_or_else(|p| p.into_inner()) = Some(token_expiry);
+        }
+        data.insert(ConnectionId(CONNECTIONS.fetch_add(1, Ordering::Relaxed)));
+        init_done.store(true, Ordering::SeqCst);
+        Ok(data)
+    });
+    let output = output.map(move |message| match message {
+        WsMessage::Text(text) => Message::Text(text.into()),
+        // async-graphql closes a refused init with 1002; the protocol says 4403.
+        WsMessage::Close(1002, reason) if protocol == WebSocketProtocols::GraphQLWS && reason.starts_with("UNAUTHENTICATED") => {
+            close(FORBIDDEN, reason)
+        }
+        WsMessage::Close(code, reason) => close(code, reason),
+    });
+    futures::pin_mut!(output);
+    let init_deadline = tokio::time::sleep(init_within);
+    tokio::pin!(init_deadline);
+    loop {
+        let expires_in = expiry.lock().unwrap_or_else(|p| p.into_inner()).map(|e| e.remaining() + FLUSH_BEFORE_CLOSE);
+        let expired = async move {
+            match expires_in {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            message = output.next() => match message {
+                Some(message) => {
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            () = &mut init_deadline, if !initialized.load(Ordering::SeqCst) => {
+                let _ = sink.send(close(INIT_TIMEOUT, "Connection initialisation timeout".into())).await;
+                break;
+            }
+            () = expired => {
+                let _ = sink.send(close(FORBIDDEN, "Forbidden: the token expired".into())).await;
+                break;
+            }
+        }
+    }
+}
+
+fn close(code: u16, reason: String) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+}
