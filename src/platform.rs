@@ -205,7 +205,7 @@ impl Platform {
                     ws_init_timeout: config.ws_init_timeout,
                 };
                 let router = chorus_gateway::router(state, metrics.clone(), &config.cors_origins);
-                let bound = chorus_gateway::serve(listener, router, &shutdown)
+                let bound = chorus_gateway::serve(listener, router, config.http_read_timeout, &shutdown)
                     .map_err(|source| ChorusError::Bind { addr, source })?;
                 Some(bound)
             }

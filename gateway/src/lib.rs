@@ -286,15 +286,52 @@ async fn example_app() -> impl IntoResponse {
     Html(include_str!("../../examples/web/index.html"))
 }
 
+/// How long in-flight requests get to finish at shutdown.
+const DRAIN_AT_STOP: Duration = Duration::from_secs(10);
+
 /// Serves on `listener` until `shutdown` is cancelled, then lets in-flight
-/// requests finish (tracked, so the process waits for them).
-pub fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: &Shutdown) -> std::io::Result<SocketAddr> {
+/// requests finish (tracked, so the process waits for them). Served with
+/// hyper directly rather than `axum::serve`, for the header read timeout:
+/// a client that dribbles its headers (slowloris) is cut off after
+/// `read_timeout` instead of holding its connection for ever; bodies have
+/// the same bound (a layer in [`router`]'s caller).
+pub fn serve(listener: tokio::net::TcpListener, router: Router, read_timeout: Duration, shutdown: &Shutdown) -> std::io::Result<SocketAddr> {
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo, TokioTimer},
+        server::{conn::auto::Builder, graceful::GracefulShutdown},
+        service::TowerToHyperService,
+    };
     let addr = listener.local_addr()?;
     let token = shutdown.token.clone();
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(read_timeout));
     shutdown.tracker.spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(token.cancelled_owned()).await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "gateway stopped");
+        let graceful = GracefulShutdown::new();
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout);
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause, go on.
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = token.cancelled() => break,
+            };
+            let service = TowerToHyperService::new(router.clone());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+            });
+        }
+        if tokio::time::timeout(DRAIN_AT_STOP, graceful.shutdown()).await.is_err() {
+            tracing::warn!("requests still running at stop were cut off");
         }
     });
     Ok(addr)

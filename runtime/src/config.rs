@@ -33,6 +33,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("CHORUS_METRICS_ADDR", "(unset)", "where a role other than the gateway serves /metrics"),
     ("CHORUS_JWT_SECRET", "(unset: no auth, loopback only)", "HS256 secret for bearer tokens"),
     ("CHORUS_JWT_LEEWAY", "5s", "clock skew allowed on a token's `exp` and `nbf`"),
+    ("CHORUS_HTTP_READ_TIMEOUT", "10s", "how long the gateway waits for a request's headers, and for its body (then the connection is closed)"),
     ("CHORUS_WS_INIT_TIMEOUT", "10s", "how long a WebSocket may take to send `connection_init` (then it is closed with 4408)"),
     ("CHORUS_CORS_ORIGINS", "(unset: no CORS)", "origins browsers may call the gateway from: `*` or `https://a.example,https://b.example`"),
     ("CHORUS_LOG_FORMAT", "json when stderr is not a terminal, else pretty", "`json` or `pretty`"),
@@ -78,6 +79,8 @@ pub struct Config {
     pub jwt_leeway: Duration,
     /// How long a WebSocket may take to send `connection_init`.
     pub ws_init_timeout: Duration,
+    /// How long the gateway waits for a request's headers, and its body.
+    pub http_read_timeout: Duration,
     pub faults: Vec<FaultSpec>,
     pub fault_injection: bool,
     /// Whether metrics are recorded (`CHORUS_METRICS`).
@@ -363,6 +366,7 @@ impl Config {
             ack_wait: parse_duration("CHORUS_ACK_WAIT", "10s")?,
             jwt_leeway: parse_duration("CHORUS_JWT_LEEWAY", "5s")?,
             ws_init_timeout: parse_duration("CHORUS_WS_INIT_TIMEOUT", "10s")?,
+            http_read_timeout: parse_duration("CHORUS_HTTP_READ_TIMEOUT", "10s")?,
             faults,
             fault_injection,
             metrics,

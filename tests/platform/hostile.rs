@@ -247,3 +247,28 @@ async fn a_socket_that_never_initialises_is_closed_with_4408() {
     still_serving(&app).await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_dribbles_its_request_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_HTTP_READ_TIMEOUT", "1s")], false).await;
+    // Headers, a byte every 300 ms (slowloris); then a body promised and never sent.
+    let mut headers = tokio::net::TcpStream::connect(app.addr).await.expect("connects");
+    let mut body = tokio::net::TcpStream::connect(app.addr).await.expect("connects");
+    body.write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{").await.expect("sent");
+    let started = std::time::Instant::now();
+    let mut cut_off = false;
+    for byte in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle().take(100) {
+        if headers.write_all(&[*byte]).await.is_err() {
+            cut_off = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(cut_off, "a dribbling client kept its connection for {:?}", started.elapsed());
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), body.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "a promised body held its connection open");
+    still_serving(&app).await;
+    app.stop().await;
+}
