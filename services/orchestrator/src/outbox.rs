@@ -217,10 +217,6 @@ impl RelayTask {
         let events: Vec<_> = decoded.iter().map(|(e, t)| (e, t.as_ref())).collect();
         let append = || self.events.append_traced(&events);
         let policy = retry::forever(Duration::from_millis(50), Duration::from_secs(5));
-        let give_up_at = async {
-            self.token.cancelled().await;
-            tokio::time::sleep(DRAIN_AT_STOP).await;
-        };
         let retried = retry::until_ok(
             "publishing the outbox",
             policy,
@@ -235,7 +231,7 @@ impl RelayTask {
         );
         tokio::select! {
             stored = retried => stored.is_ok(),
-            () = give_up_at => false,
+            () = self.drain_over() => false,
         }
     }
 
@@ -251,8 +247,15 @@ impl RelayTask {
         );
         tokio::select! {
             deleted = delete => deleted.is_ok(),
-            () = async { self.token.cancelled().await; tokio::time::sleep(DRAIN_AT_STOP).await } => false,
+            () = self.drain_over() => false,
         }
+    }
+
+    /// Resolves [`DRAIN_AT_STOP`] after the process began to stop: until
+    /// then a retry goes on, after it what is left waits for the next start.
+    async fn drain_over(&self) {
+        self.token.cancelled().await;
+        tokio::time::sleep(DRAIN_AT_STOP).await;
     }
 
     async fn pause(&self, pause: Duration) {
