@@ -47,13 +47,14 @@ pub const MAX_STOCK: i64 = 1_000_000_000;
 pub fn build_schema(state: GatewayState) -> ChorusSchema {
     let products = DataLoader::new(ProductLoader(state.services.clone()), tokio::spawn);
     let orders = DataLoader::new(OrderLoader(state.services.clone()), tokio::spawn);
+    let state_rate = state.limits.rate_limit.map(crate::limits::RateLimiter::new);
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(state)
         .data(products)
         .data(orders)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(crate::guard::Guard)
+        .extension(crate::guard::Guard { rate: state_rate })
         .finish()
 }
 
@@ -657,20 +658,22 @@ impl MutationRoot {
                 && let Some(existing) = state.projections.checkout_fresh(&state.events, checkout_id).await?
             {
                 // The key names that checkout: only for the same cart.
-                let first = state.events.read_checkout(checkout_id).await?;
-                let stored = first.iter().find_map(|e| match &e.envelope.payload {
-                    EventPayload::CheckoutInitiated { items, .. } => Some(items.clone()),
-                    _ => None,
-                });
-                let lines = |c: &[CartLine]| c.iter().map(|l| (l.product_id, l.quantity)).collect::<Vec<_>>();
-                if stored.is_some_and(|stored| !chorus_contracts::cart::same_lines(lines(&stored), lines(&items))) {
-                    return Err(GatewayError::BadUserInput("idempotencyKey already names a checkout of another cart".into()));
-                }
+                let history = state.events.read_checkout(checkout_id).await?;
+                same_cart(history.iter().map(|e| &e.envelope), &items)?;
                 return Ok(CheckoutAccepted { checkout_id: ID(checkout_id.to_string()), status: existing.status.as_str().to_owned() });
             }
-            let payload = EventPayload::CheckoutInitiated { client_id: cart.client_id, items, idempotency_key: cart.idempotency_key };
+            let keyed = cart.idempotency_key.is_some();
+            let payload = EventPayload::CheckoutInitiated { client_id: cart.client_id, items: items.clone(), idempotency_key: cart.idempotency_key };
             let event = Envelope::new(checkout_id, Pattern::Choreographed, payload).with_derived_id("CheckoutInitiated");
-            store_initiation(state, &event, &trace).await?;
+            // A repeat racing the first with the same key: the stream kept
+            // the first (same message id) and says where; this one is
+            // refused unless it is the same cart.
+            if let Some(first) = store_initiation(state, &event, &trace).await?
+                && keyed
+                && let Some(stored) = state.events.get(first).await?
+            {
+                same_cart(std::iter::once(&stored.envelope), &items)?;
+            }
             tracing::info!(checkout_id = %checkout_id, "choreographed checkout accepted");
             Ok::<_, GatewayError>(CheckoutAccepted { checkout_id: ID(checkout_id.to_string()), status: "PENDING".into() })
         }
@@ -948,26 +951,43 @@ const STORE_INITIATION_WITHIN: std::time::Duration = std::time::Duration::from_s
 
 /// Stores a choreographed checkout's `CheckoutInitiated`, retrying (its id
 /// is derived, so a retry is deduplicated) while the event store is
-/// unavailable. The checkout is accepted once the stream has it: a failure
+/// unavailable; `Some(sequence)` when the stream already held it there.
+/// The checkout is accepted once the stream has it: a failure
 /// of the index write after that is repaired by the projection worker, so
 /// it is not an error. Otherwise `SERVICE_UNAVAILABLE`, naming the checkout.
-async fn store_initiation(state: &GatewayState, event: &Envelope, trace: &chorus_runtime::trace::TraceParent) -> Result<(), GatewayError> {
+async fn store_initiation(state: &GatewayState, event: &Envelope, trace: &chorus_runtime::trace::TraceParent) -> Result<Option<u64>, GatewayError> {
     use chorus_event_store::EventStoreError;
     let policy = chorus_runtime::retry::forever(std::time::Duration::from_millis(100), std::time::Duration::from_secs(2));
     let retryable = |e: &EventStoreError| matches!(e, EventStoreError::Publish { .. });
     let append =
-        chorus_runtime::retry::until_ok("storing CheckoutInitiated", policy, retryable, || state.events.append(event, Some(trace)));
+        chorus_runtime::retry::until_ok("storing CheckoutInitiated", policy, retryable, || state.events.append_once(event, Some(trace)));
     match tokio::time::timeout(STORE_INITIATION_WITHIN, append).await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(appended)) => Ok(appended.duplicate.then_some(appended.sequence)),
         Ok(Err(e @ EventStoreError::Index(_))) => {
             tracing::warn!(error = %e, checkout_id = %event.checkout_id, "stored, not indexed yet (the projection worker indexes it)");
-            Ok(())
+            Ok(None)
         }
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(GatewayError::ServiceUnavailable(format!(
             "the event store is unavailable: checkout {} was not confirmed; look it up with checkout(id) or retry with the same idempotencyKey",
             event.checkout_id
         ))),
+    }
+}
+
+/// Refuses (`CONFLICT`) a cart other than the one the checkout's
+/// `CheckoutInitiated` (among `events`) holds: an idempotency key names one cart.
+fn same_cart<'e>(events: impl IntoIterator<Item = &'e Envelope>, items: &[CartLine]) -> Result<(), GatewayError> {
+    let stored = events.into_iter().find_map(|e| match &e.payload {
+        EventPayload::CheckoutInitiated { items, .. } => Some(items),
+        _ => None,
+    });
+    let lines = |c: &[CartLine]| c.iter().map(|l| (l.product_id, l.quantity)).collect::<Vec<_>>();
+    match stored {
+        Some(stored) if !chorus_contracts::cart::same_lines(lines(stored), lines(items)) => {
+            Err(GatewayError::Conflict("idempotencyKey already names a checkout of another cart".into()))
+        }
+        _ => Ok(()),
     }
 }
 

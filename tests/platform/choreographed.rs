@@ -226,7 +226,7 @@ async fn a_repeated_key_or_event_changes_nothing_twice() {
     // The same key with another cart is refused, not silently the first.
     let other = json!({ "input": { "clientId": client, "items": [{ "productId": product, "quantity": 5 }], "idempotencyKey": "k-1" } });
     let refused = app.gql(CHECKOUT, other).await;
-    assert_eq!(error_code(&refused), Some("BAD_USER_INPUT"), "{refused}");
+    assert_eq!(error_code(&refused), Some("CONFLICT"), "{refused}");
 
     // The same CheckoutInitiated published again (same id: deduplicated),
     // and a copy under a new id (past the dedupe window): neither reserves
@@ -249,6 +249,21 @@ async fn a_repeated_key_or_event_changes_nothing_twice() {
     assert_eq!((l.available, l.reserved, l.sold), (8, 0, 2));
     let orders = app.gql_ok("query($c: ID!) { ordersByClient(clientId: $c) { totalOrders } }", json!({ "c": client })).await;
     assert_eq!(orders["ordersByClient"]["totalOrders"], 1);
+
+    // Two new carts racing on one key: one checkout, the other refused
+    // (the stream kept the first's CheckoutInitiated under the same id).
+    let race = |quantity: u32| {
+        let input = json!({ "input": { "clientId": client, "items": [{ "productId": product, "quantity": quantity }], "idempotencyKey": "k-2" } });
+        app.gql(CHECKOUT, input)
+    };
+    let (x, y) = tokio::join!(race(1), race(3));
+    let codes = [error_code(&x), error_code(&y)];
+    assert!(codes.contains(&None) && codes.contains(&Some("CONFLICT")), "{x} {y}");
+    let won = [&x, &y].into_iter().find(|r| error_code(r).is_none()).expect("one checkout");
+    let won = Uuid::parse_str(won["data"]["checkoutChoreographed"]["checkoutId"].as_str().expect("id")).expect("uuid");
+    assert_eq!(terminal(&app, won).await["status"], "SUCCEEDED");
+    let l = assert_conserved(&app, product, 10).await;
+    assert!(l.sold == 3 || l.sold == 5, "sold {}", l.sold);
     app.stop().await;
 }
 

@@ -6,6 +6,10 @@ use uuid::Uuid;
 pub enum OrchestratorError {
     #[error("{0}")]
     BadInput(String),
+    /// The idempotency key (or checkout id) already names another cart's
+    /// saga, or another client's.
+    #[error("{0}")]
+    KeyConflict(String),
     #[error("saga {0} not found")]
     NotFound(Uuid),
     #[error("saga {0} is completed: there is nothing to compensate")]
@@ -31,6 +35,7 @@ impl From<OrchestratorError> for ServiceError {
     fn from(e: OrchestratorError) -> Self {
         match e {
             OrchestratorError::BadInput(m) => ServiceError::BadInput(m),
+            OrchestratorError::KeyConflict(m) => ServiceError::Conflict(m),
             e @ OrchestratorError::NotFound(_) => ServiceError::NotFound(e.to_string()),
             e @ OrchestratorError::AlreadyCompleted(_) => ServiceError::Conflict(e.to_string()),
             e @ (OrchestratorError::LeaseLost(_) | OrchestratorError::EventsPending(_)) => ServiceError::Unavailable(e.to_string()),

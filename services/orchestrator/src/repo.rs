@@ -100,11 +100,11 @@ pub async fn create(
             }
             None => saga::Entity::find_by_id(id).one(db).await?.filter(|s| s.client_id == client_id),
         };
-        let existing = existing.ok_or_else(|| OrchestratorError::BadInput(format!("checkout {id} belongs to another client")))?;
+        let existing = existing.ok_or_else(|| OrchestratorError::KeyConflict(format!("checkout {id} belongs to another client")))?;
         // The key names that saga: only for the same cart.
         let lines = |lines: &[Line]| lines.iter().map(|l| (l.product_id, l.quantity)).collect::<Vec<_>>();
         if !chorus_contracts::cart::same_lines(lines(&items_of(&existing)?), lines(items)) {
-            return Err(OrchestratorError::BadInput("idempotencyKey already names a checkout of another cart".into()));
+            return Err(OrchestratorError::KeyConflict("idempotencyKey already names a checkout of another cart".into()));
         }
         return Ok(Created::Existing(existing.id));
     }
