@@ -202,10 +202,11 @@ impl Platform {
                     auth: chorus_gateway::auth::Auth::with_leeway(config.jwt_secret.as_ref().map(|s| s.expose()), config.jwt_leeway),
                     checkouts: services.with_timeout(CHECKOUT_WAIT + Duration::from_secs(15)),
                     fault_injection: config.fault_injection,
-                    ws_init_timeout: config.ws_init_timeout,
+                    limits: chorus_gateway::limits::Limits::from_config(config),
                 };
+                let state_limits = state.limits.clone();
                 let router = chorus_gateway::router(state, metrics.clone(), &config.cors_origins);
-                let bound = chorus_gateway::serve(listener, router, config.http_read_timeout, &shutdown)
+                let bound = chorus_gateway::serve(listener, router, &state_limits, &shutdown)
                     .map_err(|source| ChorusError::Bind { addr, source })?;
                 Some(bound)
             }

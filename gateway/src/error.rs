@@ -19,6 +19,13 @@ pub enum GatewayError {
     InsufficientStock(String),
     #[error("{0}")]
     ProductUnavailable(String),
+    /// The request contradicts what already exists: an idempotency key
+    /// reused with another cart.
+    #[error("{0}")]
+    Conflict(String),
+    /// Over `CHORUS_RATE_LIMIT`; `retry_after` is when the next one is let in.
+    #[error("rate limit exceeded; retry in {}s", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: std::time::Duration },
     #[error("{0}")]
     ServiceUnavailable(String),
     #[error("{0}")]
@@ -38,6 +45,8 @@ impl GatewayError {
             GatewayError::Forbidden(_) => "FORBIDDEN",
             GatewayError::InsufficientStock(_) => "INSUFFICIENT_STOCK",
             GatewayError::ProductUnavailable(_) => "PRODUCT_UNAVAILABLE",
+            GatewayError::Conflict(_) => "CONFLICT",
+            GatewayError::RateLimited { .. } => "RATE_LIMITED",
             GatewayError::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
             GatewayError::Timeout(_) => "TIMEOUT",
             GatewayError::Internal(_) => "INTERNAL",
@@ -54,8 +63,8 @@ impl From<ServiceError> for GatewayError {
             ServiceError::ProductUnavailable(m) => GatewayError::ProductUnavailable(m),
             ServiceError::Unavailable(m) => GatewayError::ServiceUnavailable(m),
             ServiceError::Timeout(m) => GatewayError::Timeout(m),
-            // A conflict reaching the gateway means its own checks missed it.
-            ServiceError::Conflict(m) | ServiceError::Internal(m) => GatewayError::Internal(m),
+            ServiceError::Conflict(m) => GatewayError::Conflict(m),
+            ServiceError::Internal(m) => GatewayError::Internal(m),
         }
     }
 }
@@ -79,6 +88,11 @@ impl ErrorExtensions for GatewayError {
         if let GatewayError::Internal(detail) = self {
             tracing::error!(error = %detail, "request failed");
         }
-        async_graphql::Error::new(self.to_string()).extend_with(|_, e| e.set("code", self.code()))
+        async_graphql::Error::new(self.to_string()).extend_with(|_, e| {
+            e.set("code", self.code());
+            if let GatewayError::RateLimited { retry_after } = self {
+                e.set("retryAfter", retry_after.as_secs().max(1));
+            }
+        })
     }
 }

@@ -1,4 +1,4 @@
-//! Request limits the schema builder does not have, and one code on every
+//! Request limits the schema builder does not have, the rate limit, and one code on every
 //! error: a nesting limit checked on the query text before the parser runs
 //! (the parser recurses once per level: 2,000 nested `[` overflowed the
 //! stack and aborted the whole process), an alias limit (an alias bomb is
@@ -10,10 +10,15 @@ use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{
     ErrorExtensions, Pos, ServerError, ServerResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe},
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextSubscribe},
     parser::types::{DocumentOperations, ExecutableDocument, Selection, SelectionSet},
 };
 use futures::{StreamExt, stream::BoxStream};
+
+use crate::{
+    auth::Principal,
+    limits::{ClientIp, RateLimiter},
+};
 
 /// Most aliased fields one document may hold.
 pub const MAX_ALIASES: usize = 30;
@@ -22,12 +27,33 @@ pub const MAX_ALIASES: usize = 30;
 /// than what would exhaust a thread's stack in the parser.
 pub const MAX_NESTING: usize = 64;
 
-#[derive(Debug, Default)]
-pub struct Guard;
+/// The schema's extension: the limits above, and the rate limit on every
+/// operation (over HTTP or a WebSocket alike).
+#[derive(Clone, Debug, Default)]
+pub struct Guard {
+    /// `CHORUS_RATE_LIMIT`, when set.
+    pub rate: Option<RateLimiter>,
+}
 
 impl ExtensionFactory for Guard {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Guard)
+        Arc::new(self.clone())
+    }
+}
+
+impl Guard {
+    /// `RATE_LIMITED`, with when to come back, for a client over its rate.
+    /// Who and from where: the request's data (HTTP), else the socket's.
+    fn over_rate(&self, ctx: &ExtensionContext<'_>, request: &async_graphql::Request) -> Option<ServerError> {
+        fn of<T: std::any::Any>(request: &async_graphql::Request) -> Option<&T> {
+            request.data.get(&std::any::TypeId::of::<T>()).and_then(|d| d.downcast_ref::<T>())
+        }
+        let who = of::<Principal>(request).or_else(|| ctx.data_opt::<Principal>());
+        let ip = of::<ClientIp>(request).or_else(|| ctx.data_opt::<ClientIp>()).copied();
+        let wait = self.rate.as_ref()?.check(who, ip).err()?;
+        let e = crate::GatewayError::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) };
+        metrics::counter!("gateway_rate_limited_total").increment(1);
+        Some(e.extend().into_server_error(Pos::default()))
     }
 }
 
@@ -51,6 +77,20 @@ impl Extension for Guard {
                 response
             })
             .boxed()
+    }
+
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<async_graphql::Request> {
+        // Every operation, queries, mutations and subscriptions, over HTTP
+        // or a WebSocket, comes through here once, before it is parsed.
+        if let Some(e) = self.over_rate(ctx, &request) {
+            return Err(e);
+        }
+        next.run(ctx, request).await
     }
 
     async fn parse_query(

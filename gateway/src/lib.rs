@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod error;
 mod guard;
+pub mod limits;
 pub mod live;
 mod loaders;
 pub mod schema;
@@ -56,8 +57,8 @@ pub struct GatewayState {
     pub checkouts: ServiceClient,
     /// Whether `setFault` may change faults (`CHORUS_FAULT_INJECTION=1`).
     pub fault_injection: bool,
-    /// How long a WebSocket may take to send `connection_init` (`CHORUS_WS_INIT_TIMEOUT`).
-    pub ws_init_timeout: Duration,
+    /// Timeouts, connection caps, the rate limit and the response size cap.
+    pub limits: limits::Limits,
 }
 
 /// One WebSocket connection, numbered in the order they were opened.
@@ -75,13 +76,20 @@ struct Gql {
     auth: auth::Auth,
     /// `CHORUS_CORS_ORIGINS`: the browser origins besides the gateway's own.
     origins: std::sync::Arc<Vec<String>>,
-    /// How long a WebSocket may take to send `connection_init`.
-    init_within: Duration,
+    /// A WebSocket's timings: `connection_init` within, ping every.
+    socket: socket::Timing,
+    max_response: usize,
 }
 
 /// The gateway's routes.
 pub fn router(state: GatewayState, metrics: PrometheusHandle, cors: &[String]) -> Router {
-    let gql = Gql { schema: build_schema(state.clone()), auth: state.auth.clone(), origins: std::sync::Arc::new(cors.to_vec()), init_within: state.ws_init_timeout };
+    let gql = Gql {
+        schema: build_schema(state.clone()),
+        auth: state.auth.clone(),
+        origins: std::sync::Arc::new(cors.to_vec()),
+        socket: socket::Timing { init_within: state.limits.ws_init_timeout, ping_every: state.limits.ws_ping_interval },
+        max_response: state.limits.max_response_bytes,
+    };
     let router = Router::new()
         .route("/", get(graphiql))
         .route("/app", get(example_app))
@@ -117,6 +125,9 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 /// in the URL), subscriptions over WebSocket on the same path.
 async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
+    // Set by [`serve`] on every request of a connection.
+    let ip = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| limits::ClientIp(c.0.ip()));
+    let admitted = parts.extensions.get::<std::sync::Arc<limits::Admitted>>().cloned();
     // A page in someone's browser can reach a gateway on 127.0.0.1: only
     // the gateway's own pages and the configured origins may call it
     // (cross-site request forgery, with or without auth).
@@ -141,10 +152,14 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
         };
         return upgrade
             .protocols(ALL_WEBSOCKET_PROTOCOLS)
-            .on_upgrade(move |socket| socket::serve(socket, gql.schema, protocol, gql.auth, gql.init_within))
+            .on_upgrade(move |socket| async move {
+                socket::serve(socket, gql.schema, protocol, gql.auth, gql.socket, ip).await;
+                // The socket's place among the open connections is freed now.
+                drop(admitted);
+            })
             .into_response();
     }
-    let media = ResponseMedia::of(&parts.headers);
+    let media = ResponseMedia { kind: MediaKind::of(&parts.headers), max_bytes: gql.max_response };
     let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let client_trace = parts
         .headers
@@ -168,8 +183,12 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
             _ => request.into_inner(),
         },
         Err(rejection) => {
+            // Not JSON, or not a GraphQL request: 400 whatever the media
+            // type (no client could have meant it).
             let e = GatewayError::BadUserInput(format!("not a GraphQL request: {}", rejection.0));
-            return media.respond(refusal(e));
+            let mut response = media.respond(refusal(e));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return response;
         }
     };
     // GET is for reading: a link or an <img> must never change anything.
@@ -179,6 +198,9 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
         return response;
     }
     let mut request = request.data(principal);
+    if let Some(ip) = ip {
+        request = request.data(ip);
+    }
     // A client's trace context continues; otherwise the gateway starts one.
     if let Some(trace) = client_trace {
         request = request.data(trace);
@@ -189,38 +211,71 @@ async fn graphql(State(gql): State<Gql>, request: Request) -> Response {
 /// The response's media type, as the client's `Accept` asks (GraphQL over
 /// HTTP): `application/graphql-response+json` when it is accepted, with
 /// its status codes (400 for a request that never ran); otherwise
-/// `application/json`, always 200 (what older clients expect).
+/// `application/json`, always 200 (what older clients expect). Either way
+/// a rate-limited request is 429 with `Retry-After`, and a body over
+/// `max_bytes` is replaced by an error.
+#[derive(Clone, Copy, Debug)]
+struct ResponseMedia {
+    kind: MediaKind,
+    max_bytes: usize,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ResponseMedia {
+enum MediaKind {
     GraphQl,
     Json,
 }
 
-impl ResponseMedia {
-    const GRAPHQL: &str = "application/graphql-response+json";
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
+impl MediaKind {
     fn of(headers: &axum::http::HeaderMap) -> Self {
         let accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
         let types: Vec<String> = accept.split(',').map(|t| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()).collect();
-        if types.iter().any(|t| t == Self::GRAPHQL) { ResponseMedia::GraphQl } else { ResponseMedia::Json }
+        if types.iter().any(|t| t == GRAPHQL_RESPONSE) { MediaKind::GraphQl } else { MediaKind::Json }
     }
+}
 
+impl ResponseMedia {
     fn respond(self, response: async_graphql::Response) -> Response {
         // A request that never ran (unparseable, invalid, refused) has no
         // `data` at all, rather than `data: null`.
         let never_ran = response.data == async_graphql::Value::Null && !response.errors.is_empty();
+        let retry_after = response.errors.iter().find_map(|e| {
+            let extensions = e.extensions.as_ref()?;
+            match (extensions.get("code"), extensions.get("retryAfter")) {
+                (Some(async_graphql::Value::String(code)), Some(async_graphql::Value::Number(after))) if code == "RATE_LIMITED" => after.as_u64(),
+                _ => None,
+            }
+        });
         let mut body = serde_json::to_value(&response).unwrap_or_else(|_| serde_json::json!({ "errors": [{ "message": "internal error" }] }));
         if never_ran && let Some(object) = body.as_object_mut() {
             object.remove("data");
         }
-        let (status, content_type) = match self {
-            ResponseMedia::GraphQl if never_ran => (StatusCode::BAD_REQUEST, Self::GRAPHQL),
-            ResponseMedia::GraphQl => (StatusCode::OK, Self::GRAPHQL),
-            ResponseMedia::Json => (StatusCode::OK, "application/json"),
+        let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
+        if bytes.len() > self.max_bytes {
+            // Counted as sent, so a list that grows cannot hold a gateway's
+            // memory and bandwidth for one request (what a page would be for).
+            let e = GatewayError::BadUserInput(format!(
+                "the response would be {} bytes; at most {} (CHORUS_MAX_RESPONSE_BYTES): ask for fewer fields or items",
+                bytes.len(),
+                self.max_bytes
+            ));
+            bytes = serde_json::to_vec(&serde_json::json!({ "data": null, "errors": [{ "message": e.to_string(), "extensions": { "code": e.code() } }] }))
+                .unwrap_or_default();
+        }
+        let (status, content_type) = match self.kind {
+            _ if retry_after.is_some() => (StatusCode::TOO_MANY_REQUESTS, if self.kind == MediaKind::GraphQl { GRAPHQL_RESPONSE } else { "application/json" }),
+            MediaKind::GraphQl if never_ran => (StatusCode::BAD_REQUEST, GRAPHQL_RESPONSE),
+            MediaKind::GraphQl => (StatusCode::OK, GRAPHQL_RESPONSE),
+            MediaKind::Json => (StatusCode::OK, "application/json"),
         };
-        let mut http = (status, Json(body)).into_response();
+        let mut http = (status, bytes).into_response();
         http.headers_mut().extend(response.http_headers);
         http.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Some(after) = retry_after {
+            http.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after));
+        }
         http
     }
 }
@@ -291,11 +346,17 @@ const DRAIN_AT_STOP: Duration = Duration::from_secs(10);
 
 /// Serves on `listener` until `shutdown` is cancelled, then lets in-flight
 /// requests finish (tracked, so the process waits for them). Served with
-/// hyper directly rather than `axum::serve`, for the header read timeout:
-/// a client that dribbles its headers (slowloris) is cut off after
-/// `read_timeout` instead of holding its connection for ever; bodies have
-/// the same bound (a layer in [`router`]'s caller).
-pub fn serve(listener: tokio::net::TcpListener, router: Router, read_timeout: Duration, shutdown: &Shutdown) -> std::io::Result<SocketAddr> {
+/// hyper directly rather than `axum::serve`, for what a door facing the
+/// open needs:
+/// - a client that dribbles its headers (slowloris), or holds an idle
+///   keep-alive connection, is cut off after `read_timeout` (hyper's header
+///   read timer runs while it waits for the next request too); bodies have
+///   the same bound;
+/// - at most `max_connections` open, `max_connections_per_ip` from one
+///   address: one more is answered 503 and closed;
+/// - every request knows the address it came from (`ConnectInfo`), for the
+///   rate limit.
+pub fn serve(listener: tokio::net::TcpListener, router: Router, limits: &limits::Limits, shutdown: &Shutdown) -> std::io::Result<SocketAddr> {
     use hyper_util::{
         rt::{TokioExecutor, TokioIo, TokioTimer},
         server::{conn::auto::Builder, graceful::GracefulShutdown},
@@ -303,15 +364,19 @@ pub fn serve(listener: tokio::net::TcpListener, router: Router, read_timeout: Du
     };
     let addr = listener.local_addr()?;
     let token = shutdown.token.clone();
+    let read_timeout = limits.read_timeout;
+    let gate = limits::ConnectionGate::new(limits);
     let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(read_timeout));
     shutdown.tracker.spawn(async move {
         let graceful = GracefulShutdown::new();
         let mut builder = Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout);
+        // HTTP/2 (prior knowledge): a peer that stops answering pings is dropped.
+        builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(read_timeout)).keep_alive_timeout(read_timeout);
         loop {
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: pause, go on.
                         tracing::warn!(error = %e, "cannot accept a connection");
@@ -321,13 +386,31 @@ pub fn serve(listener: tokio::net::TcpListener, router: Router, read_timeout: Du
                 },
                 () = token.cancelled() => break,
             };
-            let service = TowerToHyperService::new(router.clone());
+            let admitted = match gate.admit(peer.ip()) {
+                Ok(admitted) => admitted,
+                Err(refused) => {
+                    metrics::counter!("gateway_connections_refused_total", "reason" => refused.as_str()).increment(1);
+                    tracing::debug!(%peer, reason = refused.as_str(), "connection refused");
+                    tokio::spawn(refuse(stream));
+                    continue;
+                }
+            };
+            // Shared with a WebSocket the connection upgrades to, which
+            // outlives this connection's task.
+            let admitted = std::sync::Arc::new(admitted);
+            let (router, held) = (router.clone(), admitted.clone());
+            let service = TowerToHyperService::new(tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                request.extensions_mut().insert(held.clone());
+                tower::ServiceExt::oneshot(router.clone(), request)
+            }));
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "connection ended");
                 }
+                drop(admitted);
             });
         }
         if tokio::time::timeout(DRAIN_AT_STOP, graceful.shutdown()).await.is_err() {
@@ -335,6 +418,17 @@ pub fn serve(listener: tokio::net::TcpListener, router: Router, read_timeout: Du
         }
     });
     Ok(addr)
+}
+
+/// Answers a connection over the caps 503 (come back later) and closes it.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 async fn graphiql() -> impl IntoResponse {

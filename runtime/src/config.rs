@@ -35,6 +35,15 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("CHORUS_JWT_LEEWAY", "5s", "clock skew allowed on a token's `exp` and `nbf`"),
     ("CHORUS_HTTP_READ_TIMEOUT", "10s", "how long the gateway waits for a request's headers, and for its body (then the connection is closed)"),
     ("CHORUS_WS_INIT_TIMEOUT", "10s", "how long a WebSocket may take to send `connection_init` (then it is closed with 4408)"),
+    ("CHORUS_WS_PING_INTERVAL", "15s", "how often the gateway pings a WebSocket; one that answers nothing for two intervals is closed"),
+    ("CHORUS_MAX_CONNECTIONS", "10000", "open connections the gateway holds at once (beyond: 503 and closed)"),
+    ("CHORUS_MAX_CONNECTIONS_PER_IP", "512", "open connections the gateway holds from one IP address (beyond: 503 and closed)"),
+    ("CHORUS_MAX_RESPONSE_BYTES", "1048576", "largest GraphQL response over HTTP; a larger one is refused with `BAD_USER_INPUT`"),
+    (
+        "CHORUS_RATE_LIMIT",
+        "(unset: no limit)",
+        "operations one client may run: `100/s`, `600/min` or `10000/h`, per token `sub` (per IP address without a token); beyond it `RATE_LIMITED`, HTTP 429 with `Retry-After`",
+    ),
     ("CHORUS_CORS_ORIGINS", "(unset: no CORS)", "origins browsers may call the gateway from: `*` or `https://a.example,https://b.example`"),
     ("CHORUS_LOG_FORMAT", "json when stderr is not a terminal, else pretty", "`json` or `pretty`"),
     ("CHORUS_STREAM_REPLICAS", "1", "replicas of the CHECKOUT_EVENTS stream (3 on a cluster)"),
@@ -81,6 +90,13 @@ pub struct Config {
     pub ws_init_timeout: Duration,
     /// How long the gateway waits for a request's headers, and its body.
     pub http_read_timeout: Duration,
+    /// How often the gateway pings a WebSocket.
+    pub ws_ping_interval: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_response_bytes: usize,
+    /// Operations per client (`CHORUS_RATE_LIMIT`); `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
     pub faults: Vec<FaultSpec>,
     pub fault_injection: bool,
     /// Whether metrics are recorded (`CHORUS_METRICS`).
@@ -125,6 +141,31 @@ impl ServiceDb {
             ServiceDb::Orchestrator => "ORCHESTRATOR_DATABASE_URL",
             ServiceDb::Audit => "AUDIT_DATABASE_URL",
         }
+    }
+}
+
+/// `CHORUS_RATE_LIMIT`: at most `count` operations per `per`, as `100/s`,
+/// `600/min` or `10000/h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub count: std::num::NonZeroU32,
+    pub per: Duration,
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let expected = || format!("expected a count per unit like 100/s, 600/min or 10000/h, not `{s}`");
+        let (count, unit) = s.split_once('/').ok_or_else(expected)?;
+        let count = count.trim().parse().map_err(|_| expected())?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(expected()),
+        };
+        Ok(RateLimit { count, per })
     }
 }
 
@@ -300,6 +341,12 @@ impl Config {
             }
             Ok(d)
         };
+        let parse_count = |name: &str, default: &str| -> Result<usize, ConfigError> {
+            match get(name).unwrap_or(default).parse() {
+                Ok(n @ 1..) => Ok(n),
+                _ => Err(err(name, "expected a whole number above zero".into())),
+            }
+        };
         let log_format = match get("CHORUS_LOG_FORMAT") {
             None if std::io::stderr().is_terminal() => LogFormat::Pretty,
             None => LogFormat::Json,
@@ -367,6 +414,11 @@ impl Config {
             jwt_leeway: parse_duration("CHORUS_JWT_LEEWAY", "5s")?,
             ws_init_timeout: parse_duration("CHORUS_WS_INIT_TIMEOUT", "10s")?,
             http_read_timeout: parse_duration("CHORUS_HTTP_READ_TIMEOUT", "10s")?,
+            ws_ping_interval: parse_duration("CHORUS_WS_PING_INTERVAL", "15s")?,
+            max_connections: parse_count("CHORUS_MAX_CONNECTIONS", "10000")?,
+            max_connections_per_ip: parse_count("CHORUS_MAX_CONNECTIONS_PER_IP", "512")?,
+            max_response_bytes: parse_count("CHORUS_MAX_RESPONSE_BYTES", "1048576")?,
+            rate_limit: get("CHORUS_RATE_LIMIT").map(str::parse).transpose().map_err(|reason| err("CHORUS_RATE_LIMIT", reason))?,
             faults,
             fault_injection,
             metrics,
@@ -427,6 +479,11 @@ mod tests {
             ("CHORUS_FAULT_INJECTION", "yes", "expected 0 or 1"),
             ("ORDERS_DATABASE_URL", "mysql://x", "postgres:// or sqlite:"),
             ("CHORUS_LOG_FROMAT", "json", "unknown variable"),
+            ("CHORUS_RATE_LIMIT", "100", "expected a count per unit"),
+            ("CHORUS_RATE_LIMIT", "0/s", "expected a count per unit"),
+            ("CHORUS_RATE_LIMIT", "5/day", "expected a count per unit"),
+            ("CHORUS_MAX_CONNECTIONS", "0", "above zero"),
+            ("CHORUS_MAX_RESPONSE_BYTES", "1MB", "above zero"),
         ];
         for (var, value, reason) in cases {
             let e = config(&[(var, value)]).expect_err(var);
@@ -434,6 +491,14 @@ mod tests {
             assert!(text.starts_with(&format!("{var}=")), "{text}");
             assert!(text.contains(reason), "{var}={value}: {text}");
         }
+    }
+
+    #[test]
+    fn a_rate_limit_is_a_count_per_unit() {
+        let c = config(&[("CHORUS_RATE_LIMIT", "600/min")]).expect("valid");
+        let limit = c.rate_limit.expect("set");
+        assert_eq!((limit.count.get(), limit.per), (600, Duration::from_secs(60)));
+        assert_eq!(config(&[]).expect("defaults").rate_limit, None);
     }
 
     #[test]

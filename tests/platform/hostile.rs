@@ -272,3 +272,140 @@ async fn a_client_that_dribbles_its_request_is_cut_off() {
     still_serving(&app).await;
     app.stop().await;
 }
+
+/// Reads from `stream` until it closes; `Err` when it stays open `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> Result<Vec<u8>, ()> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::new();
+    match tokio::time::timeout(within, stream.read_to_end(&mut read)).await {
+        Ok(_) => Ok(read),
+        Err(_) => Err(()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_HTTP_READ_TIMEOUT", "1s")], false).await;
+    let mut idle = tokio::net::TcpStream::connect(app.addr).await.expect("connects");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("sent");
+    // One answered request, then silence: the connection is not held.
+    let read = closed_within(&mut idle, std::time::Duration::from_secs(10)).await.expect("an idle connection was kept over 10 s");
+    assert!(read.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&read));
+    still_serving(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_caps_are_answered_503_and_closed() {
+    let extra = [("CHORUS_MAX_CONNECTIONS_PER_IP", "3"), ("CHORUS_HTTP_READ_TIMEOUT", "30s")];
+    let app = TestApp::start_with(Backend::Sqlite, &extra, false).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(app.addr).await.expect("connects"));
+    }
+    // The gateway counts a connection once it accepted it: give it that moment.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut fourth = tokio::net::TcpStream::connect(app.addr).await.expect("the socket connects");
+    let read = closed_within(&mut fourth, std::time::Duration::from_secs(5)).await.expect("an over-cap connection was held");
+    let text = String::from_utf8_lossy(&read);
+    assert!(text.starts_with("HTTP/1.1 503") && text.contains("retry-after"), "{text}");
+    // The places come back once the connections close.
+    drop(held);
+    let serving = crate::support::eventually(std::time::Duration::from_secs(5), || async {
+        app.http.get(format!("http://{}/health", app.addr)).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(serving, "closed connections kept their places");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_stops_answering_pings_is_closed() {
+    use futures::StreamExt;
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_WS_PING_INTERVAL", "1s")], false).await;
+    // A socket that keeps reading answers the pings (the client library
+    // pongs as it reads) and stays open past several intervals.
+    let mut alive = Ws::open(&app, Proto::Transport, json!({})).await;
+    alive.subscribe("p", "subscription { allCheckoutEvents { type } }", json!({})).await;
+    let quiet = tokio::time::timeout(std::time::Duration::from_secs(4), alive.any_frame()).await;
+    assert!(quiet.is_err(), "the answering socket was closed: {quiet:?}");
+    // A peer gone silent (it reads nothing, so it answers no ping).
+    let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
+    let (mut silent, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
+    use futures::SinkExt;
+    let init = json!({ "type": "connection_init", "payload": {} }).to_string();
+    silent.send(tokio_tungstenite::tungstenite::Message::Text(init.into())).await.expect("init sent");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    // Now read what it was sent: the ack, a ping, then the close (1001).
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(Ok(message)) = silent.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Close(frame) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("the silent socket was kept open");
+    assert_eq!(closed, Some(1001));
+    still_serving(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_is_told_when_to_come_back() {
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_RATE_LIMIT", "3/min")], false).await;
+    let url = format!("http://{}/graphql", app.addr);
+    let query = || app.http.post(&url).json(&json!({ "query": "{ products { id } }" })).send();
+    for _ in 0..3 {
+        assert_eq!(query().await.expect("answered").status(), 200);
+    }
+    let refused = query().await.expect("answered");
+    assert_eq!(refused.status(), 429);
+    let after: u64 = refused.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=20).contains(&after), "Retry-After: {after}");
+    let body: Value = refused.json().await.expect("JSON");
+    assert_eq!(error_code(&body), Some("RATE_LIMITED"), "{body}");
+    // The same client over a WebSocket is the same client.
+    let mut ws = Ws::open(&app, Proto::Transport, json!({})).await;
+    ws.subscribe("p", "subscription { allCheckoutEvents { type } }", json!({})).await;
+    match ws.frame("p").await {
+        Frame::Error(e) => assert_eq!(e["extensions"]["code"], "RATE_LIMITED", "{e}"),
+        other => panic!("a subscription over the rate ran: {other:?}"),
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_the_cap_is_refused() {
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_MAX_RESPONSE_BYTES", "2000")], false).await;
+    for i in 0..20 {
+        app.create_product(&format!("A product with a long enough name {i}"), 100, 1).await;
+    }
+    let body = app.gql("{ products { id name priceCents active stock reserved } }", json!({})).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("CHORUS_MAX_RESPONSE_BYTES")), "{body}");
+    assert!(body.to_string().len() < 2000);
+    // A smaller answer goes through.
+    app.gql_ok("{ products { active } }", json!({})).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complexity_multiplied_through_fragments_is_counted_as_it_runs() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    // No alias at all: 20 × 20 spreads of six fields are 2,400 as they run.
+    let spread = |next: &str| (0..20).map(|_| format!("... on Product {{ ...{next} }}")).collect::<Vec<_>>().join(" ");
+    let query = format!(
+        "{{ products {{ ...A }} }} fragment A on Product {{ {} }} fragment B on Product {{ {} }} fragment C on Product {{ id name priceCents active stock reserved }}",
+        spread("B"),
+        spread("C")
+    );
+    let body = app.gql(&query, json!({})).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("complex")), "{body}");
+    still_serving(&app).await;
+    app.stop().await;
+}
