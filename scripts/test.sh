@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite, on a fresh machine: installs what the tests need when it is
 # missing (a nats-server >= 2.11, PostgreSQL on 127.0.0.1:5432 with trust
-# auth, promtool, Chromium and the browser test's packages, cargo-nextest),
+# auth, promtool, Chromium and the browser test's packages, Node.js and the
+# GraphQL over HTTP audit's packages, cargo-nextest),
 # starts what must run, then runs every test. Extra arguments go to nextest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,13 @@ if [ "${CHORUS_TEST_SKIP_BROWSER:-}" != 1 ]; then
     echo "test.sh: installing the browser test's npm packages"
     npm ci --prefix tests/browser --no-audit --no-fund
   fi
+fi
+
+# Node.js and the GraphQL over HTTP audit's packages (graphql-http).
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
+if [ ! -d tests/http-audit/node_modules ]; then
+  echo "test.sh: installing the GraphQL over HTTP audit's npm packages"
+  npm ci --prefix tests/http-audit --no-audit --no-fund
 fi
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install cargo-nextest --locked

@@ -12,6 +12,7 @@ mod cluster;
 mod deployment;
 mod gateway;
 mod hostile;
+mod http_audit;
 mod inventory;
 mod lifecycle;
 mod metrics;
