@@ -7,6 +7,7 @@
 //! checkout, from sending the mutation to its terminal event reaching an
 //! `allCheckoutEvents` subscription opened before the run.
 
+pub mod breakdown;
 pub mod client;
 pub mod events;
 pub mod report;
@@ -77,6 +78,10 @@ pub struct BenchArgs {
     /// starts) or 3 (a JetStream cluster on loopback, everything at R3).
     #[arg(long = "nats-cluster", default_value_t = 1)]
     pub nats_cluster: usize,
+    /// Also count every message by subject (a subscriber on `>` of the
+    /// bench's own nats-server) and print messages per checkout by subject.
+    #[arg(long)]
+    pub breakdown: bool,
     /// Bearer token (an admin's) for a gateway with auth.
     #[arg(long, env = "CHORUS_BENCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -97,6 +102,9 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
     }
     if args.nats_cluster != 1 && args.nats_cluster != 3 {
         return Err(ChorusError::Usage("--nats-cluster takes 1 or 3".into()));
+    }
+    if args.breakdown && (args.url.is_some() || args.nats_cluster != 1) {
+        return Err(ChorusError::Usage("--breakdown counts on the bench's own single nats-server: no --url, no --nats-cluster".into()));
     }
     if args.checkouts.is_none() && !(args.duration > 0.0 && args.duration.is_finite()) {
         return Err(ChorusError::Usage(format!("--duration must be a positive number of seconds, not {}", args.duration)));
@@ -208,6 +216,14 @@ async fn run_pattern(
     let issued = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + Duration::from_secs_f64(args.duration);
     let cpu_before = own.map(OwnPlatform::cpu_seconds);
+    let tally = match own.and_then(|own| own.server.as_ref()) {
+        Some((server, _)) if args.breakdown => Some(breakdown::Tally::start(&server.url()).await?),
+        _ => None,
+    };
+    let nats_before = match own {
+        Some(own) => own.nats_counters().await,
+        None => None,
+    };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
@@ -281,6 +297,18 @@ async fn run_pattern(
         (Some(own), Some(before)) if !ended.is_empty() => Some((own.cpu_seconds() - before) * 1000.0 / ended.len() as f64),
         _ => None,
     };
+    let nats_after = match own {
+        Some(own) => own.nats_counters().await,
+        None => None,
+    };
+    let mut nats = nats_before.zip(nats_after).and_then(|(before, after)| before.per_checkout(after, ended.len() as u64));
+    let by_subject = tally.map(|tally| {
+        // The tally's own deliveries are the bench's, not the platform's.
+        if let Some(nats) = nats.as_mut() {
+            nats.messages_out -= ((tally.total() as f64 / ended.len().max(1) as f64) * 100.0).round() / 100.0;
+        }
+        tally.per_checkout(ended.len() as u64).into_iter().map(|(subject, messages)| report::SubjectCost { subject, messages }).collect()
+    });
     if !feed.is_open() {
         return Err(ChorusError::Bench("the gateway ended the bench's event subscription (too slow a reader?)".into()));
     }
@@ -312,6 +340,8 @@ async fn run_pattern(
         events_per_checkout: if checkouts == 0 { 0.0 } else { (events as f64 / checkouts as f64 * 100.0).round() / 100.0 },
         stock_freed_ms: (!freed.is_empty()).then(|| report::Latency::from_micros(&freed)),
         platform_cpu_ms_per_checkout: cpu.map(|c| (c * 100.0).round() / 100.0),
+        nats,
+        by_subject,
     };
     Ok((run, checks))
 }
@@ -389,6 +419,9 @@ struct OwnPlatform {
     backend: &'static str,
     /// The cluster `chorus up` runs against (`--nats-cluster 3`); dropped last.
     nats: Option<chorus_runtime::nats_cluster::NatsCluster>,
+    /// Otherwise the one server it runs against, started here with its
+    /// monitoring port, whose counters give messages per checkout.
+    server: Option<(chorus_runtime::nats_server::NatsServer, u16)>,
     dir: tempfile::TempDir,
 }
 
@@ -402,10 +435,21 @@ impl OwnPlatform {
             1 => None,
             n => Some(chorus_runtime::nats_cluster::NatsCluster::start(&config.nats_server_bin, &dir.path().join("nats"), n)?),
         };
+        let server = match nats {
+            Some(_) => None,
+            None => {
+                let monitor = free_port().map_err(ChorusError::Output)?;
+                let port = free_port().map_err(ChorusError::Output)?;
+                let extra = vec!["-m".to_owned(), monitor.to_string()];
+                let server = chorus_runtime::nats_server::NatsServer::start_with(&config.nats_server_bin, &dir.path().join("nats"), port, extra)?;
+                Some((server, monitor))
+            }
+        };
         let mut command = tokio::process::Command::new(exe);
-        match &nats {
-            Some(cluster) => command.env("NATS_URL", cluster.urls()).env("CHORUS_STREAM_REPLICAS", "3"),
-            None => command.env_remove("NATS_URL"),
+        match (&nats, &server) {
+            (Some(cluster), _) => command.env("NATS_URL", cluster.urls()).env("CHORUS_STREAM_REPLICAS", "3"),
+            (None, Some((server, _))) => command.env("NATS_URL", server.url()),
+            (None, None) => command.env_remove("NATS_URL"),
         };
         let child = command
             .args(["up", "--no-seed"])
@@ -420,7 +464,7 @@ impl OwnPlatform {
             .spawn()
             .map_err(|e| ChorusError::Bench(format!("cannot start `chorus up`: {e}")))?;
         let backend = if config.database_url(ServiceDb::Inventory).starts_with("postgres") { "postgres" } else { "sqlite" };
-        let own = OwnPlatform { child, url: format!("http://127.0.0.1:{port}"), backend, nats, dir };
+        let own = OwnPlatform { child, url: format!("http://127.0.0.1:{port}"), backend, nats, server, dir };
         let api = Api::new(&own.url, None)?;
         if let Err(e) = api.wait_healthy(Duration::from_secs(60)).await {
             let log = std::fs::read_to_string(own.dir.path().join("chorus.log")).unwrap_or_default();
@@ -433,7 +477,23 @@ impl OwnPlatform {
     /// and the cluster's nodes when there is one.
     fn cpu_seconds(&self) -> f64 {
         let nodes: f64 = self.nats.iter().flat_map(|c| (0..c.len()).filter_map(|i| c.pid_of(i))).map(process_tree_cpu).sum();
-        self.child.id().map(process_tree_cpu).unwrap_or(0.0) + nodes
+        self.child.id().map(process_tree_cpu).unwrap_or(0.0) + nodes + self.nats_cpu_seconds().unwrap_or(0.0)
+    }
+
+    /// CPU seconds of the single nats-server started here.
+    fn nats_cpu_seconds(&self) -> Option<f64> {
+        self.server.as_ref().and_then(|(server, _)| server.pid()).map(process_tree_cpu)
+    }
+
+    /// The single server's `in_msgs` and `out_msgs` (`/varz`).
+    async fn nats_counters(&self) -> Option<NatsCounters> {
+        let (_, monitor) = self.server.as_ref()?;
+        let varz: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{monitor}/varz")).await.ok()?.json().await.ok()?;
+        Some(NatsCounters {
+            messages_in: varz["in_msgs"].as_u64()?,
+            messages_out: varz["out_msgs"].as_u64()?,
+            cpu_s: self.nats_cpu_seconds()?,
+        })
     }
 
     async fn stop(mut self) {
@@ -444,6 +504,27 @@ impl OwnPlatform {
         if tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_err() {
             let _ = self.child.kill().await;
         }
+    }
+}
+
+/// A snapshot of what the bench's own nats-server has done.
+#[derive(Clone, Copy, Debug)]
+struct NatsCounters {
+    messages_in: u64,
+    messages_out: u64,
+    cpu_s: f64,
+}
+
+impl NatsCounters {
+    /// What was done between `self` and `later`, per one of `checkouts`.
+    fn per_checkout(self, later: NatsCounters, checkouts: u64) -> Option<report::NatsCost> {
+        let n = checkouts as f64;
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        (checkouts > 0).then(|| report::NatsCost {
+            messages_in: round(later.messages_in.saturating_sub(self.messages_in) as f64 / n),
+            messages_out: round(later.messages_out.saturating_sub(self.messages_out) as f64 / n),
+            cpu_ms: round((later.cpu_s - self.cpu_s) * 1000.0 / n),
+        })
     }
 }
 

@@ -44,6 +44,34 @@ pub struct Run {
     pub stock_freed_ms: Option<Latency>,
     /// CPU time the platform's process spent per checkout (self-started only).
     pub platform_cpu_ms_per_checkout: Option<f64>,
+    /// What the NATS server counted per checkout (self-started single
+    /// server only; the bench's own event feed included).
+    #[serde(default)]
+    pub nats: Option<NatsCost>,
+    /// `--breakdown`: messages per checkout by subject shape, most first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_subject: Option<Vec<SubjectCost>>,
+}
+
+/// Messages per checkout on one subject shape (`checkout.*.StockReserved`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubjectCost {
+    pub subject: String,
+    pub messages: f64,
+}
+
+/// Per checkout, from the self-started nats-server's monitoring counters
+/// (`/varz`) and its process's CPU time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NatsCost {
+    /// Messages the server received from its clients (`in_msgs`):
+    /// publishes, requests, replies, acks, JetStream API calls.
+    pub messages_in: f64,
+    /// Messages it delivered (`out_msgs`): one per subscriber reached,
+    /// JetStream deliveries to consumers included.
+    pub messages_out: f64,
+    /// CPU time of nats-server alone (also inside `platform_cpu_ms_per_checkout`).
+    pub cpu_ms: f64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -138,13 +166,14 @@ impl Report {
             self.target,
             if self.fail_rate > 0.0 { format!(", fail rate {:.0}% at the order step", self.fail_rate * 100.0) } else { String::new() }
         ));
-        out.push_str("| pattern | clients | checkouts | succeeded | failed | compensated | errors | throughput | P50 | P95 | P99 | max | events/checkout | stock freed P50 | CPU/checkout |\n");
-        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        out.push_str("| pattern | clients | checkouts | succeeded | failed | compensated | errors | throughput | P50 | P95 | P99 | max | events/checkout | stock freed P50 | CPU/checkout | of it nats-server | NATS msgs in/checkout | NATS msgs out/checkout |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for r in &self.runs {
             let freed = r.stock_freed_ms.map(|l| format!("{:.1} ms", l.p50)).unwrap_or_else(|| "–".into());
             let cpu = r.platform_cpu_ms_per_checkout.map(|c| format!("{c:.2} ms")).unwrap_or_else(|| "–".into());
+            let nats = |f: fn(&NatsCost) -> String| r.nats.as_ref().map(f).unwrap_or_else(|| "–".into());
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {:.0}/s | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.0}/s | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} | {} | {} | {} | {} | {} |\n",
                 r.pattern,
                 r.clients,
                 r.checkouts,
@@ -160,9 +189,22 @@ impl Report {
                 r.events_per_checkout,
                 freed,
                 cpu,
+                nats(|n| format!("{:.2} ms", n.cpu_ms)),
+                nats(|n| format!("{:.1}", n.messages_in)),
+                nats(|n| format!("{:.1}", n.messages_out)),
             ));
         }
         out.push('\n');
+        for r in &self.runs {
+            let Some(rows) = &r.by_subject else { continue };
+            let total: f64 = rows.iter().map(|c| c.messages).sum();
+            out.push_str(&format!("Messages per {} checkout by subject ({total:.1} in all, as a subscriber on `>` sees them):\n\n", r.pattern));
+            out.push_str("| subject | messages/checkout |\n| --- | ---: |\n");
+            for c in rows {
+                out.push_str(&format!("| `{}` | {:.2} |\n", c.subject, c.messages));
+            }
+            out.push('\n');
+        }
         if self.stock_conserved {
             out.push_str(&format!(
                 "Stock conserved: yes ({} products: available + reserved + sold = stocked, nothing left reserved, one sold per succeeded checkout).\n",
@@ -213,6 +255,8 @@ mod tests {
             events_per_checkout: 4.2,
             stock_freed_ms: None,
             platform_cpu_ms_per_checkout: Some(1.5),
+            nats: Some(NatsCost { messages_in: 61.0, messages_out: 80.5, cpu_ms: 0.5 }),
+            by_subject: None,
         }
     }
 

@@ -24,7 +24,7 @@ fn both_patterns_compensate_a_share_and_conserve_stock() {
     let (json, md) = (dir.path().join("report.json"), dir.path().join("report.md"));
     let out = bench(
         &[
-            "--pattern", "both", "--checkouts", "24", "--clients", "3", "--items", "2", "--fail-rate", "0.5",
+            "--pattern", "both", "--checkouts", "24", "--clients", "3", "--items", "2", "--fail-rate", "0.5", "--breakdown",
             "--json", json.to_str().expect("utf-8"), "--markdown", md.to_str().expect("utf-8"),
         ],
         dir.path(),
@@ -60,6 +60,20 @@ fn both_patterns_compensate_a_share_and_conserve_stock() {
     let per = |i: usize| runs[i]["events_per_checkout"].as_f64().expect("events_per_checkout");
     assert!((4.0..=5.0).contains(&per(1)), "choreographed events per checkout {}", per(1));
     assert!(per(0) > 10.0, "orchestrated events per checkout {}", per(0));
+    // What the bench's own nats-server counted, and by subject: every
+    // service call of a checkout is there, and the counts add up.
+    for run in runs {
+        let nats = &run["nats"];
+        let (sent, delivered) = (nats["messages_in"].as_f64().expect("messages_in"), nats["messages_out"].as_f64().expect("messages_out"));
+        assert!(sent > 4.0 && delivered > 4.0, "{nats}");
+        let subjects = run["by_subject"].as_array().expect("by_subject");
+        let names: Vec<&str> = subjects.iter().filter_map(|c| c["subject"].as_str()).collect();
+        for call in ["inventory.reserve", "orders.create"] {
+            assert!(names.contains(&call), "{} has no {call}: {names:?}", run["pattern"]);
+        }
+        let counted: f64 = subjects.iter().filter_map(|c| c["messages"].as_f64()).sum();
+        assert!(counted >= sent * 0.9, "{counted} by subject, {sent} sent");
+    }
     // Two products per run, each sold once per succeeded checkout.
     let stock = report["stock"].as_array().expect("stock");
     assert_eq!(stock.len(), 4);
@@ -75,6 +89,7 @@ fn both_patterns_compensate_a_share_and_conserve_stock() {
     assert!(table.contains("| pattern | clients | checkouts | succeeded | failed | compensated |"), "{table}");
     assert!(table.contains("\n| orchestrated | 3 | 24 |") && table.contains("\n| choreographed | 3 | 24 |"), "{table}");
     assert!(table.contains("Stock conserved: yes"), "{table}");
+    assert!(table.contains("Messages per orchestrated checkout by subject"), "{table}");
 }
 
 #[test]
@@ -86,6 +101,7 @@ fn bad_arguments_are_refused_before_anything_starts() {
         (&["--pattern", "sideways"][..], "invalid value 'sideways'"),
         (&["--clients", "0"][..], "--clients"),
         (&["--duration", "5", "--checkouts", "10"][..], "cannot be used with"),
+        (&["--breakdown", "--nats-cluster", "3"][..], "--breakdown counts on the bench's own single nats-server"),
     ] {
         let out = bench(args, dir.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
