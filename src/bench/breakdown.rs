@@ -50,8 +50,8 @@ impl Tally {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let n = checkouts.max(1) as f64;
         let round = |x: f64| (x * 100.0).round() / 100.0;
-        let (mut rows, small): (Vec<(String, f64)>, Vec<(String, f64)>) =
-            counts.iter().map(|(s, c)| (s.clone(), *c as f64 / n)).partition(|(_, per)| *per >= FOLD_BELOW);
+        let per: Vec<(String, f64)> = counts.iter().map(|(s, c)| (s.clone(), *c as f64 / n)).collect();
+        let (mut rows, small): (Vec<_>, Vec<_>) = per.into_iter().partition(|(_, per)| *per >= FOLD_BELOW);
         rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         if !small.is_empty() {
             rows.push((format!("({} other subjects)", small.len()), small.iter().map(|(_, per)| per).sum()));
