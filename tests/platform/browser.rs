@@ -8,13 +8,11 @@
 //! unless `CHORUS_TEST_SKIP_BROWSER=1` says to skip it, which is then
 //! printed loudly.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
-
-use tokio::process::Command;
+use std::{path::PathBuf, time::Duration};
 
 use crate::{
     choreographed::assert_conserved,
-    support::{Backend, TestApp},
+    support::{Backend, TestApp, node},
 };
 
 /// A bound for the whole script (browser start, GraphiQL, two checkouts).
@@ -57,20 +55,7 @@ async fn graphiql_and_the_example_app_check_out_in_chromium() {
 
     let url = format!("http://{}", app.addr);
     let started = std::time::Instant::now();
-    let child = Command::new("node")
-        .arg(dir.join("checkout.mjs"))
-        .arg(&url)
-        .env("CHROMIUM", chromium())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node (is Node.js installed?): {e}"));
-    let output = tokio::time::timeout(SCRIPT_LIMIT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("checkout.mjs did not finish within {SCRIPT_LIMIT:?} (killed)"))
-        .expect("checkout.mjs runs");
+    let output = node(&dir.join("checkout.mjs"), &[url], &[("CHROMIUM", chromium().into())], SCRIPT_LIMIT).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let report = format!("--- checkout.mjs stdout\n{stdout}--- checkout.mjs stderr\n{stderr}---");

@@ -232,18 +232,7 @@ async fn a_socket_that_never_initialises_is_closed_with_4408() {
     let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
     request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
-    use futures::StreamExt;
-    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while let Some(Ok(message)) = socket.next().await {
-            if let tokio_tungstenite::tungstenite::Message::Close(frame) = message {
-                return frame.map(|f| u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await
-    .expect("closed within 10 s");
-    assert_eq!(closed, Some(4408));
+    assert_eq!(close_code(&mut socket, std::time::Duration::from_secs(10)).await, Some(4408));
     still_serving(&app).await;
     app.stop().await;
 }
@@ -271,6 +260,23 @@ async fn a_client_that_dribbles_its_request_is_cut_off() {
     assert!(read.is_ok(), "a promised body held its connection open");
     still_serving(&app).await;
     app.stop().await;
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The code the gateway closes `socket` with, reading (and so answering
+/// pings) until then; panics if it is still open after `within`.
+async fn close_code(socket: &mut Socket, within: std::time::Duration) -> Option<u16> {
+    use futures::StreamExt;
+    let closed = tokio::time::timeout(within, async {
+        while let Some(Ok(message)) = socket.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Close(frame) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    });
+    closed.await.unwrap_or_else(|_| panic!("the socket was still open after {within:?}"))
 }
 
 /// Reads from `stream` until it closes; `Err` when it stays open `within`.
@@ -322,7 +328,6 @@ async fn connections_over_the_caps_are_answered_503_and_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_stops_answering_pings_is_closed() {
-    use futures::StreamExt;
     let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_WS_PING_INTERVAL", "1s")], false).await;
     // A socket that keeps reading answers the pings (the client library
     // pongs as it reads) and stays open past several intervals.
@@ -339,17 +344,7 @@ async fn a_socket_that_stops_answering_pings_is_closed() {
     silent.send(tokio_tungstenite::tungstenite::Message::Text(init.into())).await.expect("init sent");
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     // Now read what it was sent: the ack, a ping, then the close (1001).
-    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        while let Some(Ok(message)) = silent.next().await {
-            if let tokio_tungstenite::tungstenite::Message::Close(frame) = message {
-                return frame.map(|f| u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await
-    .expect("the silent socket was kept open");
-    assert_eq!(closed, Some(1001));
+    assert_eq!(close_code(&mut silent, std::time::Duration::from_secs(5)).await, Some(1001));
     still_serving(&app).await;
     app.stop().await;
 }

@@ -6,12 +6,11 @@
 //! Needs Node.js and `npm ci --prefix tests/http-audit` (the README's test
 //! command installs both); without them the test fails saying so.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
-use tokio::process::Command;
 
-use crate::support::{Backend, TestApp};
+use crate::support::{Backend, TestApp, node};
 
 /// Far more than the audit takes (about a second).
 const AUDIT_LIMIT: Duration = Duration::from_secs(60);
@@ -32,22 +31,9 @@ async fn audit(app: &TestApp, authorization: Option<&str>) -> Vec<Audit> {
         dir.join("node_modules/graphql-http").is_dir(),
         "the audit needs its packages: npm ci --prefix tests/http-audit (./scripts/test.sh does it)"
     );
-    let mut command = Command::new("node");
-    command.arg(dir.join("audit.mjs")).arg(format!("http://{}/graphql", app.addr));
-    if let Some(authorization) = authorization {
-        command.arg(authorization);
-    }
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node (is Node.js installed?): {e}"));
-    let output = tokio::time::timeout(AUDIT_LIMIT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("the audit did not finish within {AUDIT_LIMIT:?}"))
-        .expect("the audit runs");
+    let mut args = vec![format!("http://{}/graphql", app.addr)];
+    args.extend(authorization.map(str::to_owned));
+    let output = node(&dir.join("audit.mjs"), &args, &[], AUDIT_LIMIT).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "audit.mjs failed ({}):\n{stderr}", output.status);
     let audits: Vec<Audit> = String::from_utf8_lossy(&output.stdout)

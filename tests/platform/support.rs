@@ -319,3 +319,21 @@ where
     }
     false
 }
+
+/// Runs `node <script> <args>`: a script of the project's (Playwright, the
+/// GraphQL over HTTP audit) against the real gateway. Killed after `limit`.
+pub async fn node(script: &std::path::Path, args: &[String], env: &[(&str, std::ffi::OsString)], limit: Duration) -> std::process::Output {
+    let mut command = tokio::process::Command::new("node");
+    command.arg(script).args(args).envs(env.iter().map(|(k, v)| (k, v)));
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node (is Node.js installed?): {e}"));
+    tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{} did not finish within {limit:?} (killed)", script.display()))
+        .unwrap_or_else(|e| panic!("{} runs: {e}", script.display()))
+}
