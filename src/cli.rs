@@ -44,7 +44,7 @@ pub enum Command {
     },
     /// List or tail the event stream (NATS_URL), by checkout or event type.
     Events {
-        /// Only this checkout's events (read from the index, no scan).
+        /// Only this checkout's events (read by its subject, no scan).
         #[arg(long)]
         checkout: Option<Uuid>,
         /// Only events of this type (CheckoutInitiated, StockReserved, …).

@@ -32,7 +32,7 @@ pub struct EventsQuery {
 /// What `chorus replay` does.
 #[derive(Clone, Debug)]
 pub enum Replay {
-    /// One checkout's events, from the index (no scan).
+    /// One checkout's events, read by its subject (no scan).
     Checkout(Uuid, Format),
     /// Drop and rebuild read models from the stream.
     Rebuild(Vec<Projection>),

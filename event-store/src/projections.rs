@@ -366,13 +366,13 @@ impl Projections {
     }
 
     /// The view of a checkout including every event already stored: the
-    /// read model when it is up to date with the index, else a fold of the
-    /// checkout's events (read-your-writes right after a mutation).
+    /// read model when it has applied the checkout's last event, else a
+    /// fold of the checkout's events (read-your-writes right after a mutation).
     pub async fn checkout_fresh(&self, events: &EventStore, id: Uuid) -> Result<Option<CheckoutView>, EventStoreError> {
-        let (stored, sequences) = futures::try_join!(self.checkout(id), events.checkout_sequences(id))?;
-        match stored {
-            Some(view) if sequences.iter().all(|s| view.applied.binary_search(s).is_ok()) => Ok(Some(view)),
-            _ if sequences.is_empty() => Ok(None),
+        let (stored, last) = futures::try_join!(self.checkout(id), events.last_of_checkout(id))?;
+        match (stored, last) {
+            (_, None) => Ok(None),
+            (Some(view), Some(last)) if view.applied.binary_search(&last).is_ok() => Ok(Some(view)),
             _ => Ok(CheckoutView::fold(&events.read_checkout(id).await?)),
         }
     }

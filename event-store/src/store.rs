@@ -27,8 +27,6 @@ pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// How long a page read waits for a message the stream said it holds.
 const PAGE_STALL: Duration = Duration::from_secs(2);
-/// Index writes of one batch append in flight at once.
-const INDEX_WRITES_IN_FLIGHT: usize = 256;
 
 /// A page of the stream, for walking it from a sequence.
 #[derive(Debug, Clone)]
@@ -46,12 +44,11 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
-/// A handle on stream `CHECKOUT_EVENTS` and its checkout index; cheap to clone.
+/// A handle on stream `CHECKOUT_EVENTS`; cheap to clone.
 #[derive(Clone)]
 pub struct EventStore {
     js: jetstream::Context,
     stream: stream::Stream,
-    index: kv::Store,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -78,12 +75,6 @@ pub fn stream_config(replicas: usize) -> stream::Config {
     }
 }
 
-/// The checkout index bucket: one key per checkout, its value the sorted
-/// list of that checkout's stream sequences.
-pub fn index_stream_config(replicas: usize) -> stream::Config {
-    kv_stream_config(subjects::INDEX_BUCKET, "Chorus: checkout id -> sequences of its events in CHECKOUT_EVENTS", replicas)
-}
-
 /// The stream behind a KV bucket (one value per key), written as such rather
 /// than through `create_key_value`, whose account query does not parse a
 /// 2.9 server's answer (ADR-8).
@@ -107,8 +98,8 @@ pub fn kv_stream_config(bucket: &str, description: &str, replicas: usize) -> str
 }
 
 impl EventStore {
-    /// Creates or updates the stream and the index (idempotent: every process
-    /// may call it at start).
+    /// Creates or updates the stream (idempotent: every process may call it
+    /// at start).
     pub async fn provision(client: async_nats::Client, replicas: usize) -> Result<Self, EventStoreError> {
         let js = jetstream::new(client);
         // A cluster that has just formed (or is electing a leader) answers
@@ -120,23 +111,15 @@ impl EventStore {
         let stream = until_provisioned("binding stream CHECKOUT_EVENTS", || js.get_stream(subjects::STREAM))
             .await
             .map_err(|e| stream_err(e.into()))?;
-        let index_err = |e: async_nats::Error| EventStoreError::Provision { what: "bucket CHECKOUT_INDEX", source: e };
-        until_provisioned("provisioning bucket CHECKOUT_INDEX", || js.create_or_update_stream(index_stream_config(replicas)))
-            .await
-            .map_err(|e| index_err(e.into()))?;
-        let index = until_provisioned("binding bucket CHECKOUT_INDEX", || js.get_key_value(subjects::INDEX_BUCKET))
-            .await
-            .map_err(|e| index_err(e.into()))?;
-        Ok(EventStore { js, stream, index })
+        Ok(EventStore { js, stream })
     }
 
-    /// Binds to a stream and index that already exist, changing nothing
+    /// Binds to a stream that already exists, changing nothing
     /// (for tools run against a deployment they must not reconfigure).
     pub async fn open(client: async_nats::Client) -> Result<Self, EventStoreError> {
         let js = jetstream::new(client);
         let stream = js.get_stream(subjects::STREAM).await.map_err(EventStoreError::read)?;
-        let index = js.get_key_value(subjects::INDEX_BUCKET).await.map_err(EventStoreError::read)?;
-        Ok(EventStore { js, stream, index })
+        Ok(EventStore { js, stream })
     }
 
     pub fn jetstream(&self) -> &jetstream::Context {
@@ -162,8 +145,7 @@ impl EventStore {
     }
 
     /// Appends events in the order given with every publish in flight at
-    /// once, then indexes each checkout with one write; returns where each
-    /// landed. Same dedupe and retry rules as [`Self::append`]. One
+    /// once; returns where each landed. Same dedupe and retry rules as [`Self::append`]. One
     /// connection keeps the order, so a checkout's events stay in sequence.
     pub async fn append_all(&self, events: &[Envelope], trace: Option<&TraceParent>) -> Result<Vec<Appended>, EventStoreError> {
         let events: Vec<_> = events.iter().map(|e| (e, trace)).collect();
@@ -191,9 +173,6 @@ impl EventStore {
             sent.push(event);
         }
         let acks = futures::future::try_join_all(pending).await?;
-        // Also on a duplicate: the first attempt may have died before this.
-        let entries: Vec<(Uuid, u64)> = sent.iter().zip(&acks).map(|(event, ack)| (event.checkout_id, ack.sequence)).collect();
-        self.index_grouped(entries).await?;
         for (event, ack) in sent.iter().zip(&acks) {
             if !ack.duplicate {
                 metrics::counter!("events_published_total", "topic" => subjects::TOPIC, "type" => event.event_type())
@@ -203,73 +182,26 @@ impl EventStore {
         Ok(acks.iter().map(|ack| Appended { sequence: ack.sequence, duplicate: ack.duplicate }).collect())
     }
 
-    /// Makes sure every one of `events` is in its checkout's index entry.
-    /// An appender that dies between its publish and its index write leaves
-    /// an event out, and nothing would ever put it back (a client's retry
-    /// may find the checkout and append nothing); the projection worker,
-    /// which sees every event, calls this so the index is complete in the
-    /// end. Costs one read per checkout; writes only what is missing.
-    pub async fn ensure_indexed(&self, events: &[RecordedEvent]) -> Result<(), EventStoreError> {
-        self.index_grouped(events.iter().map(|e| (e.envelope.checkout_id, e.sequence)).collect()).await
-    }
-
-    /// Indexes `(checkout, sequence)` pairs with one write per checkout, a
-    /// bounded number in flight.
-    async fn index_grouped(&self, entries: Vec<(Uuid, u64)>) -> Result<(), EventStoreError> {
-        let mut by_checkout: std::collections::BTreeMap<Uuid, Vec<u64>> = Default::default();
-        for (id, sequence) in entries {
-            by_checkout.entry(id).or_default().push(sequence);
-        }
-        futures::stream::iter(by_checkout)
-            .map(|(id, sequences)| async move { self.index_insert(id, &sequences).await })
-            .buffer_unordered(INDEX_WRITES_IN_FLIGHT)
-            .try_collect::<()>()
-            .await
-    }
-
-    /// Adds `new` sequences to the checkout's index entry, with
-    /// compare-and-set so that concurrent appenders (orchestrator, workers)
-    /// never lose one.
-    async fn index_insert(&self, checkout_id: Uuid, new: &[u64]) -> Result<(), EventStoreError> {
-        cas(&self.index, &checkout_id.to_string(), |current| {
-            let mut sequences = current.map(decode_sequences).transpose()?.unwrap_or_default();
-            let fresh: Vec<u64> = new.iter().copied().filter(|s| !sequences.contains(s)).collect();
-            if fresh.is_empty() {
-                return Ok(None);
-            }
-            sequences.extend(fresh);
-            sequences.sort_unstable();
-            Ok(Some(Bytes::from(serde_json::to_vec(&sequences)?)))
-        })
-        .await
-    }
-
-    /// The sequences of one checkout's events, from the index.
-    pub async fn checkout_sequences(&self, checkout_id: Uuid) -> Result<Vec<u64>, EventStoreError> {
-        match self.index.get(checkout_id.to_string()).await.map_err(EventStoreError::index)? {
-            Some(value) => decode_sequences(&value),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// One checkout's events in stream order, each id once: one index
-    /// lookup, then one direct get per event, all in flight at once. Never
-    /// scans the stream.
+    /// One checkout's events in stream order, each id once: one batch
+    /// direct get by subject (`ecommerce.checkout.<id>.*`). Never scans the
+    /// stream (nats-server 2.11 finds a subject's messages by itself).
     pub async fn read_checkout(&self, checkout_id: Uuid) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        let sequences = self.checkout_sequences(checkout_id).await?;
-        let gets = sequences.into_iter().map(|seq| self.get(seq));
-        let mut events: Vec<RecordedEvent> = futures::future::try_join_all(gets)
-            .await?
-            .into_iter()
-            .flatten()
-            .filter(|e| e.envelope.checkout_id == checkout_id)
-            .collect();
-        events.sort_by_key(|e| e.sequence);
+        let mut events = crate::direct::read_subject(&self.js.client(), &subjects::checkout(checkout_id)).await?;
         // An event re-published after the stream's dedupe window is stored
         // twice (same id, two sequences); a replay shows it once, first.
         let mut seen = std::collections::HashSet::new();
         events.retain(|e| seen.insert(e.envelope.id));
         Ok(events)
+    }
+
+    /// The sequence of the checkout's last stored event, if it has any: one
+    /// direct get of the last message under its subjects.
+    pub async fn last_of_checkout(&self, checkout_id: Uuid) -> Result<Option<u64>, EventStoreError> {
+        match self.stream.direct_get_last_for_subject(subjects::checkout(checkout_id)).await {
+            Ok(msg) => Ok(Some(msg.sequence)),
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(EventStoreError::read(e)),
+        }
     }
 
     /// The event at `sequence`, or `None` if it expired or never existed.
@@ -409,6 +341,3 @@ pub fn decode(sequence: u64, payload: &[u8], headers: Option<&HeaderMap>) -> Res
     Ok(RecordedEvent { sequence, envelope, traceparent })
 }
 
-fn decode_sequences(value: &[u8]) -> Result<Vec<u64>, EventStoreError> {
-    serde_json::from_slice(value).map_err(|source| EventStoreError::Decode { sequence: 0, source })
-}

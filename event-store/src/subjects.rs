@@ -8,8 +8,6 @@ pub const STREAM: &str = "CHECKOUT_EVENTS";
 pub const ALL: &str = "ecommerce.checkout.>";
 /// The prefix of every event subject; the `topic` label of event metrics.
 pub const TOPIC: &str = "ecommerce.checkout";
-/// The KV bucket mapping a checkout id to its event sequences.
-pub const INDEX_BUCKET: &str = "CHECKOUT_INDEX";
 
 /// `ecommerce.checkout.<checkout_id>.<EventType>`
 pub fn event(checkout_id: Uuid, event_type: &str) -> String {

@@ -72,7 +72,7 @@ async fn a_republished_event_is_stored_once() {
 }
 
 #[tokio::test]
-async fn concurrent_appenders_lose_no_index_entry() {
+async fn concurrent_appenders_lose_no_event() {
     let f = fixture().await;
     let id = Uuid::new_v4();
     let tasks: Vec<_> = (0..25)
@@ -93,11 +93,30 @@ async fn concurrent_appenders_lose_no_index_entry() {
 }
 
 #[tokio::test]
+async fn a_long_history_is_read_whole_across_batches_and_alone() {
+    let f = fixture().await;
+    support::fill(f.store.jetstream(), 50).await;
+    let id = Uuid::new_v4();
+    let events: Vec<Envelope> = (0..600)
+        .map(|i| Envelope::new(id, Pattern::Orchestrated, EventPayload::SagaTransitioned { from: None, to: format!("S{i}"), reason: None }))
+        .collect();
+    f.store.append_all(&events, None).await.expect("append");
+    support::fill(f.store.jetstream(), 50).await;
+    let read = f.store.read_checkout(id).await.expect("read");
+    assert_eq!(read.len(), 600, "a history longer than one batch is read whole");
+    assert!(read.iter().all(|e| e.envelope.checkout_id == id), "only that checkout's events");
+    assert!(read.windows(2).all(|w| w[0].sequence < w[1].sequence), "in stream order");
+    assert_eq!(f.store.last_of_checkout(id).await.expect("last"), read.last().map(|e| e.sequence));
+    assert!(f.store.read_checkout(Uuid::new_v4()).await.expect("read").is_empty());
+    assert_eq!(f.store.last_of_checkout(Uuid::new_v4()).await.expect("last"), None);
+}
+
+#[tokio::test]
 async fn pages_walk_the_whole_stream() {
     let f = fixture().await;
     support::fill(f.store.jetstream(), 600).await; // 3,600 events
     let total = f.store.last_sequence().await.expect("last");
-    assert_eq!(total, 3_600, "index entries live in their own stream");
+    assert_eq!(total, 3_600);
     let mut from = 1;
     let mut seen = Vec::new();
     loop {

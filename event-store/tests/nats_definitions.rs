@@ -35,7 +35,7 @@ async fn the_nats_folder_matches_what_chorus_provisions() {
     let events = EventStore::provision(client.clone(), 1).await.expect("provision");
     chorus_event_store::Projections::provision(events.jetstream().clone(), 1).await.expect("provision read models");
     let js = async_nats::jetstream::new(client);
-    for name in ["CHECKOUT_EVENTS", "KV_CHECKOUT_INDEX", "KV_CHECKOUTS", "KV_ORDERS_BY_CLIENT"] {
+    for name in ["CHECKOUT_EVENTS", "KV_CHECKOUTS", "KV_ORDERS_BY_CLIENT"] {
         let live = js.get_stream(name).await.expect("provisioned").cached_info().config.clone();
         assert_same(&definition(name), &live);
     }

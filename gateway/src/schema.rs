@@ -952,9 +952,8 @@ const STORE_INITIATION_WITHIN: std::time::Duration = std::time::Duration::from_s
 /// Stores a choreographed checkout's `CheckoutInitiated`, retrying (its id
 /// is derived, so a retry is deduplicated) while the event store is
 /// unavailable; `Some(sequence)` when the stream already held it there.
-/// The checkout is accepted once the stream has it: a failure
-/// of the index write after that is repaired by the projection worker, so
-/// it is not an error. Otherwise `SERVICE_UNAVAILABLE`, naming the checkout.
+/// The checkout is accepted once the stream has it; otherwise
+/// `SERVICE_UNAVAILABLE`, naming the checkout.
 async fn store_initiation(state: &GatewayState, event: &Envelope, trace: &chorus_runtime::trace::TraceParent) -> Result<Option<u64>, GatewayError> {
     use chorus_event_store::EventStoreError;
     let policy = chorus_runtime::retry::forever(std::time::Duration::from_millis(100), std::time::Duration::from_secs(2));
@@ -963,10 +962,6 @@ async fn store_initiation(state: &GatewayState, event: &Envelope, trace: &chorus
         chorus_runtime::retry::until_ok("storing CheckoutInitiated", policy, retryable, || state.events.append_once(event, Some(trace)));
     match tokio::time::timeout(STORE_INITIATION_WITHIN, append).await {
         Ok(Ok(appended)) => Ok(appended.duplicate.then_some(appended.sequence)),
-        Ok(Err(e @ EventStoreError::Index(_))) => {
-            tracing::warn!(error = %e, checkout_id = %event.checkout_id, "stored, not indexed yet (the projection worker indexes it)");
-            Ok(None)
-        }
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(GatewayError::ServiceUnavailable(format!(
             "the event store is unavailable: checkout {} was not confirmed; look it up with checkout(id) or retry with the same idempotencyKey",

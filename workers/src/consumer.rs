@@ -53,14 +53,16 @@ pub struct Delivery {
 }
 
 impl WorkerName {
-    /// The subject its consumer filters on (one subject: NATS 2.9 has no
-    /// multi-filter consumers, so workers that want two types take all).
-    pub fn filter(self) -> String {
+    /// The subjects its consumer filters on: the event types it acts on.
+    pub fn filters(self) -> Vec<String> {
         match self {
-            WorkerName::StockReservation | WorkerName::StallWatch => subjects::event_type("CheckoutInitiated"),
-            WorkerName::OrderCreation => subjects::event_type("StockReserved"),
-            WorkerName::StockCompensation => subjects::event_type("OrderCreationFailed"),
-            WorkerName::Notification | WorkerName::Audit | WorkerName::CqrsProjection => subjects::ALL.to_owned(),
+            WorkerName::StockReservation | WorkerName::StallWatch => vec![subjects::event_type("CheckoutInitiated")],
+            WorkerName::OrderCreation => vec![subjects::event_type("StockReserved")],
+            WorkerName::StockCompensation => vec![subjects::event_type("OrderCreationFailed")],
+            // Only the two terminal events: nothing else is delivered to be
+            // skipped and acked (a consumer with several filters, 2.10+).
+            WorkerName::Notification => vec![subjects::event_type("CheckoutSucceeded"), subjects::event_type("CheckoutFailed")],
+            WorkerName::Audit | WorkerName::CqrsProjection => vec![subjects::ALL.to_owned()],
         }
     }
 
@@ -90,7 +92,15 @@ pub fn consumer_config(worker: WorkerName, attempts: u32, ack_wait: Duration) ->
     pull::Config {
         durable_name: Some(worker.durable().to_owned()),
         description: Some(worker.description()),
-        filter_subject: worker.filter(),
+        // One filter is written as `filter_subject`, as before several were allowed.
+        filter_subject: match worker.filters().as_slice() {
+            [one] => one.clone(),
+            _ => String::new(),
+        },
+        filter_subjects: match worker.filters() {
+            several if several.len() > 1 => several,
+            _ => Vec::new(),
+        },
         deliver_policy: DeliverPolicy::All,
         ack_policy: AckPolicy::Explicit,
         ack_wait,

@@ -1,14 +1,12 @@
 //! cqrs-projection (`choreo-cqrs`): applies every event of both patterns to
 //! the read models (`checkouts`, `orders_by_client`), a pulled batch at a
-//! time so that a checkout's events in one batch cost one write. It also
-//! puts back into `CHECKOUT_INDEX` any event an appender stored but died
-//! before indexing (`EventStore::ensure_indexed`).
+//! time so that a checkout's events in one batch cost one write.
 
 use chorus_event_store::RecordedEvent;
 
 use crate::{WorkerError, Workers};
 
 pub async fn handle_batch(ctx: &Workers, events: &[RecordedEvent]) -> Result<(), WorkerError> {
-    futures::try_join!(ctx.events.ensure_indexed(events), ctx.projections.apply_all(events))?;
+    ctx.projections.apply_all(events).await?;
     Ok(())
 }

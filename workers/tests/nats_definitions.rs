@@ -40,6 +40,7 @@ async fn the_nats_folder_matches_the_workers_consumers() {
         assert_eq!(file.durable_name, live.durable_name, "{name}");
         assert_eq!(file.description, live.description, "{name}");
         assert_eq!(file.filter_subject, live.filter_subject, "{name}");
+        assert_eq!(file.filter_subjects, live.filter_subjects, "{name}");
         assert_eq!(file.deliver_policy, live.deliver_policy, "{name}");
         assert_eq!(file.ack_policy, live.ack_policy, "{name}");
         assert_eq!(file.ack_wait, live.ack_wait, "{name}");

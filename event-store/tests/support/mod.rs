@@ -1,6 +1,5 @@
 //! Filling a real stream fast, for the tests and the benchmark: events are
-//! published pipelined (thousands of acks in flight), and each checkout's
-//! index entry is written once its sequences are known.
+//! published pipelined (thousands of acks in flight).
 
 #![allow(dead_code)]
 
@@ -26,8 +25,7 @@ pub fn checkout_events(checkout_id: Uuid) -> Vec<Envelope> {
     payloads.into_iter().map(|p| Envelope::new(checkout_id, Pattern::Choreographed, p)).collect()
 }
 
-/// Stores `checkouts` checkouts of six events each, with their index
-/// entries; returns their ids.
+/// Stores `checkouts` checkouts of six events each; returns their ids.
 pub async fn fill(js: &jetstream::Context, checkouts: usize) -> Vec<Uuid> {
     const BATCH: usize = 500;
     let mut ids = Vec::with_capacity(checkouts);
@@ -36,26 +34,16 @@ pub async fn fill(js: &jetstream::Context, checkouts: usize) -> Vec<Uuid> {
         let n = remaining.min(BATCH);
         remaining -= n;
         let batch: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
-        let mut acks: Vec<(Uuid, PublishAckFuture)> = Vec::with_capacity(n * 6);
+        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(n * 6);
         for id in &batch {
             for event in checkout_events(*id) {
                 let subject = subjects::event(*id, event.event_type());
                 let body = Bytes::from(serde_json::to_vec(&event).expect("encode"));
-                acks.push((*id, js.publish(subject, body).await.expect("publish")));
+                acks.push(js.publish(subject, body).await.expect("publish"));
             }
         }
-        let mut sequences: std::collections::HashMap<Uuid, Vec<u64>> = Default::default();
-        for (id, ack) in acks {
-            sequences.entry(id).or_default().push(ack.await.expect("ack").sequence);
-        }
-        let mut index_acks = Vec::with_capacity(n);
-        for (id, seqs) in sequences {
-            let subject = format!("$KV.{}.{id}", subjects::INDEX_BUCKET);
-            let value = Bytes::from(serde_json::to_vec(&seqs).expect("encode"));
-            index_acks.push(js.publish(subject, value).await.expect("index publish"));
-        }
-        for ack in index_acks {
-            ack.await.expect("index ack");
+        for ack in acks {
+            ack.await.expect("ack");
         }
         ids.extend(batch);
     }

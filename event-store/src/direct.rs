@@ -1,0 +1,79 @@
+//! One checkout's events by subject: JetStream's batch direct get (ADR-31,
+//! nats-server 2.11), one request answered by every matching message and
+//! an end-of-batch marker. async-nats 0.51 has the single direct get only,
+//! and the crate that adds batches (`jetstream-extra`) pins async-nats 0.48,
+//! a second copy of the client: so the request is made here, on the
+//! client's own request-many building blocks (an inbox and a subscription).
+//!
+//! Reading by subject replaces the per-checkout index the store kept in a
+//! key-value bucket (a read-modify-write on every append): on 2.11 and
+//! later the server finds a subject's messages without walking the stream.
+
+use std::time::Duration;
+
+use async_nats::{Client, HeaderMap, StatusCode};
+use futures::StreamExt;
+
+use crate::{EventStoreError, RecordedEvent, store::decode, subjects};
+
+/// Most messages asked for in one request; a longer history takes more.
+const BATCH: usize = 256;
+/// How long the server may take between two messages of one answer.
+const STALL: Duration = Duration::from_secs(5);
+/// The end-of-batch marker's status.
+const END_OF_BATCH: u16 = 204;
+
+/// Every event stored under `subject` (wildcards allowed), in stream order.
+pub async fn read_subject(client: &Client, subject: &str) -> Result<Vec<RecordedEvent>, EventStoreError> {
+    let mut events = Vec::new();
+    let mut from = 1;
+    loop {
+        let (batch, more) = read_batch(client, subject, from).await?;
+        let Some(last) = batch.last().map(|e| e.sequence) else { return Ok(events) };
+        events.extend(batch);
+        if !more {
+            return Ok(events);
+        }
+        from = last + 1;
+    }
+}
+
+/// Up to [`BATCH`] events under `subject` from sequence `from` on, and
+/// whether more follow.
+async fn read_batch(client: &Client, subject: &str, from: u64) -> Result<(Vec<RecordedEvent>, bool), EventStoreError> {
+    let inbox = client.new_inbox();
+    let mut answers = client.subscribe(inbox.clone()).await.map_err(EventStoreError::read)?;
+    let request = serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": BATCH });
+    let api = format!("$JS.API.DIRECT.GET.{}", subjects::STREAM);
+    client.publish_with_reply(api, inbox, request.to_string().into()).await.map_err(EventStoreError::read)?;
+    let mut events = Vec::new();
+    loop {
+        let message = match tokio::time::timeout(STALL, answers.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Err(EventStoreError::read("the batch read's subscription ended")),
+            Err(_) => return Err(EventStoreError::read(format!("no answer to a batch read within {STALL:?}"))),
+        };
+        match message.status {
+            None | Some(StatusCode::OK) => {
+                let headers = message.headers.as_ref();
+                let sequence = header_u64(headers, "Nats-Sequence")
+                    .ok_or_else(|| EventStoreError::read("a batch read's message has no Nats-Sequence"))?;
+                events.push(decode(sequence, &message.payload, headers)?);
+            }
+            Some(status) if status.as_u16() == END_OF_BATCH => {
+                let more = header_u64(message.headers.as_ref(), "Nats-Num-Pending").is_some_and(|n| n > 0);
+                return Ok((events, more));
+            }
+            // Nothing (more) under that subject.
+            Some(StatusCode::NOT_FOUND) => return Ok((events, false)),
+            Some(status) => {
+                let why = message.description.unwrap_or_default();
+                return Err(EventStoreError::read(format!("batch read refused: {status} {why}")));
+            }
+        }
+    }
+}
+
+fn header_u64(headers: Option<&HeaderMap>, name: &str) -> Option<u64> {
+    headers?.get(name)?.as_str().parse().ok()
+}
