@@ -15,8 +15,9 @@ pub enum EventStoreError {
     },
     #[error("cannot read from the event store: {0}")]
     Read(#[source] async_nats::Error),
-    #[error("cannot update the checkout index: {0}")]
-    Index(#[source] async_nats::Error),
+    /// A read model's KV bucket could not be read or written.
+    #[error("cannot read or write a read model: {0}")]
+    ReadModel(#[source] async_nats::Error),
     #[error("event at sequence {sequence} is not a Chorus event: {source}")]
     Decode {
         sequence: u64,
@@ -31,7 +32,7 @@ impl EventStoreError {
     pub(crate) fn read(e: impl Into<async_nats::Error>) -> Self {
         EventStoreError::Read(e.into())
     }
-    pub(crate) fn index(e: impl Into<async_nats::Error>) -> Self {
-        EventStoreError::Index(e.into())
+    pub(crate) fn read_model(e: impl Into<async_nats::Error>) -> Self {
+        EventStoreError::ReadModel(e.into())
     }
 }

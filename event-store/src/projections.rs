@@ -323,8 +323,8 @@ impl Projections {
                 until_provisioned(projection.bucket(), || js.get_key_value(projection.bucket())).await.map_err(|e| err(e.into()))?;
             stores.push(store);
         }
-        let orders_by_client = stores.pop().ok_or_else(|| EventStoreError::index("no bucket"))?;
-        let checkouts = stores.pop().ok_or_else(|| EventStoreError::index("no bucket"))?;
+        let orders_by_client = stores.pop().ok_or_else(|| EventStoreError::read_model("no bucket"))?;
+        let checkouts = stores.pop().ok_or_else(|| EventStoreError::read_model("no bucket"))?;
         Ok(Projections { js, checkouts, orders_by_client })
     }
 
@@ -385,10 +385,10 @@ impl Projections {
     /// comparing a model with its rebuild).
     pub async fn dump(&self, projection: Projection) -> Result<Vec<(String, serde_json::Value)>, EventStoreError> {
         let store = self.store(projection);
-        let keys: Vec<String> = store.keys().await.map_err(EventStoreError::index)?.try_collect().await.map_err(EventStoreError::index)?;
+        let keys: Vec<String> = store.keys().await.map_err(EventStoreError::read_model)?.try_collect().await.map_err(EventStoreError::read_model)?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(value) = store.get(&key).await.map_err(EventStoreError::index)? {
+            if let Some(value) = store.get(&key).await.map_err(EventStoreError::read_model)? {
                 let value = serde_json::from_slice(&value).map_err(|source| EventStoreError::Decode { sequence: 0, source })?;
                 out.push((key, value));
             }
@@ -406,8 +406,8 @@ impl Projections {
             .js
             .get_stream(format!("KV_{}", projection.bucket()))
             .await
-            .map_err(EventStoreError::index)?;
-        bucket_stream.purge().await.map_err(EventStoreError::index)?;
+            .map_err(EventStoreError::read_model)?;
+        bucket_stream.purge().await.map_err(EventStoreError::read_model)?;
         let (count, keys) = match projection {
             Projection::Checkouts => rebuild_into::<CheckoutView>(events, self.store(projection)).await?,
             Projection::OrdersByClient => rebuild_into::<ClientOrders>(events, self.store(projection)).await?,
@@ -417,7 +417,7 @@ impl Projections {
 }
 
 async fn read<T: DeserializeOwned>(store: &kv::Store, key: &str) -> Result<Option<T>, EventStoreError> {
-    match store.get(key).await.map_err(EventStoreError::index)? {
+    match store.get(key).await.map_err(EventStoreError::read_model)? {
         Some(value) => serde_json::from_slice(&value).map(Some).map_err(|source| EventStoreError::Decode { sequence: 0, source }),
         None => Ok(None),
     }
@@ -512,7 +512,7 @@ async fn rebuild_into<V: View + Send + Sync + 'static>(events: &EventStore, stor
                     match store.create(&key, Bytes::from(serde_json::to_vec(rebuilt_ref)?)).await {
                         Ok(_) => return Ok::<(), EventStoreError>(()),
                         Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
-                        Err(e) => return Err(EventStoreError::index(e)),
+                        Err(e) => return Err(EventStoreError::read_model(e)),
                     }
                 };
                 let have = current.applied();

@@ -303,7 +303,7 @@ pub(crate) async fn cas(
     change: impl Fn(Option<&[u8]>) -> Result<Option<Bytes>, EventStoreError>,
 ) -> Result<(), EventStoreError> {
     loop {
-        let entry = store.entry(key).await.map_err(EventStoreError::index)?;
+        let entry = store.entry(key).await.map_err(EventStoreError::read_model)?;
         let (current, revision) = match &entry {
             Some(entry) if entry.operation == kv::Operation::Put => (Some(entry.value.as_ref()), Some(entry.revision)),
             // A purged key keeps a marker: the next write must follow it.
@@ -328,7 +328,7 @@ pub(crate) async fn cas(
         match written {
             Ok(()) => return Ok(()),
             Err((true, _)) => continue,
-            Err((false, e)) => return Err(EventStoreError::Index(e)),
+            Err((false, e)) => return Err(EventStoreError::ReadModel(e)),
         }
     }
 }

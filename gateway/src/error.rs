@@ -74,7 +74,7 @@ impl From<chorus_event_store::EventStoreError> for GatewayError {
         use chorus_event_store::EventStoreError as E;
         match e {
             // NATS or a JetStream leader away: the client may retry.
-            E::Provision { .. } | E::Publish { .. } | E::Read(_) | E::Index(_) => {
+            E::Provision { .. } | E::Publish { .. } | E::Read(_) | E::ReadModel(_) => {
                 tracing::warn!(error = %e, "event store unavailable");
                 GatewayError::ServiceUnavailable("the event store is unavailable; retry shortly".into())
             }

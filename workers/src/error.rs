@@ -25,7 +25,7 @@ impl WorkerError {
         matches!(
             self,
             WorkerError::EventStore(
-                EventStoreError::Publish { .. } | EventStoreError::Read(_) | EventStoreError::Index(_) | EventStoreError::Provision { .. }
+                EventStoreError::Publish { .. } | EventStoreError::Read(_) | EventStoreError::ReadModel(_) | EventStoreError::Provision { .. }
             ) | WorkerError::Nats(_)
         )
     }
