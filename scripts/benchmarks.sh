@@ -29,6 +29,8 @@ bench() { # $1: label, $2: clients, then env assignments, then bench flags
 
 for clients in 1 32; do bench sqlite "$clients"; done
 "$chorus" bench --pattern both --clients 4 --duration "$duration" --fail-rate 0.2 --json "$work/fail.json" > /dev/null
+# Where the NATS messages of a checkout go (a subscriber on `>`).
+"$chorus" bench --pattern both --clients 4 --checkouts 300 --breakdown --json "$work/breakdown.json" > /dev/null
 dbs=()
 pg_env=()
 suffix=$(date +%s)_$$
@@ -58,8 +60,11 @@ def row(b, c, p):
     r = next(x for x in runs[(b, c)]["runs"] if x["pattern"] == p)
     l = r["latency_ms"]
     cpu = r.get("platform_cpu_ms_per_checkout")
+    nats = r.get("nats") or {}
+    msgs = f"{nats['messages_in']:.1f}" if nats else "–"
+    ncpu = f"{nats['cpu_ms']:.1f} ms" if nats else "–"
     return (f"| {p} | {b} | {c} | {r['checkouts']} | {r['throughput_per_s']:.0f}/s | {l['p50']:.1f} ms | {l['p95']:.1f} ms "
-            f"| {l['p99']:.1f} ms | {r['events_per_checkout']:.1f} | {cpu:.1f} ms |")
+            f"| {l['p99']:.1f} ms | {r['events_per_checkout']:.1f} | {msgs} | {cpu:.1f} ms | {ncpu} |")
 def get(b, c, p):
     return next(x for x in runs[(b, c)]["runs"] if x["pattern"] == p)
 print("# Benchmarks\n")
@@ -68,11 +73,13 @@ print(f"each pattern for {duration} s with the load generator on the same 2 core
 print("`scripts/benchmarks.sh` (it runs `chorus bench` and `chorus bench events`, below).\n")
 print("Latency is what a client sees: the orchestrated mutation's round trip; a choreographed checkout")
 print("from sending its mutation to its terminal event arriving on an `allCheckoutEvents` subscription.")
-print("CPU is what `chorus up` and its nats-server spent per checkout.\n")
+print("CPU is what `chorus up` and its nats-server spent per checkout (nats-server's share beside it);")
+print("NATS messages are what its clients sent the server per checkout (`in_msgs` of its `/varz`).")
+print("Durability as `chorus up` runs by default: SQLite in WAL mode with `synchronous=NORMAL`, JetStream's default sync interval (2 min).\n")
 print("## Both saga styles\n")
 print("```\nchorus bench --pattern both --clients {1,32} --duration %s   # SQLite, then Postgres databases\n```\n" % duration)
-print("| pattern | databases | clients | checkouts | throughput | P50 | P95 | P99 | events/checkout | CPU/checkout |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| pattern | databases | clients | checkouts | throughput | P50 | P95 | P99 | events/checkout | NATS msgs/checkout | CPU/checkout | of it nats-server |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for b in ("sqlite", "postgres"):
     for c in (1, 32):
         for p in ("orchestrated", "choreographed"):
@@ -80,6 +87,20 @@ for b in ("sqlite", "postgres"):
 fail = json.load(open(f"{work}/fail.json"))
 ok = all(r["stock_conserved"] for r in runs.values()) and fail["stock_conserved"]
 print(f"\nStock conserved in every run: {'yes' if ok else 'NO'}.\n")
+print("## Where a checkout's NATS messages go\n")
+print("```\nchorus bench --pattern both --clients 4 --checkouts 300 --breakdown   # SQLite\n```\n")
+print("Every message a subscriber on `>` sees, per checkout, by subject (ids folded to `*`): the profile")
+print("the cost-per-checkout work is measured against. `_INBOX` are replies (service calls, publish acks,")
+print("direct gets); `$JS.ACK.…` a worker's acks, by durable.\n")
+bd = json.load(open(f"{work}/breakdown.json"))
+for r in bd["runs"]:
+    rows = r.get("by_subject") or []
+    total = sum(c["messages"] for c in rows)
+    print(f"{r['pattern']}: {total:.1f} messages seen per checkout, {r['nats']['messages_in']:.1f} sent by clients.\n")
+    print("| subject | messages/checkout |\n| --- | ---: |")
+    for c in rows:
+        print(f"| `{c['subject']}` | {c['messages']:.2f} |")
+    print()
 print("## With failures\n")
 print("```\nchorus bench --pattern both --clients 4 --duration %s --fail-rate 0.2   # SQLite\n```\n" % duration)
 print("A fifth of the checkouts fail at the order step (every attempt of `orders.create` errs) and")
@@ -120,8 +141,8 @@ print()
 print("## The event store\n")
 print("```\nchorus bench events --events %d\n```\n" % ev["events_stored"])
 print("| figure | value |\n| --- | ---: |")
-print(f"| append, one at a time (acked + indexed) | P50 {ev['append_one_ms']['p50']:.2f} ms, P95 {ev['append_one_ms']['p95']:.2f} ms |")
-print(f"| append, pipelined (acked + indexed) | {ev['append_pipelined_per_s']:,.0f} events/s |")
+print(f"| append, one at a time (acked) | P50 {ev['append_one_ms']['p50']:.2f} ms, P95 {ev['append_one_ms']['p95']:.2f} ms |")
+print(f"| append, pipelined (acked) | {ev['append_pipelined_per_s']:,.0f} events/s |")
 print(f"| replay, whole stream ({ev['events_stored']:,} events) | {ev['replay_whole_s']:.2f} s ({ev['replay_per_s']:,.0f} events/s) |")
 l = ev["replay_checkout_ms"]
 print(f"| one checkout's replay, {ev['events_stored']:,} stored | P50 {l['p50']:.2f} ms, P95 {l['p95']:.2f} ms, P99 {l['p99']:.2f} ms |")
