@@ -99,7 +99,8 @@ impl Platform {
         let embedded_nats = match (&config.nats_url, options.role) {
             (None, Role::All) => {
                 let store = config.data_dir.join("nats");
-                Some(NatsServer::start(&config.nats_server_bin, &store)?)
+                let extra = if config.durable { NatsServer::sync_always(&store)? } else { Vec::new() };
+                Some(NatsServer::start_free(&config.nats_server_bin, &store, extra)?)
             }
             _ => None,
         };
@@ -131,7 +132,7 @@ impl Platform {
         }
         let mut databases = Vec::new();
         for name in service_names {
-            let db = chorus_runtime::db::connect(&config.database_url(name.db())).await?;
+            let db = chorus_runtime::db::open(&config.database_url(name.db()), config.durable).await?;
             databases.push(db.clone());
             let parts = Parts { nats: nats.clone(), services: services.clone(), events: events.clone(), faults: service_faults.clone() };
             start_service(*name, db, parts, config, &shutdown).await?;
@@ -144,7 +145,7 @@ impl Platform {
         };
         if !worker_names.is_empty() {
             let audit = if worker_names.contains(&WorkerName::Audit) {
-                let db = chorus_runtime::db::connect(&config.database_url(ServiceDb::Audit)).await?;
+                let db = chorus_runtime::db::open(&config.database_url(ServiceDb::Audit), config.durable).await?;
                 chorus_workers::audit::migrate(&db)
                     .await
                     .map_err(|e| ChorusError::Service { service: "audit", message: e.to_string() })?;

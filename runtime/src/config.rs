@@ -56,6 +56,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("CHORUS_FAULTS", "(none)", "faults set at start: `orders.create=error:1.0,inventory.reserve=timeout:0.2`"),
     ("CHORUS_FAULT_INJECTION", "0", "`1` lets admins change faults at run time (`setFault`)"),
     ("CHORUS_METRICS", "1", "`0` records no metrics (`/metrics` is empty): only to measure what they cost"),
+    (
+        "CHORUS_DURABLE",
+        "0",
+        "`1` fsyncs every commit: SQLite `synchronous=FULL`, and the nats-server `chorus up` starts syncs every JetStream write (`sync_interval: always`); `chorus bench --durable` measures what it costs",
+    ),
     ("CHORUS_NATS_SERVER", "nats-server", "the nats-server binary `chorus up` starts"),
     ("RUST_LOG", "info", "log filter (tracing-subscriber syntax)"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset: no export)", "export spans over OTLP/HTTP to this collector (e.g. `http://jaeger:4318`); the other standard `OTEL_*` variables apply"),
@@ -101,6 +106,8 @@ pub struct Config {
     pub fault_injection: bool,
     /// Whether metrics are recorded (`CHORUS_METRICS`).
     pub metrics: bool,
+    /// Whether every commit is fsynced (`CHORUS_DURABLE`).
+    pub durable: bool,
     pub nats_server_bin: String,
 }
 
@@ -381,6 +388,11 @@ impl Config {
             "0" | "false" => false,
             _ => return Err(err("CHORUS_METRICS", "expected 0 or 1".into())),
         };
+        let durable = match get("CHORUS_DURABLE").unwrap_or("0") {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => return Err(err("CHORUS_DURABLE", "expected 0 or 1".into())),
+        };
         if let Some(urls) = get("NATS_URL") {
             crate::nats::server_addrs(urls).map_err(|m| err("NATS_URL", m))?;
         }
@@ -422,6 +434,7 @@ impl Config {
             faults,
             fault_injection,
             metrics,
+            durable,
             nats_server_bin: get("CHORUS_NATS_SERVER").unwrap_or("nats-server").to_owned(),
         })
     }
@@ -477,6 +490,7 @@ mod tests {
             ("CHORUS_FAULTS", "orders.delete=error:1", "unknown fault target `orders.delete`"),
             ("CHORUS_FAULTS", "orders.create=error:2", "outside 0..=1"),
             ("CHORUS_FAULT_INJECTION", "yes", "expected 0 or 1"),
+            ("CHORUS_DURABLE", "always", "expected 0 or 1"),
             ("ORDERS_DATABASE_URL", "mysql://x", "postgres:// or sqlite:"),
             ("CHORUS_LOG_FROMAT", "json", "unknown variable"),
             ("CHORUS_RATE_LIMIT", "100", "expected a count per unit"),

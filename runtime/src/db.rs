@@ -17,8 +17,16 @@ use sea_orm::{
 use crate::RuntimeError;
 
 /// Opens `url` (`sqlite:` or `postgres://`), creating a SQLite file and its
-/// directory if needed.
+/// directory if needed; SQLite with `synchronous=NORMAL` (a power loss may
+/// lose the last commits, never corrupt the file).
 pub async fn connect(url: &str) -> Result<DatabaseConnection, RuntimeError> {
+    open(url, false).await
+}
+
+/// Like [`connect`]; `durable` fsyncs every SQLite commit
+/// (`synchronous=FULL`, `CHORUS_DURABLE`). Postgres commits are durable
+/// by its own default (`synchronous_commit = on`).
+pub async fn open(url: &str, durable: bool) -> Result<DatabaseConnection, RuntimeError> {
     let db_err = |source| RuntimeError::Database { url: redact(url), source };
     if url.starts_with("sqlite:") {
         if let Some(dir) = sqlite_dir(url) {
@@ -29,7 +37,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, RuntimeError> {
             .map_err(|e| db_err(sea_orm::DbErr::Custom(e.to_string())))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(if durable { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()

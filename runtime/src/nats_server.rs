@@ -73,11 +73,16 @@ impl NatsServer {
     /// Starts a server on a free loopback port with its JetStream store in
     /// `store_dir` (created if needed, reused if it holds a previous store).
     pub fn start(bin: &str, store_dir: &Path) -> Result<Self, NatsServerError> {
+        Self::start_free(bin, store_dir, Vec::new())
+    }
+
+    /// Like [`start`](Self::start), with more arguments.
+    pub fn start_free(bin: &str, store_dir: &Path, extra: Vec<String>) -> Result<Self, NatsServerError> {
         // A port found free may be taken by another process before the
         // server binds it; the server then exits, and another port is tried.
         let mut attempts = 0;
         loop {
-            match Self::start_on(bin, store_dir, free_port().map_err(NatsServerError::Port)?) {
+            match Self::start_with(bin, store_dir, free_port().map_err(NatsServerError::Port)?, extra.clone()) {
                 Err(NatsServerError::Exited { .. }) if attempts < 4 => attempts += 1,
                 other => return other,
             }
@@ -87,6 +92,17 @@ impl NatsServer {
     /// Like [`start`](Self::start) on a given port (a restart keeps its URL).
     pub fn start_on(bin: &str, store_dir: &Path, port: u16) -> Result<Self, NatsServerError> {
         Self::start_with(bin, store_dir, port, Vec::new())
+    }
+
+    /// The arguments that make a server fsync every JetStream write
+    /// (`sync_interval: always`, which has no command-line flag: a config
+    /// file in `store_dir` says it). By default JetStream syncs every 2 min.
+    pub fn sync_always(store_dir: &Path) -> Result<Vec<String>, NatsServerError> {
+        std::fs::create_dir_all(store_dir).map_err(|source| NatsServerError::StoreDir { path: store_dir.into(), source })?;
+        let path = store_dir.join("sync-always.conf");
+        std::fs::write(&path, "jetstream {\n  sync_interval: always\n}\n")
+            .map_err(|source| NatsServerError::StoreDir { path: path.clone(), source })?;
+        Ok(vec!["-c".to_owned(), path.display().to_string()])
     }
 
     /// Like [`start_on`](Self::start_on) with more arguments (kept for restarts).

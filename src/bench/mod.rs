@@ -78,6 +78,10 @@ pub struct BenchArgs {
     /// starts) or 3 (a JetStream cluster on loopback, everything at R3).
     #[arg(long = "nats-cluster", default_value_t = 1)]
     pub nats_cluster: usize,
+    /// Fsync every commit (`CHORUS_DURABLE=1`: SQLite `synchronous=FULL`,
+    /// JetStream `sync_interval: always`), to see what power-loss safety costs.
+    #[arg(long)]
+    pub durable: bool,
     /// Also count every message by subject (a subscriber on `>` of the
     /// bench's own nats-server) and print messages per checkout by subject.
     #[arg(long)]
@@ -103,6 +107,9 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
     if args.nats_cluster != 1 && args.nats_cluster != 3 {
         return Err(ChorusError::Usage("--nats-cluster takes 1 or 3".into()));
     }
+    if args.durable && (args.url.is_some() || args.nats_cluster != 1) {
+        return Err(ChorusError::Usage("--durable applies to the bench's own platform on one nats-server: no --url, no --nats-cluster".into()));
+    }
     if args.breakdown && (args.url.is_some() || args.nats_cluster != 1) {
         return Err(ChorusError::Usage("--breakdown counts on the bench's own single nats-server: no --url, no --nats-cluster".into()));
     }
@@ -111,7 +118,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
     }
     let own = match &args.url {
         Some(_) => None,
-        None => Some(OwnPlatform::start(config, args.nats_cluster).await?),
+        None => Some(OwnPlatform::start(config, args.nats_cluster, args.durable).await?),
     };
     let (base, target) = match (&args.url, &own) {
         (Some(url), _) => (url.clone(), url.clone()),
@@ -149,7 +156,8 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
         set_order_fault(&api, 0.0).await?;
     }
     outcome?;
-    let report = Report::new(runs, stock, target, args.fail_rate);
+    let mut report = Report::new(runs, stock, target, args.fail_rate);
+    report.durability = own.as_ref().map(OwnPlatform::durability);
     let markdown = report.markdown();
     println!("{markdown}");
     if let Some(path) = &args.markdown {
@@ -422,11 +430,13 @@ struct OwnPlatform {
     /// Otherwise the one server it runs against, started here with its
     /// monitoring port, whose counters give messages per checkout.
     server: Option<(chorus_runtime::nats_server::NatsServer, u16)>,
+    /// `--durable`: every commit fsynced.
+    durable: bool,
     dir: tempfile::TempDir,
 }
 
 impl OwnPlatform {
-    async fn start(config: &Config, nats_nodes: usize) -> Result<Self, ChorusError> {
+    async fn start(config: &Config, nats_nodes: usize, durable: bool) -> Result<Self, ChorusError> {
         let dir = tempfile::Builder::new().prefix("chorus-bench-").tempdir().map_err(ChorusError::Output)?;
         let exe = std::env::current_exe().map_err(ChorusError::Output)?;
         let port = free_port().map_err(ChorusError::Output)?;
@@ -440,7 +450,10 @@ impl OwnPlatform {
             None => {
                 let monitor = free_port().map_err(ChorusError::Output)?;
                 let port = free_port().map_err(ChorusError::Output)?;
-                let extra = vec!["-m".to_owned(), monitor.to_string()];
+                let mut extra = vec!["-m".to_owned(), monitor.to_string()];
+                if durable {
+                    extra.extend(chorus_runtime::nats_server::NatsServer::sync_always(&dir.path().join("nats"))?);
+                }
                 let server = chorus_runtime::nats_server::NatsServer::start_with(&config.nats_server_bin, &dir.path().join("nats"), port, extra)?;
                 Some((server, monitor))
             }
@@ -456,6 +469,7 @@ impl OwnPlatform {
             .env("CHORUS_DATA_DIR", dir.path())
             .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
             .env("CHORUS_FAULT_INJECTION", "1")
+            .env("CHORUS_DURABLE", if durable { "1" } else { "0" })
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -464,7 +478,7 @@ impl OwnPlatform {
             .spawn()
             .map_err(|e| ChorusError::Bench(format!("cannot start `chorus up`: {e}")))?;
         let backend = if config.database_url(ServiceDb::Inventory).starts_with("postgres") { "postgres" } else { "sqlite" };
-        let own = OwnPlatform { child, url: format!("http://127.0.0.1:{port}"), backend, nats, server, dir };
+        let own = OwnPlatform { child, url: format!("http://127.0.0.1:{port}"), backend, nats, server, dir, durable };
         let api = Api::new(&own.url, None)?;
         if let Err(e) = api.wait_healthy(Duration::from_secs(60)).await {
             let log = std::fs::read_to_string(own.dir.path().join("chorus.log")).unwrap_or_default();
@@ -483,6 +497,15 @@ impl OwnPlatform {
     /// CPU seconds of the single nats-server started here.
     fn nats_cpu_seconds(&self) -> Option<f64> {
         self.server.as_ref().and_then(|(server, _)| server.pid()).map(process_tree_cpu)
+    }
+
+    /// How its databases and JetStream write to disk, said beside the figures.
+    fn durability(&self) -> String {
+        let sqlite = if self.durable { "SQLite `synchronous=FULL`" } else { "SQLite `synchronous=NORMAL` (WAL)" };
+        let db = if self.backend == "postgres" { "Postgres (its `synchronous_commit`)" } else { sqlite };
+        let js = if self.durable { "JetStream `sync_interval: always`" } else { "JetStream's default sync interval (2 min)" };
+        let replicas = if self.nats.is_some() { ", three nodes at R3" } else { "" };
+        format!("{db}, {js}{replicas}")
     }
 
     /// The single server's `in_msgs` and `out_msgs` (`/varz`).

@@ -19,6 +19,10 @@ pub struct Report {
     pub target: String,
     /// Share of checkouts asked to fail at the order step (`--fail-rate`).
     pub fail_rate: f64,
+    /// How the self-started platform writes to disk, beside its figures
+    /// (`None` for a gateway given with `--url`: the bench cannot tell).
+    #[serde(default)]
+    pub durability: Option<String>,
     pub stock: Vec<StockCheck>,
 }
 
@@ -153,6 +157,7 @@ impl Report {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             target,
             fail_rate,
+            durability: None,
         }
     }
 
@@ -166,6 +171,9 @@ impl Report {
             self.target,
             if self.fail_rate > 0.0 { format!(", fail rate {:.0}% at the order step", self.fail_rate * 100.0) } else { String::new() }
         ));
+        if let Some(durability) = &self.durability {
+            out.push_str(&format!("Durability: {durability}.\n\n"));
+        }
         out.push_str("| pattern | clients | checkouts | succeeded | failed | compensated | errors | throughput | P50 | P95 | P99 | max | events/checkout | stock freed P50 | CPU/checkout | of it nats-server | NATS msgs in/checkout | NATS msgs out/checkout |\n");
         out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for r in &self.runs {

@@ -90,6 +90,7 @@ fn both_patterns_compensate_a_share_and_conserve_stock() {
     assert!(table.contains("\n| orchestrated | 3 | 24 |") && table.contains("\n| choreographed | 3 | 24 |"), "{table}");
     assert!(table.contains("Stock conserved: yes"), "{table}");
     assert!(table.contains("Messages per orchestrated checkout by subject"), "{table}");
+    assert!(report["durability"].as_str().is_some_and(|d| d.contains("synchronous=NORMAL")), "{report:#}");
 }
 
 #[test]
@@ -102,6 +103,7 @@ fn bad_arguments_are_refused_before_anything_starts() {
         (&["--clients", "0"][..], "--clients"),
         (&["--duration", "5", "--checkouts", "10"][..], "cannot be used with"),
         (&["--breakdown", "--nats-cluster", "3"][..], "--breakdown counts on the bench's own single nats-server"),
+        (&["--durable", "--url", "http://127.0.0.1:9"][..], "--durable applies to the bench's own platform"),
     ] {
         let out = bench(args, dir.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -109,6 +111,20 @@ fn bad_arguments_are_refused_before_anything_starts() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     assert!(std::fs::read_dir(dir.path()).expect("dir").next().is_none(), "nothing was started or written");
+}
+
+#[test]
+fn a_durable_run_fsyncs_and_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("report.json");
+    let out = bench(&["--durable", "--pattern", "choreographed", "--checkouts", "10", "--clients", "2", "--json", json.to_str().expect("utf-8")], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).expect("json");
+    let durability = report["durability"].as_str().expect("durability");
+    assert!(durability.contains("synchronous=FULL") && durability.contains("sync_interval: always"), "{durability}");
+    assert_eq!(report["stock_conserved"], true);
+    assert_eq!(report["runs"][0]["succeeded"], 10);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Durability: "), "the table says it too");
 }
 
 #[test]

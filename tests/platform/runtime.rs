@@ -22,6 +22,23 @@ async fn sqlite_runs_in_wal_mode_and_creates_its_directory() {
 }
 
 #[tokio::test]
+async fn sqlite_fsyncs_every_commit_only_when_durable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (durable, expected) in [(false, 1), (true, 2)] {
+        let url = format!("sqlite://{}/{durable}.db?mode=rwc", dir.path().display());
+        let db = chorus_runtime::db::open(&url, durable).await.expect("connects");
+        let row = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), "PRAGMA synchronous"))
+            .await
+            .expect("pragma")
+            .expect("a row");
+        // 1 is NORMAL, 2 is FULL.
+        let mode: i32 = row.try_get_by_index(0).expect("number");
+        assert_eq!(mode, expected, "durable: {durable}");
+    }
+}
+
+#[tokio::test]
 async fn an_unreachable_database_is_a_clear_error() {
     if skip_postgres() {
         return;
