@@ -398,11 +398,11 @@ pub fn serve(listener: tokio::net::TcpListener, router: Router, limits: &limits:
             // Shared with a WebSocket the connection upgrades to, which
             // outlives this connection's task.
             let admitted = std::sync::Arc::new(admitted);
-            let (router, held) = (router.clone(), admitted.clone());
-            let service = TowerToHyperService::new(tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+            let held = admitted.clone();
+            let service = TowerToHyperService::new(tower::ServiceExt::map_request(router.clone(), move |mut request: Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 request.extensions_mut().insert(held.clone());
-                tower::ServiceExt::oneshot(router.clone(), request)
+                request
             }));
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
             let connection = graceful.watch(connection);

@@ -23,6 +23,7 @@ use std::{
 };
 
 use chorus_runtime::{Config, config::ServiceDb, nats_server::free_port};
+use futures::future::OptionFuture;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -228,10 +229,7 @@ async fn run_pattern(
         Some((server, _)) if args.breakdown => Some(breakdown::Tally::start(&server.url()).await?),
         _ => None,
     };
-    let nats_before = match own {
-        Some(own) => own.nats_counters().await,
-        None => None,
-    };
+    let nats_before = OptionFuture::from(own.map(OwnPlatform::nats_counters)).await.flatten();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
@@ -305,16 +303,13 @@ async fn run_pattern(
         (Some(own), Some(before)) if !ended.is_empty() => Some((own.cpu_seconds() - before) * 1000.0 / ended.len() as f64),
         _ => None,
     };
-    let nats_after = match own {
-        Some(own) => own.nats_counters().await,
-        None => None,
-    };
-    let mut nats = nats_before.zip(nats_after).and_then(|(before, after)| before.per_checkout(after, ended.len() as u64));
-    let by_subject = tally.map(|tally| {
+    let nats_after = OptionFuture::from(own.map(OwnPlatform::nats_counters)).await.flatten().map(|mut after| {
         // The tally's own deliveries are the bench's, not the platform's.
-        if let Some(nats) = nats.as_mut() {
-            nats.messages_out -= ((tally.total() as f64 / ended.len().max(1) as f64) * 100.0).round() / 100.0;
-        }
+        after.messages_out = after.messages_out.saturating_sub(tally.as_ref().map_or(0, breakdown::Tally::total));
+        after
+    });
+    let nats = nats_before.zip(nats_after).and_then(|(before, after)| before.per_checkout(after, ended.len() as u64));
+    let by_subject = tally.map(|tally| {
         tally.per_checkout(ended.len() as u64).into_iter().map(|(subject, messages)| report::SubjectCost { subject, messages }).collect()
     });
     if !feed.is_open() {
@@ -441,29 +436,25 @@ impl OwnPlatform {
         let exe = std::env::current_exe().map_err(ChorusError::Output)?;
         let port = free_port().map_err(ChorusError::Output)?;
         let log = std::fs::File::create(dir.path().join("chorus.log")).map_err(ChorusError::Output)?;
-        let nats = match nats_nodes {
-            1 => None,
-            n => Some(chorus_runtime::nats_cluster::NatsCluster::start(&config.nats_server_bin, &dir.path().join("nats"), n)?),
-        };
-        let server = match nats {
-            Some(_) => None,
-            None => {
+        let store = dir.path().join("nats");
+        let (nats, server) = match nats_nodes {
+            1 => {
                 let monitor = free_port().map_err(ChorusError::Output)?;
-                let port = free_port().map_err(ChorusError::Output)?;
                 let mut extra = vec!["-m".to_owned(), monitor.to_string()];
                 if durable {
-                    extra.extend(chorus_runtime::nats_server::NatsServer::sync_always(&dir.path().join("nats"))?);
+                    extra.extend(chorus_runtime::nats_server::NatsServer::sync_always(&store)?);
                 }
-                let server = chorus_runtime::nats_server::NatsServer::start_with(&config.nats_server_bin, &dir.path().join("nats"), port, extra)?;
-                Some((server, monitor))
+                (None, Some((chorus_runtime::nats_server::NatsServer::start_free(&config.nats_server_bin, &store, extra)?, monitor)))
             }
+            n => (Some(chorus_runtime::nats_cluster::NatsCluster::start(&config.nats_server_bin, &store, n)?), None),
         };
         let mut command = tokio::process::Command::new(exe);
-        match (&nats, &server) {
-            (Some(cluster), _) => command.env("NATS_URL", cluster.urls()).env("CHORUS_STREAM_REPLICAS", "3"),
-            (None, Some((server, _))) => command.env("NATS_URL", server.url()),
-            (None, None) => command.env_remove("NATS_URL"),
-        };
+        if let Some(cluster) = &nats {
+            command.env("NATS_URL", cluster.urls()).env("CHORUS_STREAM_REPLICAS", "3");
+        }
+        if let Some((server, _)) = &server {
+            command.env("NATS_URL", server.url());
+        }
         let child = command
             .args(["up", "--no-seed"])
             .env("CHORUS_DATA_DIR", dir.path())

@@ -229,9 +229,7 @@ async fn the_response_media_type_follows_accept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_never_initialises_is_closed_with_4408() {
     let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_WS_INIT_TIMEOUT", "1s")], false).await;
-    let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
-    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
+    let mut socket = raw_socket(&app).await;
     assert_eq!(close_code(&mut socket, std::time::Duration::from_secs(10)).await, Some(4408));
     still_serving(&app).await;
     app.stop().await;
@@ -263,6 +261,13 @@ async fn a_client_that_dribbles_its_request_is_cut_off() {
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A graphql-transport-ws socket that has sent nothing yet, driven by hand.
+async fn raw_socket(app: &TestApp) -> Socket {
+    let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
+    tokio_tungstenite::connect_async(request).await.expect("connects").0
+}
 
 /// The code the gateway closes `socket` with, reading (and so answering
 /// pings) until then; panics if it is still open after `within`.
@@ -336,9 +341,7 @@ async fn a_socket_that_stops_answering_pings_is_closed() {
     let quiet = tokio::time::timeout(std::time::Duration::from_secs(4), alive.any_frame()).await;
     assert!(quiet.is_err(), "the answering socket was closed: {quiet:?}");
     // A peer gone silent (it reads nothing, so it answers no ping).
-    let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
-    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
-    let (mut silent, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
+    let mut silent = raw_socket(&app).await;
     use futures::SinkExt;
     let init = json!({ "type": "connection_init", "payload": {} }).to_string();
     silent.send(tokio_tungstenite::tungstenite::Message::Text(init.into())).await.expect("init sent");

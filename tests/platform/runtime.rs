@@ -6,17 +6,18 @@ use sea_orm::{ConnectionTrait, Statement};
 
 use crate::support::skip_postgres;
 
+/// The row `PRAGMA <name>` answers.
+async fn pragma(db: &sea_orm::DatabaseConnection, name: &str) -> sea_orm::QueryResult {
+    let statement = Statement::from_string(db.get_database_backend(), format!("PRAGMA {name}"));
+    db.query_one_raw(statement).await.expect("pragma").expect("a row")
+}
+
 #[tokio::test]
 async fn sqlite_runs_in_wal_mode_and_creates_its_directory() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}/nested/x.db?mode=rwc", dir.path().display());
     let db = chorus_runtime::db::connect(&url).await.expect("connects");
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), "PRAGMA journal_mode"))
-        .await
-        .expect("pragma")
-        .expect("a row");
-    let mode: String = row.try_get_by_index(0).expect("text");
+    let mode: String = pragma(&db, "journal_mode").await.try_get_by_index(0).expect("text");
     assert_eq!(mode, "wal");
     assert!(dir.path().join("nested/x.db").exists());
 }
@@ -27,13 +28,8 @@ async fn sqlite_fsyncs_every_commit_only_when_durable() {
     for (durable, expected) in [(false, 1), (true, 2)] {
         let url = format!("sqlite://{}/{durable}.db?mode=rwc", dir.path().display());
         let db = chorus_runtime::db::open(&url, durable).await.expect("connects");
-        let row = db
-            .query_one_raw(Statement::from_string(db.get_database_backend(), "PRAGMA synchronous"))
-            .await
-            .expect("pragma")
-            .expect("a row");
         // 1 is NORMAL, 2 is FULL.
-        let mode: i32 = row.try_get_by_index(0).expect("number");
+        let mode: i32 = pragma(&db, "synchronous").await.try_get_by_index(0).expect("number");
         assert_eq!(mode, expected, "durable: {durable}");
     }
 }

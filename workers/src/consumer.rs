@@ -89,18 +89,16 @@ impl WorkerName {
 
 /// The durable consumer of `worker`, exactly as `nats/consumers/` describes it.
 pub fn consumer_config(worker: WorkerName, attempts: u32, ack_wait: Duration) -> pull::Config {
+    // One filter is written as `filter_subject`, as before several were allowed.
+    let (filter_subject, filter_subjects) = match worker.filters() {
+        mut one if one.len() == 1 => (one.remove(0), Vec::new()),
+        several => (String::new(), several),
+    };
     pull::Config {
         durable_name: Some(worker.durable().to_owned()),
         description: Some(worker.description()),
-        // One filter is written as `filter_subject`, as before several were allowed.
-        filter_subject: match worker.filters().as_slice() {
-            [one] => one.clone(),
-            _ => String::new(),
-        },
-        filter_subjects: match worker.filters() {
-            several if several.len() > 1 => several,
-            _ => Vec::new(),
-        },
+        filter_subject,
+        filter_subjects,
         deliver_policy: DeliverPolicy::All,
         ack_policy: AckPolicy::Explicit,
         ack_wait,
