@@ -128,7 +128,7 @@ pub struct ChaosArgs {
 
 /// Units of each plentiful product, and of the scarce one.
 const PLENTY: i64 = 100_000;
-const SCARCE: i64 = 12;
+const SCARCE: i64 = 6;
 /// Load before and after the faults, so that recovery shows.
 const CALM: Duration = Duration::from_secs(2);
 
