@@ -82,11 +82,35 @@ pub enum EventPayload {
     },
     /// A move of the orchestrated saga's state machine. States are strings
     /// here because the state machine belongs to the orchestrator.
+    ///
+    /// One event records one write of the saga log: when that write passed
+    /// through states without a call in between (a step's end and the next
+    /// one's start), they are in `via`, in order, and `to` is where the saga
+    /// rests. [`EventPayload::transitions`] spells out each move.
     SagaTransitioned {
         from: Option<String>,
         to: String,
+        /// Why the saga entered `to`.
         reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        via: Vec<PassedState>,
     },
+}
+
+/// A state a [`EventPayload::SagaTransitioned`] passed through on its way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassedState {
+    pub state: String,
+    /// Why the saga entered it.
+    pub reason: Option<String>,
+}
+
+/// One move of the saga's state machine, as recorded by an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition<'a> {
+    pub from: Option<&'a str>,
+    pub to: &'a str,
+    pub reason: Option<&'a str>,
 }
 
 impl EventPayload {
@@ -115,6 +139,21 @@ impl EventPayload {
             EventPayload::CheckoutFailed { .. } => "CheckoutFailed",
             EventPayload::SagaTransitioned { .. } => "SagaTransitioned",
         }
+    }
+
+    /// Every move a `SagaTransitioned` records, in order (none for other events).
+    pub fn transitions(&self) -> Vec<Transition<'_>> {
+        let EventPayload::SagaTransitioned { from, to, reason, via } = self else {
+            return Vec::new();
+        };
+        let mut moves = Vec::with_capacity(via.len() + 1);
+        let mut previous = from.as_deref();
+        for passed in via {
+            moves.push(Transition { from: previous, to: &passed.state, reason: passed.reason.as_deref() });
+            previous = Some(&passed.state);
+        }
+        moves.push(Transition { from: previous, to, reason: reason.as_deref() });
+        moves
     }
 
     /// Whether this event ends its checkout.
@@ -244,8 +283,32 @@ mod tests {
 
     #[test]
     fn every_type_name_is_listed() {
-        let sample = EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None };
+        let sample = EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None, via: Vec::new() };
         assert!(EventPayload::TYPES.contains(&sample.event_type()));
         assert_eq!(EventPayload::TYPES.len(), 9);
+    }
+
+    #[test]
+    fn a_transition_event_spells_out_the_states_it_passed() {
+        let passed = |state: &str, reason: Option<&str>| PassedState { state: state.into(), reason: reason.map(Into::into) };
+        let event = EventPayload::SagaTransitioned {
+            from: Some("VERIFYING_STOCK".into()),
+            to: "COMPENSATING".into(),
+            reason: None,
+            via: vec![passed("FAILED_INSUFFICIENT_STOCK", Some("insufficient stock"))],
+        };
+        let moves: Vec<_> = event.transitions().iter().map(|t| (t.from, t.to, t.reason)).collect();
+        assert_eq!(
+            moves,
+            [
+                (Some("VERIFYING_STOCK"), "FAILED_INSUFFICIENT_STOCK", Some("insufficient stock")),
+                (Some("FAILED_INSUFFICIENT_STOCK"), "COMPENSATING", None),
+            ]
+        );
+        // A single move keeps the wire shape it always had: no `via`.
+        let single = EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None, via: Vec::new() };
+        let json = serde_json::to_value(&single).expect("serializes");
+        assert!(json["payload"].get("via").is_none(), "{json}");
+        assert_eq!(single.transitions().len(), 1);
     }
 }

@@ -20,6 +20,6 @@ pub mod store;
 pub mod subjects;
 
 pub use error::EventStoreError;
-pub use event::{CartLine, Envelope, EventPayload, OrderLine, Pattern, RecordedEvent};
+pub use event::{CartLine, Envelope, EventPayload, OrderLine, PassedState, Pattern, RecordedEvent, Transition};
 pub use projections::{CheckoutStatus, CheckoutView, ClientOrders, Projection, Projections};
 pub use store::{EventStore, Page};

@@ -134,11 +134,13 @@ impl CheckoutView {
             },
         };
         let at = micros_rfc3339::format(e.emitted_at).unwrap_or_default();
-        let step = match &e.payload {
-            EventPayload::SagaTransitioned { to, .. } => to.clone(),
-            other => other.event_type().to_owned(),
+        let steps: Vec<&str> = match &e.payload {
+            EventPayload::SagaTransitioned { .. } => e.payload.transitions().into_iter().map(|t| t.to).collect(),
+            other => vec![other.event_type()],
         };
-        view.steps.entry(step).and_modify(|t| if at < *t { t.clone_from(&at) }).or_insert(at);
+        for step in steps {
+            view.steps.entry(step.to_owned()).and_modify(|t| if at < *t { t.clone_from(&at) }).or_insert_with(|| at.clone());
+        }
         match &e.payload {
             EventPayload::CheckoutInitiated { client_id, .. } | EventPayload::OrderCreated { client_id, .. } => {
                 view.client_id = Some(*client_id);

@@ -81,7 +81,7 @@ async fn concurrent_appenders_lose_no_event() {
             let event = Envelope::new(
                 id,
                 Pattern::Orchestrated,
-                EventPayload::SagaTransitioned { from: None, to: format!("S{i}"), reason: None },
+                EventPayload::SagaTransitioned { from: None, to: format!("S{i}"), reason: None, via: Vec::new() },
             );
             tokio::spawn(async move { store.append(&event, None).await })
         })
@@ -98,7 +98,7 @@ async fn a_long_history_is_read_whole_across_batches_and_alone() {
     support::fill(f.store.jetstream(), 50).await;
     let id = Uuid::new_v4();
     let events: Vec<Envelope> = (0..600)
-        .map(|i| Envelope::new(id, Pattern::Orchestrated, EventPayload::SagaTransitioned { from: None, to: format!("S{i}"), reason: None }))
+        .map(|i| Envelope::new(id, Pattern::Orchestrated, EventPayload::SagaTransitioned { from: None, to: format!("S{i}"), reason: None, via: Vec::new() }))
         .collect();
     f.store.append_all(&events, None).await.expect("append");
     support::fill(f.store.jetstream(), 50).await;

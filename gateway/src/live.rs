@@ -224,7 +224,10 @@ impl Hub {
 /// Whether nothing of this checkout follows `event`.
 pub fn ends_checkout(event: &RecordedEvent) -> bool {
     match (&event.envelope.payload, event.envelope.pattern) {
-        (EventPayload::SagaTransitioned { to, .. }, Pattern::Orchestrated) => to == "COMPLETED" || to == "CANCELLED",
+        // `COMPLETED`, `CANCELLED` or `COMPENSATION_FAILED`.
+        (EventPayload::SagaTransitioned { to, .. }, Pattern::Orchestrated) => {
+            crate::schema::SagaState::parse(to).is_ok_and(|s| s.is_terminal())
+        }
         (payload, Pattern::Choreographed) => payload.is_terminal(),
         _ => false,
     }

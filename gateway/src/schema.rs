@@ -214,7 +214,12 @@ pub enum SagaState {
 }
 
 impl SagaState {
-    fn parse(raw: &str) -> Result<Self, GatewayError> {
+    /// Nothing follows it.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, SagaState::Completed | SagaState::Cancelled | SagaState::CompensationFailed)
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, GatewayError> {
         use SagaState::*;
         Ok(match raw {
             "PENDING" => Pending,
@@ -856,11 +861,12 @@ impl SubscriptionRoot {
                     state.hub.all(&caller(ctx, &who))?.boxed()
                 }
             };
-            Ok::<_, GatewayError>(live.filter_map(|e| async move {
-                match e {
-                    Ok(e) => SagaTransition::from_event(&e).map(Ok),
-                    Err(e) => Some(Err(e.extend())),
-                }
+            Ok::<_, GatewayError>(live.flat_map(|e| {
+                let items = match e {
+                    Ok(e) => SagaTransition::from_event(&e).into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e.extend())],
+                };
+                futures::stream::iter(items)
             }))
         }
         .await
@@ -920,18 +926,25 @@ where
 }
 
 impl SagaTransition {
-    /// The transition an event records, if it is a `SagaTransitioned`.
-    fn from_event(event: &RecordedEvent) -> Option<Self> {
-        let EventPayload::SagaTransitioned { from, to, reason } = &event.envelope.payload else {
-            return None;
-        };
-        Some(SagaTransition {
-            saga_id: ID(event.envelope.checkout_id.to_string()),
-            from: from.as_deref().and_then(|f| SagaState::parse(f).ok()),
-            to: SagaState::parse(to).ok()?,
-            reason: reason.clone(),
-            at: chorus_event_store::event::micros_rfc3339::format(event.envelope.emitted_at).unwrap_or_default(),
-        })
+    /// The transitions an event records, if it is a `SagaTransitioned`
+    /// (several when one write passed through states).
+    fn from_event(event: &RecordedEvent) -> Vec<Self> {
+        let at = chorus_event_store::event::micros_rfc3339::format(event.envelope.emitted_at).unwrap_or_default();
+        event
+            .envelope
+            .payload
+            .transitions()
+            .into_iter()
+            .filter_map(|t| {
+                Some(SagaTransition {
+                    saga_id: ID(event.envelope.checkout_id.to_string()),
+                    from: t.from.and_then(|f| SagaState::parse(f).ok()),
+                    to: SagaState::parse(t.to).ok()?,
+                    reason: t.reason.map(str::to_owned),
+                    at: at.clone(),
+                })
+            })
+            .collect()
     }
 }
 

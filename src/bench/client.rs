@@ -57,6 +57,19 @@ impl Api {
         &self.base
     }
 
+    /// Statements run so far on each database, from the platform's
+    /// `db_statements_total{db}` on `/metrics`; `None` when unreadable.
+    pub async fn statements(&self) -> Option<std::collections::BTreeMap<String, u64>> {
+        let text = self.http.get(format!("{}/metrics", self.base)).send().await.ok()?.text().await.ok()?;
+        let counts = text.lines().filter_map(|line| {
+            let rest = line.strip_prefix("db_statements_total{")?;
+            let (labels, value) = rest.split_once("} ")?;
+            let db = labels.split(',').find_map(|l| l.strip_prefix("db=\"")?.strip_suffix('"'))?;
+            Some((db.to_owned(), value.trim().parse::<f64>().ok()? as u64))
+        });
+        Some(counts.collect())
+    }
+
     /// One GraphQL request; `Err` carries the first error's code.
     pub async fn gql(&self, query: &str, variables: Value) -> Result<Value, GqlError> {
         let mut request = self.http.post(format!("{}/graphql", self.base)).json(&json!({ "query": query, "variables": variables }));
@@ -210,15 +223,19 @@ impl Feed {
 fn observe(tracks: &mut HashMap<Uuid, Track>, id: Uuid, event: &Value, at: Instant) {
     let track = tracks.entry(id).or_default();
     track.events += 1;
-    let to = event["payload"]["to"].as_str();
-    let outcome = match (event["type"].as_str(), to) {
-        (Some("CheckoutSucceeded"), _) => Some(Outcome::Succeeded),
-        (Some("CheckoutFailed"), _) => Some(Outcome::Failed),
-        (Some("OrderCreationFailed"), _) | (Some("SagaTransitioned"), Some("FAILED_ORDER_CREATION")) => {
+    // The states a transition event entered: those it passed through, then `to`.
+    let payload = &event["payload"];
+    let passed = payload["via"].as_array().into_iter().flatten().map(|p| &p["state"]);
+    let entered = |state: &str| passed.clone().chain([&payload["to"]]).any(|s| s == state);
+    let transition = event["type"] == "SagaTransitioned";
+    let outcome = match event["type"].as_str() {
+        Some("CheckoutSucceeded") => Some(Outcome::Succeeded),
+        Some("CheckoutFailed") => Some(Outcome::Failed),
+        Some("OrderCreationFailed") | Some("SagaTransitioned") if !transition || entered("FAILED_ORDER_CREATION") => {
             track.order_failed_at = Some(at);
             None
         }
-        (Some("StockReleased"), _) | (Some("SagaTransitioned"), Some("CANCELLED")) => {
+        Some("StockReleased") | Some("SagaTransitioned") if !transition || entered("CANCELLED") => {
             if let Some(failed) = track.order_failed_at {
                 track.compensated = true;
                 track.freed_after = Some(at.saturating_duration_since(failed));
@@ -277,12 +294,31 @@ mod tests {
         let mut tracks = HashMap::new();
         let id = Uuid::new_v4();
         let t0 = Instant::now();
-        for to in ["PENDING", "VERIFYING_STOCK", "FAILED_INSUFFICIENT_STOCK", "COMPENSATING", "CANCELLED"] {
-            observe(&mut tracks, id, &event("SagaTransitioned", json!({ "to": to })), t0);
+        let passed = |state: &str| json!({ "state": state, "reason": null });
+        for payload in [
+            json!({ "to": "VERIFYING_STOCK", "via": [passed("PENDING")] }),
+            json!({ "to": "COMPENSATING", "via": [passed("FAILED_INSUFFICIENT_STOCK")] }),
+            json!({ "to": "CANCELLED" }),
+        ] {
+            observe(&mut tracks, id, &event("SagaTransitioned", payload), t0);
         }
         observe(&mut tracks, id, &event("CheckoutFailed", json!({})), t0);
         assert!(!tracks[&id].compensated);
         assert_eq!(tracks[&id].terminal.map(|t| t.1), Some(Outcome::Failed));
+    }
+
+    #[test]
+    fn an_orchestrated_order_failure_is_a_compensation() {
+        let mut tracks = HashMap::new();
+        let id = Uuid::new_v4();
+        let t0 = Instant::now();
+        let passed = |state: &str| json!({ "state": state, "reason": null });
+        for payload in [json!({ "to": "COMPENSATING", "via": [passed("FAILED_ORDER_CREATION")] }), json!({ "to": "CANCELLED" })] {
+            observe(&mut tracks, id, &event("SagaTransitioned", payload), t0);
+        }
+        observe(&mut tracks, id, &event("CheckoutFailed", json!({})), t0);
+        assert!(tracks[&id].compensated);
+        assert!(tracks[&id].freed_after.is_some());
     }
 
     #[tokio::test]

@@ -19,8 +19,8 @@ pub fn checkout_events(checkout_id: Uuid) -> Vec<Envelope> {
         EventPayload::StockReserved { reservation_id, items },
         EventPayload::OrderCreated { order_id, client_id, total_cents: 4980, items: vec![] },
         EventPayload::CheckoutSucceeded { order_id },
-        EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None },
-        EventPayload::SagaTransitioned { from: Some("PENDING".into()), to: "COMPLETED".into(), reason: None },
+        EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None, via: Vec::new() },
+        EventPayload::SagaTransitioned { from: Some("PENDING".into()), to: "COMPLETED".into(), reason: None, via: Vec::new() },
     ];
     payloads.into_iter().map(|p| Envelope::new(checkout_id, Pattern::Choreographed, p)).collect()
 }

@@ -113,7 +113,7 @@ impl Orchestrator {
             traceparent: req.traceparent.clone(),
         };
         let created =
-            repo::create(&self.inner.db, new, &self.inner.replica, self.inner.settings.lease, |row| events::started(row, &req.items)).await?;
+            repo::create(&self.inner.db, new, &self.inner.replica, self.inner.settings.lease, |row, moves| events::started(row, &req.items, moves)).await?;
         let id = match created {
             Created::New(row) => {
                 metrics::counter!("saga_started_total").increment(1);

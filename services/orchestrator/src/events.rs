@@ -4,44 +4,49 @@
 //! writes the same move again after a crash produces the same ids, which the
 //! stream deduplicates.
 
-use chorus_event_store::{CartLine, Envelope, EventPayload, OrderLine, Pattern};
+use chorus_event_store::{CartLine, Envelope, EventPayload, OrderLine, PassedState, Pattern};
 
 use crate::{entity::saga, repo, state::SagaState};
 
 /// A new saga's first events: `CheckoutInitiated` (the same first event as
 /// a choreographed checkout, so read models, audit and notifications see
-/// both patterns alike) and its move into `PENDING`.
-pub fn started(row: &saga::Model, items: &[chorus_contracts::inventory::Line]) -> Vec<Envelope> {
+/// both patterns alike) and its moves (into `PENDING` and on), logged from
+/// row 0.
+pub fn started(row: &saga::Model, items: &[chorus_contracts::inventory::Line], moves: &[repo::Move<'_>]) -> Vec<Envelope> {
     let items = items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
     let initiated = EventPayload::CheckoutInitiated { client_id: row.client_id, items, idempotency_key: row.idempotency_key.clone() };
-    vec![event(row, initiated, "CheckoutInitiated"), transition(row, 0, None, SagaState::Pending, Some("checkout received"))]
-}
-
-/// The `SagaTransitioned` events of `moves`, the first logged as `seq`,
-/// and, when the last move ends the saga, its outcome events just before
-/// the terminal transition: that one stays the checkout's last event, where
-/// subscriptions end.
-pub fn moved(row: &saga::Model, seq: i64, from: SagaState, moves: &[repo::Move<'_>]) -> Vec<Envelope> {
-    let mut events = Vec::with_capacity(moves.len() + 2);
-    let mut previous = from;
-    for (seq, &(to, reason)) in (seq..).zip(moves) {
-        if to.is_terminal() {
-            events.extend(outcome(row, to));
-        }
-        events.push(transition(row, seq, Some(previous), to, reason));
-        previous = to;
-    }
+    let mut events = vec![event(row, initiated, "CheckoutInitiated")];
+    events.extend(transition(row, 0, None, moves));
     events
 }
 
-/// `SagaTransitioned` for the log row `seq`.
-fn transition(row: &saga::Model, seq: i64, from: Option<SagaState>, to: SagaState, reason: Option<&str>) -> Envelope {
+/// The events of one write that logged `moves` from row `seq` on: one
+/// `SagaTransitioned` carrying them all and, when the last move ends the
+/// saga, its outcome events just before it: the terminal transition stays
+/// the checkout's last event, where subscriptions end.
+pub fn moved(row: &saga::Model, seq: i64, from: SagaState, moves: &[repo::Move<'_>]) -> Vec<Envelope> {
+    let mut events = Vec::with_capacity(3);
+    if let Some(&(to, _)) = moves.last()
+        && to.is_terminal()
+    {
+        events.extend(outcome(row, to));
+    }
+    events.extend(transition(row, seq, Some(from), moves));
+    events
+}
+
+/// The `SagaTransitioned` of `moves`, logged from row `seq`: the states
+/// before the last are its `via`. Its id names the first row, so a write
+/// repeated after a crash (same rows) is deduplicated.
+fn transition(row: &saga::Model, seq: i64, from: Option<SagaState>, moves: &[repo::Move<'_>]) -> Option<Envelope> {
+    let (&(to, reason), passed) = moves.split_last()?;
     let payload = EventPayload::SagaTransitioned {
         from: from.map(|s| s.as_str().to_owned()),
         to: to.as_str().to_owned(),
         reason: reason.map(str::to_owned),
+        via: passed.iter().map(|&(state, reason)| PassedState { state: state.as_str().to_owned(), reason: reason.map(str::to_owned) }).collect(),
     };
-    event(row, payload, &format!("transition:{seq}"))
+    Some(event(row, payload, &format!("transition:{seq}")))
 }
 
 /// What the saga's end means for the read models: the order and its

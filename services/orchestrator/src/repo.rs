@@ -43,17 +43,24 @@ pub struct NewSaga<'a> {
     pub traceparent: Option<String>,
 }
 
-/// Creates the saga in `PENDING` with its first log row and, in the same
-/// transaction, the outbox rows `events` builds from it; or finds the saga
-/// that the idempotency key (or the caller's checkout id) already names.
+/// Creates the saga with its first log rows, `PENDING` and the state that
+/// follows it at once (the first step's, entered before any call), and, in
+/// the same transaction, the outbox rows `events` builds from the row and
+/// those moves; or finds the saga that the idempotency key (or the caller's
+/// checkout id) already names.
 pub async fn create(
     db: &DatabaseConnection,
     new: NewSaga<'_>,
     owner: &str,
     lease: std::time::Duration,
-    events: impl FnOnce(&saga::Model) -> Vec<Envelope>,
+    events: impl FnOnce(&saga::Model, &[Move<'_>]) -> Vec<Envelope>,
 ) -> Result<Created, OrchestratorError> {
     let NewSaga { client_id, items, idempotency_key, checkout_id, traceparent } = new;
+    let mut moves: Vec<Move<'_>> = vec![(SagaState::Pending, Some("checkout received"))];
+    if let Some(event) = SagaState::Pending.follow_on() {
+        moves.push((SagaState::Pending.decide(event)?, None));
+    }
+    let (state, _) = moves[moves.len() - 1];
     let now = now_micros();
     let id = checkout_id.unwrap_or_else(Uuid::now_v7);
     let items_json = serde_json::to_string(items).map_err(|e| OrchestratorError::Corrupt(e.to_string()))?;
@@ -63,8 +70,8 @@ pub async fn create(
         idempotency_key: idempotency_key.map(str::to_owned),
         items: items_json,
         lines: None,
-        state: SagaState::Pending.as_str().to_owned(),
-        version: 1,
+        state: state.as_str().to_owned(),
+        version: moves.len() as i64,
         reservation_id: None,
         order_id: None,
         failure_reason: None,
@@ -108,8 +115,10 @@ pub async fn create(
         }
         return Ok(Created::Existing(existing.id));
     }
-    log(&txn, id, 0, &[(None, SagaState::Pending, Some("checkout received"))], now).await?;
-    outbox::write(&txn, owner, &events(&row), row.traceparent.as_deref(), now).await?;
+    let mut from = None;
+    let logged: Vec<_> = moves.iter().map(|&(to, reason)| (std::mem::replace(&mut from, Some(to)), to, reason)).collect();
+    log(&txn, id, 0, &logged, now).await?;
+    outbox::write(&txn, owner, &events(&row, &moves), row.traceparent.as_deref(), now).await?;
     txn.commit().await?;
     Ok(Created::New(Box::new(row)))
 }
