@@ -1,13 +1,16 @@
-//! The loop every worker runs: pull from its durable consumer, decode,
-//! handle, then ack; on failure nak with backoff; on the last delivery give
-//! up the worker's way (fail the checkout) and terminate the message, so
-//! that nothing is redelivered forever.
+//! The loops workers run. An action worker pulls from its durable
+//! consumer, decodes, handles, then acks each event; on failure it naks
+//! with backoff; on the last delivery it gives up the worker's way (fail
+//! the checkout) and terminates the message, so that nothing is redelivered
+//! forever. A recording worker (audit, read models) is pinned: one client
+//! at a time gets the events, in order, stores what one pull brought as one
+//! batch and acks the batch with one ack (`AckPolicy::All`).
 
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
     AckKind, Message,
-    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+    consumer::{AckPolicy, DeliverPolicy, PriorityPolicy, PullConsumer, pull},
 };
 use chorus_event_store::{RecordedEvent, store::decode, subjects};
 use chorus_runtime::shutdown::Shutdown;
@@ -34,6 +37,22 @@ const LAG_EVERY: Duration = Duration::from_secs(5);
 const OUTAGE_RETRY_CAP: Duration = Duration::from_secs(2);
 /// Pause before re-binding a consumer whose message stream ended.
 const REBIND_AFTER: Duration = Duration::from_secs(1);
+/// The priority group a recording worker's replicas pull in; the server
+/// pins one of them.
+const PIN_GROUP: &str = "chorus";
+/// Most events a recording worker stores as one batch.
+const RECORD_BATCH: usize = 256;
+
+/// How a pinned client keeps its pin: the expiry of its pulls (each pull
+/// renews the pin) and how long the server waits after the last one before
+/// it pins a standby replica. The pin outlasts `ack_wait`, so that when it
+/// moves, whatever the old client held unacked is already due for
+/// redelivery and comes first: a later batch's ack (which acks everything
+/// before it) can never cover an event nobody stored.
+fn pin_timing(ack_wait: Duration) -> (Duration, Duration) {
+    let expires = (ack_wait / 2).clamp(Duration::from_secs(1), Duration::from_secs(5));
+    (expires, ack_wait + 2 * expires)
+}
 
 /// What a handler decided about an event.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,9 +95,9 @@ impl WorkerName {
     }
 
     /// Workers that handle what is pulled together as one batch (one
-    /// transaction, one read-model write per checkout) instead of one event
-    /// at a time: those that only record, and never call a service.
-    fn batches(self) -> bool {
+    /// transaction, one read-model write per checkout, one ack) instead of
+    /// one event at a time: those that only record, and never call a service.
+    pub fn batches(self) -> bool {
         matches!(self, WorkerName::Audit | WorkerName::CqrsProjection)
     }
 
@@ -100,10 +119,13 @@ pub fn consumer_config(worker: WorkerName, attempts: u32, ack_wait: Duration) ->
         filter_subject,
         filter_subjects,
         deliver_policy: DeliverPolicy::All,
-        ack_policy: AckPolicy::Explicit,
+        ack_policy: if worker.batches() { AckPolicy::All } else { AckPolicy::Explicit },
         ack_wait,
         max_deliver: worker.max_deliver(attempts),
         max_ack_pending: if worker == WorkerName::StallWatch { STALL_MAX_ACK_PENDING } else { MAX_ACK_PENDING },
+        priority_policy: if worker.batches() { PriorityPolicy::PinnedClient } else { PriorityPolicy::None },
+        priority_groups: if worker.batches() { vec![PIN_GROUP.to_owned()] } else { Vec::new() },
+        priority_timeout: if worker.batches() { pin_timing(ack_wait).1 } else { Duration::ZERO },
         ..Default::default()
     }
 }
@@ -117,6 +139,11 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
     let token = shutdown.token.clone();
     let tracker = shutdown.tracker.clone();
     shutdown.tracker.spawn(report_lag(worker, consumer.clone(), token.clone()));
+    tracing::info!(worker = %worker, consumer = worker.durable(), "worker started");
+    if worker.batches() {
+        shutdown.tracker.spawn(record(worker, ctx, consumer, token));
+        return Ok(());
+    }
     shutdown.tracker.spawn(async move {
         let permits = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut consumer = consumer;
@@ -147,29 +174,6 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
                     }
                     None => break,
                 };
-                if worker.batches() {
-                    // Take whatever else has already arrived, without waiting.
-                    let mut batch = vec![message];
-                    while batch.len() < IN_FLIGHT {
-                        match messages.next().now_or_never() {
-                            Some(Some(Ok(message))) => batch.push(message),
-                            Some(Some(Err(e))) => {
-                                tracing::warn!(worker = %worker, error = %e, "pull failed");
-                                break;
-                            }
-                            Some(None) | None => break,
-                        }
-                    }
-                    let Ok(permit) = permits.clone().acquire_many_owned(batch.len() as u32).await else {
-                        break;
-                    };
-                    let ctx = ctx.clone();
-                    tracker.spawn(async move {
-                        process_batch(worker, &ctx, batch).await;
-                        drop(permit);
-                    });
-                    continue;
-                }
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
@@ -186,14 +190,142 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
         }
         tracing::info!(worker = %worker, "stopped pulling");
     });
-    tracing::info!(worker = %worker, consumer = worker.durable(), "worker started");
     Ok(())
 }
 
+/// The loop of a recording worker: while this replica holds the pin, take
+/// what has arrived (up to [`RECORD_BATCH`]), store it, ack it once.
+async fn record(worker: WorkerName, ctx: Workers, mut consumer: PullConsumer, token: CancellationToken) {
+    let (expires, pin_timeout) = pin_timing(ctx.settings.ack_wait);
+    // When this replica last stored a batch: only the pinned one does.
+    let mut stored_at = None;
+    while !token.is_cancelled() {
+        let pulled = consumer.stream().group(PIN_GROUP).expires(expires).max_messages_per_batch(RECORD_BATCH).messages().await;
+        let mut messages = match pulled {
+            Ok(messages) => messages,
+            Err(e) => {
+                tracing::warn!(worker = %worker, error = %e, "cannot pull; retrying");
+                tokio::time::sleep(REBIND_AFTER).await;
+                if let Ok(again) = bind(worker, &ctx).await {
+                    consumer = again;
+                }
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                next = messages.next() => next,
+                () = token.cancelled() => break,
+            };
+            let mut batch = match next {
+                Some(Ok(message)) => vec![message],
+                Some(Err(e)) => {
+                    tracing::debug!(worker = %worker, error = %e, "pull status");
+                    continue;
+                }
+                None => break,
+            };
+            // Take whatever else has already arrived, without waiting.
+            while batch.len() < RECORD_BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(message))) => batch.push(message),
+                    Some(Some(Err(_))) | Some(None) | None => break,
+                }
+            }
+            if !record_batch(worker, &ctx, batch, &token).await {
+                break;
+            }
+            stored_at = Some(std::time::Instant::now());
+        }
+        if !token.is_cancelled() {
+            tokio::time::sleep(REBIND_AFTER).await;
+        }
+    }
+    // Stopping with the pin: give it up, so that a standby replica (or
+    // this one, restarted) takes over now rather than after the timeout.
+    // A standby replica must not: it would unpin the one at work.
+    if stored_at.is_some_and(|at| at.elapsed() < pin_timeout)
+        && let Err(e) = ctx.events.stream().unpin_consumer(worker.durable(), PIN_GROUP).await
+    {
+        tracing::debug!(worker = %worker, error = %e, "pin not released; it times out");
+    }
+    tracing::info!(worker = %worker, "stopped pulling");
+}
+
+/// Stores a batch, retrying in place until it is stored (these workers
+/// never give up, and storing an event twice changes nothing), then acks
+/// its last event, which acks all of it. A batch is never skipped: the
+/// next one's ack would cover it. False when the process stops first; the
+/// batch is then redelivered to whichever replica is pinned next.
+async fn record_batch(worker: WorkerName, ctx: &Workers, messages: Vec<Message>, token: &CancellationToken) -> bool {
+    let mut events = Vec::with_capacity(messages.len());
+    for message in &messages {
+        // A message that is not an event is terminated by `receive`.
+        if let Some(Received { event, .. }) = receive(worker, message).await {
+            events.push(event);
+        }
+    }
+    let mut attempt = 1;
+    while let Err(e) = handle_batch(worker, ctx, &events).await {
+        if token.is_cancelled() {
+            tracing::info!(worker = %worker, error = %e, "stopping with a batch not stored; it is redelivered");
+            return false;
+        }
+        let delay = backoff(ctx.settings.backoff, attempt).min(OUTAGE_RETRY_CAP);
+        tracing::warn!(worker = %worker, events = events.len(), error = %e, retry_in = ?delay, "storing a batch failed; retrying");
+        // Still ours: keep the batch from being redelivered meanwhile.
+        for message in &messages {
+            if let Err(e) = message.ack_with(AckKind::Progress).await {
+                tracing::debug!(error = %e, "in-progress ack not sent");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = token.cancelled() => {}
+        }
+        attempt += 1;
+    }
+    if ctx.settings.crash_before_ack == Some(worker) {
+        tracing::warn!("CHORUS_TEST_CRASH_BEFORE_ACK: dying after the effect, before the ack");
+        std::process::abort();
+    }
+    if let Some(last) = messages.last() {
+        settle_unless_dropped(worker, last, AckKind::Ack, ctx.settings.drop_acks).await;
+    }
+    tracing::debug!(worker = %worker, events = events.len(), "batch stored");
+    true
+}
+
+/// Creates or updates the worker's consumer. Where it exists, its deliver
+/// policy (where it started) is kept; where its ack or priority policy is
+/// one the server cannot change in place (made by an earlier version), it
+/// is replaced by one that starts after the last event the old one had
+/// acked, so nothing is skipped and little is seen twice.
 async fn bind(worker: WorkerName, ctx: &Workers) -> Result<PullConsumer, WorkerError> {
-    let config = consumer_config(worker, ctx.settings.attempts, ctx.settings.ack_wait);
+    let mut config = consumer_config(worker, ctx.settings.attempts, ctx.settings.ack_wait);
+    let stream = ctx.events.stream();
     let what = format!("provisioning consumer {}", worker.durable());
-    chorus_runtime::nats::until_provisioned(&what, || ctx.events.stream().create_consumer(config.clone())).await.map_err(WorkerError::nats)
+    let existing = chorus_runtime::nats::until_provisioned(&what, || async {
+        match stream.consumer_info(worker.durable()).await {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if e.kind() == async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .map_err(WorkerError::nats)?;
+    if let Some(info) = existing {
+        let old = &info.config;
+        if old.ack_policy != config.ack_policy || old.priority_policy != config.priority_policy {
+            let start_sequence = info.ack_floor.stream_sequence + 1;
+            tracing::warn!(consumer = worker.durable(), start_sequence, "replacing a consumer made with other policies");
+            stream.delete_consumer(worker.durable()).await.map_err(WorkerError::nats)?;
+            config.deliver_policy = DeliverPolicy::ByStartSequence { start_sequence };
+        } else {
+            config.deliver_policy = old.deliver_policy;
+        }
+    }
+    chorus_runtime::nats::until_provisioned(&what, || stream.create_consumer(config.clone())).await.map_err(WorkerError::nats)
 }
 
 /// An event as received: decoded, counted, with its span (the checkout's
@@ -287,39 +419,6 @@ async fn process(worker: WorkerName, ctx: &Workers, message: Message, token: &Ca
     }
     .instrument(span)
     .await;
-}
-
-/// Handles a batch of messages for a [`WorkerName::batches`] worker: all
-/// succeed and are acked, or all are redelivered (these workers never give
-/// up, and applying an event twice changes nothing).
-async fn process_batch(worker: WorkerName, ctx: &Workers, messages: Vec<Message>) {
-    let mut held = Vec::with_capacity(messages.len());
-    let mut events = Vec::with_capacity(messages.len());
-    for message in messages {
-        if let Some(Received { event, delivered, span }) = receive(worker, &message).await {
-            events.push(event);
-            held.push((message, delivered, span));
-        }
-    }
-    let handled = handle_batch(worker, ctx, &events).await;
-    if handled.is_ok() && ctx.settings.crash_before_ack == Some(worker) {
-        tracing::warn!("CHORUS_TEST_CRASH_BEFORE_ACK: dying after the effect, before the ack");
-        std::process::abort();
-    }
-    for (message, delivered, span) in held {
-        let ack = match &handled {
-            Ok(()) => {
-                span.in_scope(|| tracing::debug!("event handled"));
-                AckKind::Ack
-            }
-            Err(e) => {
-                let delay = backoff(ctx.settings.backoff, delivered);
-                span.in_scope(|| tracing::warn!(error = %e, retry_in = ?delay, "handling failed; will retry"));
-                AckKind::Nak(Some(delay))
-            }
-        };
-        settle_unless_dropped(worker, &message, ack, ctx.settings.drop_acks).await;
-    }
 }
 
 async fn handle(worker: WorkerName, ctx: &Workers, event: &RecordedEvent, delivery: Delivery) -> Result<Handled, WorkerError> {
