@@ -61,6 +61,13 @@ pub async fn open(url: &str, durable: bool) -> Result<DatabaseConnection, Runtim
     }
 }
 
+/// Counts every statement run on `db` in `db_statements_total{db}`, so
+/// that `chorus bench` can say what a checkout costs each database. (The
+/// transaction's `BEGIN` and `COMMIT` are not statements sea-orm meters.)
+pub fn count_statements(db: &mut DatabaseConnection, name: &'static str) {
+    db.set_metric_callback(move |_| metrics::counter!("db_statements_total", "db" => name).increment(1));
+}
+
 /// Runs `M`'s migrations, one process at a time. Replicas starting together
 /// on one Postgres database would otherwise race on `CREATE TABLE IF NOT
 /// EXISTS` (a duplicate key in `pg_type`); an advisory lock held by the

@@ -230,6 +230,7 @@ async fn run_pattern(
         _ => None,
     };
     let nats_before = OptionFuture::from(own.map(OwnPlatform::nats_counters)).await.flatten();
+    let statements_before = OptionFuture::from(own.map(|_| api.statements())).await.flatten();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
@@ -309,6 +310,11 @@ async fn run_pattern(
         after
     });
     let nats = nats_before.zip(nats_after).and_then(|(before, after)| before.per_checkout(after, ended.len() as u64));
+    let statements_after = OptionFuture::from(statements_before.as_ref().map(|_| api.statements())).await.flatten();
+    let db_statements = statements_before.zip(statements_after).filter(|_| !ended.is_empty()).map(|(before, after)| {
+        let per = |db: &String, n: &u64| (db.clone(), (n.saturating_sub(before.get(db).copied().unwrap_or(0)) as f64 / ended.len() as f64 * 100.0).round() / 100.0);
+        after.iter().map(|(db, n)| per(db, n)).collect()
+    });
     let by_subject = tally.map(|tally| {
         tally.per_checkout(ended.len() as u64).into_iter().map(|(subject, messages)| report::SubjectCost { subject, messages }).collect()
     });
@@ -344,6 +350,7 @@ async fn run_pattern(
         stock_freed_ms: (!freed.is_empty()).then(|| report::Latency::from_micros(&freed)),
         platform_cpu_ms_per_checkout: cpu.map(|c| (c * 100.0).round() / 100.0),
         nats,
+        db_statements,
         by_subject,
     };
     Ok((run, checks))

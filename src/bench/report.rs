@@ -52,6 +52,10 @@ pub struct Run {
     /// server only; the bench's own event feed included).
     #[serde(default)]
     pub nats: Option<NatsCost>,
+    /// Statements per checkout on each database, by name (self-started
+    /// only; from `db_statements_total{db}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_statements: Option<std::collections::BTreeMap<String, f64>>,
     /// `--breakdown`: messages per checkout by subject shape, most first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by_subject: Option<Vec<SubjectCost>>,
@@ -204,6 +208,15 @@ impl Report {
         }
         out.push('\n');
         for r in &self.runs {
+            let Some(per_db) = &r.db_statements else { continue };
+            let total: f64 = per_db.values().sum();
+            let each: Vec<String> = per_db.iter().map(|(db, n)| format!("{db} {n:.1}")).collect();
+            out.push_str(&format!("Database statements per {} checkout: {total:.1} ({}).\n", r.pattern, each.join(", ")));
+        }
+        if self.runs.iter().any(|r| r.db_statements.is_some()) {
+            out.push('\n');
+        }
+        for r in &self.runs {
             let Some(rows) = &r.by_subject else { continue };
             let total: f64 = rows.iter().map(|c| c.messages).sum();
             out.push_str(&format!("Messages per {} checkout by subject ({total:.1} in all, as a subscriber on `>` sees them):\n\n", r.pattern));
@@ -264,6 +277,7 @@ mod tests {
             stock_freed_ms: None,
             platform_cpu_ms_per_checkout: Some(1.5),
             nats: Some(NatsCost { messages_in: 61.0, messages_out: 80.5, cpu_ms: 0.5 }),
+            db_statements: None,
             by_subject: None,
         }
     }

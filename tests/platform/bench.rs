@@ -56,10 +56,11 @@ fn both_patterns_compensate_a_share_and_conserve_stock() {
         assert!(run["stock_freed_ms"]["p50"].as_f64().is_some(), "{run:#}");
     }
     // Per checkout: a choreographed success stores 4 events, a compensated
-    // failure 5; the orchestrated saga adds its transitions.
+    // failure 5; an orchestrated success 9 (6 transition events, one per
+    // write of the saga log), a failed order 8.
     let per = |i: usize| runs[i]["events_per_checkout"].as_f64().expect("events_per_checkout");
     assert!((4.0..=5.0).contains(&per(1)), "choreographed events per checkout {}", per(1));
-    assert!(per(0) > 10.0, "orchestrated events per checkout {}", per(0));
+    assert!((8.0..=9.0).contains(&per(0)), "orchestrated events per checkout {}", per(0));
     // What the bench's own nats-server counted, and by subject: every
     // service call of a checkout is there, and the counts add up.
     for run in runs {
@@ -70,6 +71,14 @@ fn both_patterns_compensate_a_share_and_conserve_stock() {
         let names: Vec<&str> = subjects.iter().filter_map(|c| c["subject"].as_str()).collect();
         for call in ["inventory.reserve", "orders.create"] {
             assert!(names.contains(&call), "{} has no {call}: {names:?}", run["pattern"]);
+        }
+        // Statements per checkout on each database that a checkout writes.
+        let statements = &run["db_statements"];
+        for db in ["inventory", "orders", "audit"] {
+            assert!(statements[db].as_f64().is_some_and(|n| n > 0.0), "{}: {statements}", run["pattern"]);
+        }
+        if run["pattern"] == "orchestrated" {
+            assert!(statements["orchestrator"].as_f64().is_some_and(|n| n > 0.0), "{statements}");
         }
         let counted: f64 = subjects.iter().filter_map(|c| c["messages"].as_f64()).sum();
         assert!(counted >= sent * 0.9, "{counted} by subject, {sent} sent");
