@@ -19,6 +19,7 @@ mod metrics;
 mod observability;
 mod orchestrated;
 mod orders;
+mod recording;
 mod recovery;
 mod runtime;
 mod subscriptions;
