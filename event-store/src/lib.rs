@@ -14,6 +14,7 @@
 
 mod direct;
 mod error;
+mod known;
 pub mod event;
 pub mod projections;
 pub mod store;

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::{
     EventPayload, EventStore, EventStoreError, Pattern, RecordedEvent,
     event::micros_rfc3339,
+    known::Known,
     store::{cas, kv_stream_config},
 };
 
@@ -305,6 +306,8 @@ pub struct Projections {
     js: jetstream::Context,
     checkouts: kv::Store,
     orders_by_client: kv::Store,
+    /// What this process's applies last wrote to each bucket.
+    known: [Known; 2],
 }
 
 impl std::fmt::Debug for Projections {
@@ -327,14 +330,14 @@ impl Projections {
         }
         let orders_by_client = stores.pop().ok_or_else(|| EventStoreError::read_model("no bucket"))?;
         let checkouts = stores.pop().ok_or_else(|| EventStoreError::read_model("no bucket"))?;
-        Ok(Projections { js, checkouts, orders_by_client })
+        Ok(Projections { js, checkouts, orders_by_client, known: Default::default() })
     }
 
     /// Binds to buckets that already exist, changing nothing.
     pub async fn open(js: jetstream::Context) -> Result<Self, EventStoreError> {
         let checkouts = js.get_key_value(CHECKOUTS_BUCKET).await.map_err(EventStoreError::read)?;
         let orders_by_client = js.get_key_value(ORDERS_BY_CLIENT_BUCKET).await.map_err(EventStoreError::read)?;
-        Ok(Projections { js, checkouts, orders_by_client })
+        Ok(Projections { js, checkouts, orders_by_client, known: Default::default() })
     }
 
     fn store(&self, projection: Projection) -> &kv::Store {
@@ -346,17 +349,17 @@ impl Projections {
 
     /// Applies one event to every read model it concerns; harmless to repeat.
     pub async fn apply(&self, event: &RecordedEvent) -> Result<(), EventStoreError> {
-        update::<CheckoutView>(&self.checkouts, event).await?;
-        update::<ClientOrders>(&self.orders_by_client, event).await
+        self.apply_all(std::slice::from_ref(event)).await
     }
 
     /// Applies a batch of events with one write per key: the events of one
     /// checkout (or client) are folded together, in the order given, and
     /// written with a single compare-and-set.
     pub async fn apply_all(&self, events: &[RecordedEvent]) -> Result<(), EventStoreError> {
+        let [checkouts, orders_by_client] = &self.known;
         futures::try_join!(
-            update_all::<CheckoutView>(&self.checkouts, events),
-            update_all::<ClientOrders>(&self.orders_by_client, events),
+            update_all::<CheckoutView>(&self.checkouts, checkouts, events),
+            update_all::<ClientOrders>(&self.orders_by_client, orders_by_client, events),
         )?;
         Ok(())
     }
@@ -425,17 +428,9 @@ async fn read<T: DeserializeOwned>(store: &kv::Store, key: &str) -> Result<Optio
     }
 }
 
-/// Applies `event` to its key with compare-and-set, re-reading on a lost race.
-async fn update<V: View>(store: &kv::Store, event: &RecordedEvent) -> Result<(), EventStoreError> {
-    let Some(key) = V::key(event) else {
-        return Ok(());
-    };
-    modify::<V>(store, &key, |current| V::apply(current, event)).await
-}
-
 /// Applies `events` grouped by key: one compare-and-set per key, the keys
 /// written concurrently.
-async fn update_all<V: View>(store: &kv::Store, events: &[RecordedEvent]) -> Result<(), EventStoreError> {
+async fn update_all<V: View>(store: &kv::Store, known: &Known, events: &[RecordedEvent]) -> Result<(), EventStoreError> {
     let mut by_key: HashMap<String, Vec<&RecordedEvent>> = HashMap::new();
     for event in events {
         if let Some(key) = V::key(event) {
@@ -444,13 +439,13 @@ async fn update_all<V: View>(store: &kv::Store, events: &[RecordedEvent]) -> Res
     }
     // A join, not a stream combinator: the latter's closure makes the
     // future not `Send` for every lifetime, so callers could not spawn it.
-    let writes = by_key.into_iter().map(|(key, events)| update_key::<V>(store, key, events));
+    let writes = by_key.into_iter().map(|(key, events)| update_key::<V>(store, known, key, events));
     futures::future::try_join_all(writes).await?;
     Ok(())
 }
 
-async fn update_key<V: View>(store: &kv::Store, key: String, events: Vec<&RecordedEvent>) -> Result<(), EventStoreError> {
-    modify::<V>(store, &key, |current| {
+async fn update_key<V: View>(store: &kv::Store, known: &Known, key: String, events: Vec<&RecordedEvent>) -> Result<(), EventStoreError> {
+    modify::<V>(store, Some(known), &key, |current| {
         // `None` from `apply` means "nothing new": write only if some event
         // of the group changed the view.
         let mut changed = false;
@@ -467,8 +462,13 @@ async fn update_key<V: View>(store: &kv::Store, key: String, events: Vec<&Record
 }
 
 /// Writes `change(current)` to `key` unless it returns `None`, with CAS.
-async fn modify<V: View>(store: &kv::Store, key: &str, change: impl Fn(Option<V>) -> Option<V>) -> Result<(), EventStoreError> {
-    cas(store, key, |current| {
+async fn modify<V: View>(
+    store: &kv::Store,
+    known: Option<&Known>,
+    key: &str,
+    change: impl Fn(Option<V>) -> Option<V>,
+) -> Result<(), EventStoreError> {
+    cas(store, key, known, |current| {
         let current = current
             .map(serde_json::from_slice::<V>)
             .transpose()
@@ -522,7 +522,7 @@ async fn rebuild_into<V: View + Send + Sync + 'static>(events: &EventStore, stor
             };
             for sequence in missing {
                 if let Some(event) = events.get(sequence).await? {
-                    modify::<V>(store, &key, |current| V::apply(current, &event)).await?;
+                    modify::<V>(store, None, &key, |current| V::apply(current, &event)).await?;
                 }
             }
             Ok(())
@@ -552,7 +552,7 @@ mod tests {
     fn happy(checkout: Uuid, client: Uuid, order: Uuid) -> Vec<RecordedEvent> {
         vec![
             at(3, checkout, EventPayload::CheckoutInitiated { client_id: client, items: vec![], idempotency_key: None }),
-            at(5, checkout, EventPayload::StockReserved { reservation_id: Uuid::nil(), items: vec![] }),
+            at(5, checkout, EventPayload::StockReserved { reservation_id: Uuid::nil(), items: vec![], priced: vec![] }),
             at(8, checkout, EventPayload::OrderCreated { order_id: order, client_id: client, total_cents: 500, items: vec![] }),
             at(9, checkout, EventPayload::CheckoutSucceeded { order_id: order }),
         ]

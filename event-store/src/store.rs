@@ -19,7 +19,7 @@ use chorus_runtime::{
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use uuid::Uuid;
 
-use crate::{EventStoreError, Envelope, RecordedEvent, subjects};
+use crate::{EventStoreError, Envelope, RecordedEvent, known::Known, subjects};
 
 /// How long events are kept (DESIGN §2).
 pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -300,34 +300,47 @@ impl EventStore {
 pub(crate) async fn cas(
     store: &kv::Store,
     key: &str,
+    known: Option<&Known>,
     change: impl Fn(Option<&[u8]>) -> Result<Option<Bytes>, EventStoreError>,
 ) -> Result<(), EventStoreError> {
+    // First try what this process last wrote, if it remembers: no read.
+    let mut guess = known.and_then(|k| k.get(key));
     loop {
-        let entry = store.entry(key).await.map_err(EventStoreError::read_model)?;
-        let (current, revision) = match &entry {
-            Some(entry) if entry.operation == kv::Operation::Put => (Some(entry.value.as_ref()), Some(entry.revision)),
-            // A purged key keeps a marker: the next write must follow it.
-            Some(entry) => (None, Some(entry.revision)),
-            None => (None, None),
+        let (current, revision) = match guess.take() {
+            Some((revision, value)) => (Some(value), Some(revision)),
+            None => match store.entry(key).await.map_err(EventStoreError::read_model)? {
+                Some(entry) if entry.operation == kv::Operation::Put => (Some(entry.value), Some(entry.revision)),
+                // A purged key keeps a marker: the next write must follow it.
+                Some(entry) => (None, Some(entry.revision)),
+                None => (None, None),
+            },
         };
-        let Some(value) = change(current)? else {
+        let Some(value) = change(current.as_deref())? else {
             return Ok(());
         };
         let written = match revision {
             Some(revision) => store
-                .update(key, value, revision)
+                .update(key, value.clone(), revision)
                 .await
-                .map(drop)
                 .map_err(|e| (e.kind() == kv::UpdateErrorKind::WrongLastRevision, async_nats::Error::from(e))),
             None => store
-                .create(key, value)
+                .create(key, value.clone())
                 .await
-                .map(drop)
                 .map_err(|e| (e.kind() == kv::CreateErrorKind::AlreadyExists, async_nats::Error::from(e))),
         };
         match written {
-            Ok(()) => return Ok(()),
-            Err((true, _)) => continue,
+            Ok(revision) => {
+                if let Some(known) = known {
+                    known.remember(key, revision, value);
+                }
+                return Ok(());
+            }
+            // Someone else wrote it: read it, and apply again.
+            Err((true, _)) => {
+                if let Some(known) = known {
+                    known.forget(key);
+                }
+            }
             Err((false, e)) => return Err(EventStoreError::ReadModel(e)),
         }
     }
