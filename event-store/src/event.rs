@@ -53,6 +53,11 @@ pub enum EventPayload {
     StockReserved {
         reservation_id: Uuid,
         items: Vec<CartLine>,
+        /// The cart priced when the stock was reserved, so that the order
+        /// step need not ask the catalogue again (absent from events
+        /// stored before it was added: the order step then asks).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        priced: Vec<OrderLine>,
     },
     StockReservationFailed {
         reason: String,

@@ -421,8 +421,9 @@ impl Orchestrator {
 
     /// Waits until the saga is terminal and every event of it is in the
     /// event store (or the wait limit passes), and returns it. The relay
-    /// wakes the waiter as it stores this replica's events; sagas of other
-    /// replicas are polled. A saga that ended while its events still wait
+    /// wakes the waiter once it stored the saga's terminal transition (its
+    /// last event), so a saga costs two looks, not one per step; sagas of
+    /// other replicas are polled. A saga that ended while its events still wait
     /// (JetStream unavailable) is `EventsPending`: asking again is safe.
     async fn wait_terminal(&self, id: Uuid) -> Result<Saga, OrchestratorError> {
         let mut ended = self.inner.relay.stored();

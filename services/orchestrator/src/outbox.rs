@@ -12,7 +12,7 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use chorus_event_store::{Envelope, EventStore};
+use chorus_event_store::{Envelope, EventPayload, EventStore};
 use chorus_runtime::{retry, shutdown::Shutdown, trace::TraceParent};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -25,7 +25,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{OrchestratorError, entity::outbox};
+use crate::{OrchestratorError, entity::outbox, state::SagaState};
 
 /// Most rows published as one pipelined batch.
 const MAX_BATCH: u64 = 512;
@@ -84,6 +84,11 @@ pub async fn pending_count(db: &impl ConnectionTrait) -> Result<u64, Orchestrato
     Ok(outbox::Entity::find().count(db).await?)
 }
 
+/// Whether `event` is a saga's move into a terminal state.
+fn ends_saga(event: &Envelope) -> bool {
+    matches!(&event.payload, EventPayload::SagaTransitioned { to, .. } if SagaState::parse(to).is_some_and(SagaState::is_terminal))
+}
+
 /// The relay of one replica: woken by that replica's writes, and sweeping
 /// for orphaned rows every [`SWEEP_EVERY`].
 #[derive(Clone, Debug)]
@@ -107,7 +112,7 @@ impl Relay {
         self.wake.notify_one();
     }
 
-    /// Checkout ids, each sent after a batch holding some of its events was stored.
+    /// Checkout ids, each sent once the batch holding its terminal transition was stored.
     pub fn stored(&self) -> broadcast::Receiver<Uuid> {
         self.stored.subscribe()
     }
@@ -154,19 +159,18 @@ impl RelayTask {
                 }
                 continue;
             }
-            if !self.publish(&batch).await {
+            let Some(ended) = self.publish(&batch).await else {
                 if self.token.is_cancelled() {
                     tracing::warn!(pending = batch.len(), "outbox not drained at stop; it is published at the next start");
                     return;
                 }
                 continue;
-            }
+            };
             let seqs: Vec<i64> = batch.iter().map(|row| row.seq).collect();
             if !self.delete(seqs).await {
                 return;
             }
-            let checkouts: BTreeSet<Uuid> = batch.iter().map(|row| row.checkout_id).collect();
-            for id in checkouts {
+            for id in ended {
                 let _ = self.relay.stored.send(id);
             }
         }
@@ -196,10 +200,12 @@ impl RelayTask {
         Ok(rows)
     }
 
-    /// Publishes `batch` in order until the stream has taken all of it;
-    /// false when it was not (stopping and the drain time is over, or a row
-    /// that is not an event blocks the queue until someone fixes it).
-    async fn publish(&self, batch: &[outbox::Model]) -> bool {
+    /// Publishes `batch` in order until the stream has taken all of it, and
+    /// returns the checkouts whose terminal transition it held (only then
+    /// is a waiter's answer ready); `None` when it was not stored (stopping
+    /// and the drain time is over, or a row that is not an event blocks the
+    /// queue until someone fixes it).
+    async fn publish(&self, batch: &[outbox::Model]) -> Option<BTreeSet<Uuid>> {
         let mut decoded = Vec::with_capacity(batch.len());
         for row in batch {
             match serde_json::from_str::<Envelope>(&row.body) {
@@ -210,10 +216,11 @@ impl RelayTask {
                     tracing::error!(seq = row.seq, error = %e, "an outbox row is not an event; fix or delete it by hand");
                     metrics::counter!("outbox_publish_failures_total").increment(1);
                     self.pause(SWEEP_EVERY).await;
-                    return false;
+                    return None;
                 }
             }
         }
+        let ended = decoded.iter().filter(|(event, _)| ends_saga(event)).map(|(event, _)| event.checkout_id).collect();
         let events: Vec<_> = decoded.iter().map(|(e, t)| (e, t.as_ref())).collect();
         let append = || self.events.append_traced(&events);
         let policy = retry::forever(Duration::from_millis(50), Duration::from_secs(5));
@@ -230,8 +237,8 @@ impl RelayTask {
             },
         );
         tokio::select! {
-            stored = retried => stored.is_ok(),
-            () = self.drain_over() => false,
+            stored = retried => stored.ok().map(|_| ended),
+            () = self.drain_over() => None,
         }
     }
 
