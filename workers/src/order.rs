@@ -1,13 +1,13 @@
-//! order-creation (`choreo-order`): on `StockReserved`, prices the cart,
-//! creates the order and turns the reservation into sold stock; emits
-//! `OrderCreated` + `CheckoutSucceeded`, or `OrderCreationFailed` (the
-//! compensation worker then releases the stock).
+//! order-creation (`choreo-order`): on `StockReserved`, creates the order
+//! at the prices the event carries and turns the reservation into sold
+//! stock; emits `OrderCreated` + `CheckoutSucceeded`, or
+//! `OrderCreationFailed` (the compensation worker then releases the stock).
 
 use chorus_contracts::{
     ServiceError,
     catalogue::{self, GetProducts},
     inventory::{Commit, ReservationStatus},
-    orders::{CancelOrderByKey, CreateOrder, OrderStatus},
+    orders::{CancelOrderByKey, CreateOrder, OrderLine, OrderStatus},
 };
 use chorus_event_store::{EventPayload, Pattern, RecordedEvent};
 use uuid::Uuid;
@@ -22,7 +22,7 @@ const SOURCE: &str = "order-creation";
 
 pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, WorkerError> {
     let e = &event.envelope;
-    let (EventPayload::StockReserved { reservation_id, .. }, Pattern::Choreographed) = (&e.payload, e.pattern) else {
+    let (EventPayload::StockReserved { reservation_id, priced, .. }, Pattern::Choreographed) = (&e.payload, e.pattern) else {
         return Ok(Handled::Done);
     };
     let checkout = Checkout::load(ctx, e.checkout_id).await?;
@@ -30,12 +30,16 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
         return Ok(Handled::Done);
     }
     let trace = settle::trace_of(event);
-    let ids = checkout.items.iter().map(|l| l.product_id).collect();
-    let products = ctx.services.call_traced(&GetProducts { ids, checkout_id: Some(checkout.id) }, trace.as_ref()).await?;
-    let priced = catalogue::price(&checkout.lines(), &products);
-    let items = match priced {
-        Ok(items) => items,
-        Err(reason) => return fail(ctx, &checkout, event, *reservation_id, reason, "PRODUCT_UNAVAILABLE").await,
+    // Priced when the stock was reserved; an older event is priced now.
+    let items = if priced.is_empty() {
+        let ids = checkout.items.iter().map(|l| l.product_id).collect();
+        let products = ctx.services.call_traced(&GetProducts { ids, checkout_id: Some(checkout.id) }, trace.as_ref()).await?;
+        match catalogue::price(&checkout.lines(), &products) {
+            Ok(items) => items,
+            Err(reason) => return fail(ctx, &checkout, event, *reservation_id, reason, "PRODUCT_UNAVAILABLE").await,
+        }
+    } else {
+        priced.iter().map(|l| OrderLine { product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents }).collect()
     };
     let create = CreateOrder { idempotency_key: settle::key(checkout.id, ORDER), client_id: checkout.client_id, checkout_id: checkout.id, items };
     let order = match ctx.services.call_traced(&create, trace.as_ref()).await {

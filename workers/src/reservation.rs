@@ -1,13 +1,14 @@
 //! stock-reservation (`choreo-reservation`): on `CheckoutInitiated`, checks
 //! that every product is for sale and reserves the stock; emits
-//! `StockReserved`, or `StockReservationFailed` + `CheckoutFailed`.
+//! `StockReserved` (with the cart priced, for the order step), or
+//! `StockReservationFailed` + `CheckoutFailed`.
 
 use chorus_contracts::{
     ServiceError,
     catalogue::{self, GetProducts},
     inventory::{ReservationStatus, Reserve},
 };
-use chorus_event_store::{EventPayload, Pattern, RecordedEvent};
+use chorus_event_store::{EventPayload, OrderLine, Pattern, RecordedEvent};
 
 use crate::{
     WorkerError, Workers,
@@ -26,10 +27,10 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
     let trace = settle::trace_of(event);
     let ids = items.iter().map(|l| l.product_id).collect();
     let products = ctx.services.call_traced(&GetProducts { ids, checkout_id: Some(checkout.id) }, trace.as_ref()).await?;
-    let unavailable = catalogue::price(&checkout.lines(), &products).err();
-    if let Some(reason) = unavailable {
-        return refuse(ctx, &checkout, event, reason, "PRODUCT_UNAVAILABLE").await;
-    }
+    let priced = match catalogue::price(&checkout.lines(), &products) {
+        Ok(lines) => lines,
+        Err(reason) => return refuse(ctx, &checkout, event, reason, "PRODUCT_UNAVAILABLE").await,
+    };
     let reserve = Reserve { idempotency_key: settle::key(checkout.id, RESERVE), checkout_id: checkout.id, items: checkout.lines() };
     match ctx.services.call_traced(&reserve, trace.as_ref()).await {
         Ok(reservation) if reservation.status == ReservationStatus::Released => {
@@ -38,7 +39,11 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
             Ok(Handled::Done)
         }
         Ok(reservation) => {
-            let reserved = EventPayload::StockReserved { reservation_id: reservation.id, items: items.clone() };
+            let priced = priced
+                .into_iter()
+                .map(|l| OrderLine { product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
+                .collect();
+            let reserved = EventPayload::StockReserved { reservation_id: reservation.id, items: items.clone(), priced };
             settle::publish(ctx, checkout.id, event, reserved).await?;
             Ok(Handled::Done)
         }
