@@ -254,6 +254,11 @@ impl ClientOrders {
 /// What every read model is to the machinery that stores it.
 trait View: Serialize + DeserializeOwned + Clone {
     fn key(event: &RecordedEvent) -> Option<String>;
+    /// Whether `event` is the first its key ever sees, so that writing it
+    /// most likely creates the key.
+    fn starts(_event: &RecordedEvent) -> bool {
+        false
+    }
     fn apply(view: Option<Self>, event: &RecordedEvent) -> Option<Self>;
     fn applied(&self) -> Vec<u64>;
 }
@@ -261,6 +266,9 @@ trait View: Serialize + DeserializeOwned + Clone {
 impl View for CheckoutView {
     fn key(event: &RecordedEvent) -> Option<String> {
         Some(event.envelope.checkout_id.to_string())
+    }
+    fn starts(event: &RecordedEvent) -> bool {
+        matches!(event.envelope.payload, EventPayload::CheckoutInitiated { .. })
     }
     fn apply(view: Option<Self>, event: &RecordedEvent) -> Option<Self> {
         CheckoutView::apply(view, event)
@@ -445,7 +453,8 @@ async fn update_all<V: View>(store: &kv::Store, known: &Known, events: &[Recorde
 }
 
 async fn update_key<V: View>(store: &kv::Store, known: &Known, key: String, events: Vec<&RecordedEvent>) -> Result<(), EventStoreError> {
-    modify::<V>(store, Some(known), &key, |current| {
+    let new_key = events.iter().any(|e| V::starts(e));
+    modify::<V>(store, Some(known), new_key, &key, |current| {
         // `None` from `apply` means "nothing new": write only if some event
         // of the group changed the view.
         let mut changed = false;
@@ -465,10 +474,11 @@ async fn update_key<V: View>(store: &kv::Store, known: &Known, key: String, even
 async fn modify<V: View>(
     store: &kv::Store,
     known: Option<&Known>,
+    new_key: bool,
     key: &str,
     change: impl Fn(Option<V>) -> Option<V>,
 ) -> Result<(), EventStoreError> {
-    cas(store, key, known, |current| {
+    cas(store, key, known, new_key, |current| {
         let current = current
             .map(serde_json::from_slice::<V>)
             .transpose()
@@ -522,7 +532,7 @@ async fn rebuild_into<V: View + Send + Sync + 'static>(events: &EventStore, stor
             };
             for sequence in missing {
                 if let Some(event) = events.get(sequence).await? {
-                    modify::<V>(store, None, &key, |current| V::apply(current, &event)).await?;
+                    modify::<V>(store, None, false, &key, |current| V::apply(current, &event)).await?;
                 }
             }
             Ok(())

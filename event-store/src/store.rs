@@ -301,13 +301,19 @@ pub(crate) async fn cas(
     store: &kv::Store,
     key: &str,
     known: Option<&Known>,
+    new_key: bool,
     change: impl Fn(Option<&[u8]>) -> Result<Option<Bytes>, EventStoreError>,
 ) -> Result<(), EventStoreError> {
-    // First try what this process last wrote, if it remembers: no read.
-    let mut guess = known.and_then(|k| k.get(key));
+    // First try what this process last wrote, if it remembers, or, for a
+    // key that is most likely new, nothing: no read either way.
+    let mut guess = match known.and_then(|k| k.get(key)) {
+        Some((revision, value)) => Some((Some(value), Some(revision))),
+        None if new_key => Some((None, None)),
+        None => None,
+    };
     loop {
         let (current, revision) = match guess.take() {
-            Some((revision, value)) => (Some(value), Some(revision)),
+            Some(guessed) => guessed,
             None => match store.entry(key).await.map_err(EventStoreError::read_model)? {
                 Some(entry) if entry.operation == kv::Operation::Put => (Some(entry.value), Some(entry.revision)),
                 // A purged key keeps a marker: the next write must follow it.

@@ -14,7 +14,7 @@ use async_nats::jetstream::{
 };
 use chorus_event_store::{RecordedEvent, store::decode, subjects};
 use chorus_runtime::shutdown::Shutdown;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,12 @@ const REBIND_AFTER: Duration = Duration::from_secs(1);
 const PIN_GROUP: &str = "chorus";
 /// Most events a recording worker stores as one batch.
 const RECORD_BATCH: usize = 256;
+/// How long a recording worker waits, after an event arrives, for more to
+/// store with it. A checkout's events come a few milliseconds apart, so
+/// this turns one read-model write, one audit insert and one ack per event
+/// into about one per checkout; the read models lag by as much (queries
+/// never do: `checkout(id)` folds the stream when its view is behind).
+const RECORD_LINGER: Duration = Duration::from_millis(20);
 
 /// How a pinned client keeps its pin: the expiry of its pulls (each pull
 /// renews the pin) and how long the server waits after the last one before
@@ -225,11 +231,16 @@ async fn record(worker: WorkerName, ctx: Workers, mut consumer: PullConsumer, to
                 }
                 None => break,
             };
-            // Take whatever else has already arrived, without waiting.
+            // Take what arrives within the linger, up to a full batch.
+            let linger = tokio::time::sleep(RECORD_LINGER);
+            tokio::pin!(linger);
             while batch.len() < RECORD_BATCH {
-                match messages.next().now_or_never() {
-                    Some(Some(Ok(message))) => batch.push(message),
-                    Some(Some(Err(_))) | Some(None) | None => break,
+                tokio::select! {
+                    next = messages.next() => match next {
+                        Some(Ok(message)) => batch.push(message),
+                        Some(Err(_)) | None => break,
+                    },
+                    () = &mut linger => break,
                 }
             }
             if !record_batch(worker, &ctx, batch, &token).await {

@@ -114,16 +114,17 @@ impl Orchestrator {
         };
         let created =
             repo::create(&self.inner.db, new, &self.inner.replica, self.inner.settings.lease, |row, moves| events::started(row, &req.items, moves)).await?;
-        let id = match created {
+        match created {
             Created::New(row) => {
                 metrics::counter!("saga_started_total").increment(1);
                 self.inner.relay.wake();
-                self.spawn_drive(row.id);
-                row.id
+                let id = row.id;
+                self.spawn_drive(id, Some(*row));
+                // Just created: nothing to look at before it moves.
+                self.wait_terminal(id, false).await
             }
-            Created::Existing(id) => id,
-        };
-        self.wait_terminal(id).await
+            Created::Existing(id) => self.wait_terminal(id, true).await,
+        }
     }
 
     /// Forces compensation of a saga that is not terminal.
@@ -154,13 +155,14 @@ impl Orchestrator {
             if let Some(previous) = previous {
                 previous.cancel();
             }
-            self.spawn_drive(id);
+            self.spawn_drive(id, None);
         }
-        self.wait_terminal(id).await
+        self.wait_terminal(id, true).await
     }
 
-    /// Drives `id` in a task of its own unless this replica already does.
-    fn spawn_drive(&self, id: Uuid) {
+    /// Drives `id` in a task of its own unless this replica already does;
+    /// from `row` when the caller has just written it, else as stored.
+    fn spawn_drive(&self, id: Uuid, row: Option<saga::Model>) {
         let token = CancellationToken::new();
         {
             let mut driving = self.inner.driving.lock().unwrap_or_else(|p| p.into_inner());
@@ -174,7 +176,7 @@ impl Orchestrator {
         self.inner.shutdown.tracker.spawn(
             async move {
                 let driven = tokio::select! {
-                    driven = this.drive(id) => driven,
+                    driven = this.drive(id, row) => driven,
                     () = token.cancelled() => Ok(()),
                 };
                 match driven {
@@ -195,8 +197,11 @@ impl Orchestrator {
 
     /// Runs the saga's steps until it is terminal, this replica loses its
     /// lease, or the process stops (then the saga is handed back).
-    async fn drive(&self, id: Uuid) -> Result<(), OrchestratorError> {
-        let row = repo::find(&self.inner.db, id).await?;
+    async fn drive(&self, id: Uuid, row: Option<saga::Model>) -> Result<(), OrchestratorError> {
+        let row = match row {
+            Some(row) => row,
+            None => repo::find(&self.inner.db, id).await?,
+        };
         // The steps run in a span of the checkout's trace (exported spans
         // nest under the gateway's), whichever replica drives them.
         let steps = tracing::info_span!("saga_steps", checkout_id = %id, saga_id = %id, trace_id = tracing::field::Empty);
@@ -425,9 +430,12 @@ impl Orchestrator {
     /// last event), so a saga costs two looks, not one per step; sagas of
     /// other replicas are polled. A saga that ended while its events still wait
     /// (JetStream unavailable) is `EventsPending`: asking again is safe.
-    async fn wait_terminal(&self, id: Uuid) -> Result<Saga, OrchestratorError> {
+    async fn wait_terminal(&self, id: Uuid, look_first: bool) -> Result<Saga, OrchestratorError> {
         let mut ended = self.inner.relay.stored();
         let deadline = Instant::now() + self.inner.settings.wait_limit;
+        if !look_first {
+            self.until_stored(&mut ended, id).await;
+        }
         loop {
             let saga = repo::view(&self.inner.db, id).await?;
             let terminal = SagaState::parse(&saga.state).is_some_and(SagaState::is_terminal);
@@ -438,11 +446,17 @@ impl Orchestrator {
             if Instant::now() >= deadline {
                 return Err(OrchestratorError::EventsPending(id));
             }
-            let poll = tokio::time::sleep(Duration::from_millis(200));
-            tokio::select! {
-                () = poll => {}
-                _ = async { while ended.recv().await.is_ok_and(|e| e != id) {} } => {}
-            }
+            self.until_stored(&mut ended, id).await;
+        }
+    }
+
+    /// Until the relay says `id` ended, or 200 ms pass (a saga another
+    /// replica drives, or news missed).
+    async fn until_stored(&self, ended: &mut tokio::sync::broadcast::Receiver<Uuid>, id: Uuid) {
+        let poll = tokio::time::sleep(Duration::from_millis(200));
+        tokio::select! {
+            () = poll => {}
+            _ = async { while ended.recv().await.is_ok_and(|e| e != id) {} } => {}
         }
     }
 
@@ -474,7 +488,7 @@ impl Orchestrator {
             if repo::take_over(&inner.db, id, &inner.replica, inner.settings.lease, false).await? {
                 tracing::info!(checkout_id = %id, "took over a saga whose replica stopped");
                 taken += 1;
-                self.spawn_drive(id);
+                self.spawn_drive(id, None);
             }
         }
         Ok(taken)
