@@ -35,6 +35,7 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Failed attempts of the orchestrator's relay to store a batch of outbox events (each retried)",
     ),
+    ("db_statements_total", Kind::Counter, "Statements run on a service's own database, by database (what `chorus bench` divides per checkout)"),
     ("saga_execution_duration_seconds", Kind::Histogram, "Time from an orchestrated saga's start to its terminal state"),
     ("external_service_call_duration_seconds", Kind::Histogram, "Round trip of one call to a service, by service"),
     ("events_published_total", Kind::Counter, "Events appended to the stream (duplicates not counted), by topic and type"),

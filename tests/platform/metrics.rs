@@ -19,6 +19,7 @@ const LABELS: &[(&str, &[&str])] = &[
     ("saga_started_total", &[]),
     ("saga_completed_total", &[]),
     ("saga_failed_total", &["reason", "step"]),
+    ("db_statements_total", &["db"]),
     ("saga_execution_duration_seconds", &[]),
     ("external_service_call_duration_seconds", &["service"]),
     ("events_published_total", &["topic", "type"]),
