@@ -433,30 +433,38 @@ impl Orchestrator {
     async fn wait_terminal(&self, id: Uuid, look_first: bool) -> Result<Saga, OrchestratorError> {
         let mut ended = self.inner.relay.stored();
         let deadline = Instant::now() + self.inner.settings.wait_limit;
-        if !look_first {
-            self.until_stored(&mut ended, id).await;
-        }
+        let mut told = !look_first && self.until_stored(&mut ended, id).await;
         loop {
             let saga = repo::view(&self.inner.db, id).await?;
             let terminal = SagaState::parse(&saga.state).is_some_and(SagaState::is_terminal);
-            let stored = terminal && !outbox::has_pending(&self.inner.db, id).await?;
+            // Told that its terminal transition is stored: so is every
+            // event before it (the relay publishes a checkout's rows in order).
+            let stored = terminal && (told || !outbox::has_pending(&self.inner.db, id).await?);
             if stored || (!terminal && Instant::now() >= deadline) {
                 return Ok(saga);
             }
             if Instant::now() >= deadline {
                 return Err(OrchestratorError::EventsPending(id));
             }
-            self.until_stored(&mut ended, id).await;
+            told = self.until_stored(&mut ended, id).await;
         }
     }
 
-    /// Until the relay says `id` ended, or 200 ms pass (a saga another
-    /// replica drives, or news missed).
-    async fn until_stored(&self, ended: &mut tokio::sync::broadcast::Receiver<Uuid>, id: Uuid) {
-        let poll = tokio::time::sleep(Duration::from_millis(200));
+    /// Until the relay says `id` ended (true), or 200 ms pass (a saga
+    /// another replica drives, or news missed).
+    async fn until_stored(&self, ended: &mut tokio::sync::broadcast::Receiver<Uuid>, id: Uuid) -> bool {
+        let told = async {
+            loop {
+                match ended.recv().await {
+                    Ok(e) if e == id => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+        };
         tokio::select! {
-            () = poll => {}
-            _ = async { while ended.recv().await.is_ok_and(|e| e != id) {} } => {}
+            () = tokio::time::sleep(Duration::from_millis(200)) => false,
+            told = told => told,
         }
     }
 

@@ -152,11 +152,7 @@ impl RelayTask {
                 if stopping {
                     return;
                 }
-                tokio::select! {
-                    () = self.relay.wake.notified() => {}
-                    () = tokio::time::sleep(SWEEP_EVERY) => {}
-                    () = self.token.cancelled() => {}
-                }
+                self.idle().await;
                 continue;
             }
             let Some(ended) = self.publish(&batch).await else {
@@ -172,6 +168,13 @@ impl RelayTask {
             }
             for id in ended {
                 let _ = self.relay.stored.send(id);
+            }
+            // A batch that was not full took everything committed when it
+            // was read; whatever was committed since woke the relay (a wake
+            // is kept until it is waited for), so no need to look again now.
+            if batch.len() < MAX_BATCH as usize && !self.token.is_cancelled() {
+                metrics::gauge!("outbox_pending_messages").set(0.0);
+                self.idle().await;
             }
         }
     }
@@ -255,6 +258,15 @@ impl RelayTask {
         tokio::select! {
             deleted = delete => deleted.is_ok(),
             () = self.drain_over() => false,
+        }
+    }
+
+    /// Until a write wakes the relay, the sweep is due, or the process stops.
+    async fn idle(&self) {
+        tokio::select! {
+            () = self.relay.wake.notified() => {}
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+            () = self.token.cancelled() => {}
         }
     }
 
