@@ -2,9 +2,8 @@
 //! consumer, decodes, handles, then acks each event; on failure it naks
 //! with backoff; on the last delivery it gives up the worker's way (fail
 //! the checkout) and terminates the message, so that nothing is redelivered
-//! forever. A recording worker (audit, read models) is pinned: one client
-//! at a time gets the events, in order, stores what one pull brought as one
-//! batch and acks the batch with one ack (`AckPolicy::All`).
+//! forever. A recording worker (audit, read models) runs the loop of
+//! [`crate::recording`] instead.
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,7 +19,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{WorkerError, WorkerName, Workers, audit, compensation, notification, order, projection, reservation, stall};
+use crate::{
+    WorkerError, WorkerName, Workers, audit, compensation, notification, order, projection,
+    recording::{self, PIN_GROUP, pin_timing},
+    reservation, stall,
+};
 
 /// Events one worker process handles at once.
 const IN_FLIGHT: usize = 64;
@@ -36,30 +39,7 @@ const LAG_EVERY: Duration = Duration::from_secs(5);
 /// Longest pause between two tries while the event store is away.
 const OUTAGE_RETRY_CAP: Duration = Duration::from_secs(2);
 /// Pause before re-binding a consumer whose message stream ended.
-const REBIND_AFTER: Duration = Duration::from_secs(1);
-/// The priority group a recording worker's replicas pull in; the server
-/// pins one of them.
-const PIN_GROUP: &str = "chorus";
-/// Most events a recording worker stores as one batch.
-const RECORD_BATCH: usize = 256;
-/// How long a recording worker waits, after an event arrives, for more to
-/// store with it. A checkout's events come a few milliseconds apart, so
-/// this turns one read-model write, one audit insert and one ack per event
-/// into about one per checkout; the read models lag by as much (queries
-/// never do: `checkout(id)` folds the stream when its view is behind).
-const RECORD_LINGER: Duration = Duration::from_millis(20);
-
-/// How a pinned client keeps its pin: the expiry of its pulls (each pull
-/// renews the pin) and how long the server waits after the last one before
-/// it pins a standby replica. The pin outlasts `ack_wait`, so that when it
-/// moves, whatever the old client held unacked is already due for
-/// redelivery and comes first: a later batch's ack (which acks everything
-/// before it) can never cover an event nobody stored.
-fn pin_timing(ack_wait: Duration) -> (Duration, Duration) {
-    let expires = (ack_wait / 2).clamp(Duration::from_secs(1), Duration::from_secs(5));
-    (expires, ack_wait + 2 * expires)
-}
-
+pub(crate) const REBIND_AFTER: Duration = Duration::from_secs(1);
 /// What a handler decided about an event.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Handled {
@@ -147,7 +127,7 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
     shutdown.tracker.spawn(report_lag(worker, consumer.clone(), token.clone()));
     tracing::info!(worker = %worker, consumer = worker.durable(), "worker started");
     if worker.batches() {
-        shutdown.tracker.spawn(record(worker, ctx, consumer, token));
+        shutdown.tracker.spawn(recording::record(worker, ctx, consumer, token));
         return Ok(());
     }
     shutdown.tracker.spawn(async move {
@@ -156,30 +136,11 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
         while !token.is_cancelled() {
             // Pull no more than can be handled at once, so that no event
             // waits in a client buffer while its ack wait runs out.
-            let mut messages = match consumer.stream().max_messages_per_batch(IN_FLIGHT).messages().await {
-                Ok(messages) => messages,
-                Err(e) => {
-                    tracing::warn!(worker = %worker, error = %e, "cannot pull; retrying");
-                    tokio::time::sleep(REBIND_AFTER).await;
-                    if let Ok(again) = bind(worker, &ctx).await {
-                        consumer = again;
-                    }
-                    continue;
-                }
+            let pulled = consumer.stream().max_messages_per_batch(IN_FLIGHT).messages().await;
+            let Some(mut messages) = opened(worker, &ctx, &mut consumer, pulled).await else {
+                continue;
             };
-            loop {
-                let next = tokio::select! {
-                    next = messages.next() => next,
-                    () = token.cancelled() => break,
-                };
-                let message = match next {
-                    Some(Ok(message)) => message,
-                    Some(Err(e)) => {
-                        tracing::warn!(worker = %worker, error = %e, "pull failed");
-                        continue;
-                    }
-                    None => break,
-                };
+            while let Some(message) = next_message(worker, &mut messages, &token).await {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
@@ -199,112 +160,40 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
     Ok(())
 }
 
-/// The loop of a recording worker: while this replica holds the pin, take
-/// what has arrived (up to [`RECORD_BATCH`]), store it, ack it once.
-async fn record(worker: WorkerName, ctx: Workers, mut consumer: PullConsumer, token: CancellationToken) {
-    let (expires, pin_timeout) = pin_timing(ctx.settings.ack_wait);
-    // When this replica last stored a batch: only the pinned one does.
-    let mut stored_at = None;
-    while !token.is_cancelled() {
-        let pulled = consumer.stream().group(PIN_GROUP).expires(expires).max_messages_per_batch(RECORD_BATCH).messages().await;
-        let mut messages = match pulled {
-            Ok(messages) => messages,
-            Err(e) => {
-                tracing::warn!(worker = %worker, error = %e, "cannot pull; retrying");
-                tokio::time::sleep(REBIND_AFTER).await;
-                if let Ok(again) = bind(worker, &ctx).await {
-                    consumer = again;
-                }
-                continue;
-            }
+/// The next message; `None` when the stream ended or the process stops.
+pub(crate) async fn next_message(worker: WorkerName, messages: &mut pull::Stream, token: &CancellationToken) -> Option<Message> {
+    loop {
+        let next = tokio::select! {
+            next = messages.next() => next,
+            () = token.cancelled() => return None,
         };
-        loop {
-            let next = tokio::select! {
-                next = messages.next() => next,
-                () = token.cancelled() => break,
-            };
-            let mut batch = match next {
-                Some(Ok(message)) => vec![message],
-                Some(Err(e)) => {
-                    tracing::debug!(worker = %worker, error = %e, "pull status");
-                    continue;
-                }
-                None => break,
-            };
-            // Take what arrives within the linger, up to a full batch.
-            let linger = tokio::time::sleep(RECORD_LINGER);
-            tokio::pin!(linger);
-            while batch.len() < RECORD_BATCH {
-                tokio::select! {
-                    next = messages.next() => match next {
-                        Some(Ok(message)) => batch.push(message),
-                        Some(Err(_)) | None => break,
-                    },
-                    () = &mut linger => break,
-                }
-            }
-            if !record_batch(worker, &ctx, batch, &token).await {
-                break;
-            }
-            stored_at = Some(std::time::Instant::now());
-        }
-        if !token.is_cancelled() {
-            tokio::time::sleep(REBIND_AFTER).await;
+        match next? {
+            Ok(message) => return Some(message),
+            // A pull's status (a missed heartbeat, a lost pin): it goes on.
+            Err(e) => tracing::debug!(worker = %worker, error = %e, "pull status"),
         }
     }
-    // Stopping with the pin: give it up, so that a standby replica (or
-    // this one, restarted) takes over now rather than after the timeout.
-    // A standby replica must not: it would unpin the one at work.
-    if stored_at.is_some_and(|at| at.elapsed() < pin_timeout)
-        && let Err(e) = ctx.events.stream().unpin_consumer(worker.durable(), PIN_GROUP).await
-    {
-        tracing::debug!(worker = %worker, error = %e, "pin not released; it times out");
-    }
-    tracing::info!(worker = %worker, "stopped pulling");
 }
 
-/// Stores a batch, retrying in place until it is stored (these workers
-/// never give up, and storing an event twice changes nothing), then acks
-/// its last event, which acks all of it. A batch is never skipped: the
-/// next one's ack would cover it. False when the process stops first; the
-/// batch is then redelivered to whichever replica is pinned next.
-async fn record_batch(worker: WorkerName, ctx: &Workers, messages: Vec<Message>, token: &CancellationToken) -> bool {
-    let mut events = Vec::with_capacity(messages.len());
-    for message in &messages {
-        // A message that is not an event is terminated by `receive`.
-        if let Some(Received { event, .. }) = receive(worker, message).await {
-            events.push(event);
-        }
-    }
-    let mut attempt = 1;
-    while let Err(e) = handle_batch(worker, ctx, &events).await {
-        if token.is_cancelled() {
-            tracing::info!(worker = %worker, error = %e, "stopping with a batch not stored; it is redelivered");
-            return false;
-        }
-        let delay = backoff(ctx.settings.backoff, attempt).min(OUTAGE_RETRY_CAP);
-        tracing::warn!(worker = %worker, events = events.len(), error = %e, retry_in = ?delay, "storing a batch failed; retrying");
-        // Still ours: keep the batch from being redelivered meanwhile.
-        for message in &messages {
-            if let Err(e) = message.ack_with(AckKind::Progress).await {
-                tracing::debug!(error = %e, "in-progress ack not sent");
+/// The message stream `pulled`, or, when it could not be opened, `None`
+/// after a pause and a new binding of `consumer` (the caller tries again).
+pub(crate) async fn opened<E: std::fmt::Display>(
+    worker: WorkerName,
+    ctx: &Workers,
+    consumer: &mut PullConsumer,
+    pulled: Result<pull::Stream, E>,
+) -> Option<pull::Stream> {
+    match pulled {
+        Ok(messages) => Some(messages),
+        Err(e) => {
+            tracing::warn!(worker = %worker, error = %e, "cannot pull; retrying");
+            tokio::time::sleep(REBIND_AFTER).await;
+            if let Ok(again) = bind(worker, ctx).await {
+                *consumer = again;
             }
+            None
         }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = token.cancelled() => {}
-        }
-        attempt += 1;
     }
-    if ctx.settings.crash_before_ack == Some(worker) {
-        tracing::warn!("CHORUS_TEST_CRASH_BEFORE_ACK: dying after the effect, before the ack");
-        std::process::abort();
-    }
-    if let Some(last) = messages.last() {
-        settle_unless_dropped(worker, last, AckKind::Ack, ctx.settings.drop_acks).await;
-    }
-    tracing::debug!(worker = %worker, events = events.len(), "batch stored");
-    true
 }
 
 /// Creates or updates the worker's consumer. Where it exists, its deliver
@@ -312,7 +201,7 @@ async fn record_batch(worker: WorkerName, ctx: &Workers, messages: Vec<Message>,
 /// one the server cannot change in place (made by an earlier version), it
 /// is replaced by one that starts after the last event the old one had
 /// acked, so nothing is skipped and little is seen twice.
-async fn bind(worker: WorkerName, ctx: &Workers) -> Result<PullConsumer, WorkerError> {
+pub(crate) async fn bind(worker: WorkerName, ctx: &Workers) -> Result<PullConsumer, WorkerError> {
     let mut config = consumer_config(worker, ctx.settings.attempts, ctx.settings.ack_wait);
     let stream = ctx.events.stream();
     let what = format!("provisioning consumer {}", worker.durable());
@@ -341,15 +230,15 @@ async fn bind(worker: WorkerName, ctx: &Workers) -> Result<PullConsumer, WorkerE
 
 /// An event as received: decoded, counted, with its span (the checkout's
 /// trace adopted as parent) and which delivery this is.
-struct Received {
-    event: RecordedEvent,
+pub(crate) struct Received {
+    pub event: RecordedEvent,
     delivered: i64,
     span: tracing::Span,
 }
 
 /// Decodes a message and records its metrics; a message that will never
 /// decode is terminated here and `None` returned.
-async fn receive(worker: WorkerName, message: &Message) -> Option<Received> {
+pub(crate) async fn receive(worker: WorkerName, message: &Message) -> Option<Received> {
     let (sequence, delivered) = match message.info() {
         Ok(info) => (info.stream_sequence, info.delivered),
         Err(e) => {
@@ -445,7 +334,7 @@ async fn handle(worker: WorkerName, ctx: &Workers, event: &RecordedEvent, delive
     }
 }
 
-async fn handle_batch(worker: WorkerName, ctx: &Workers, events: &[RecordedEvent]) -> Result<(), WorkerError> {
+pub(crate) async fn handle_batch(worker: WorkerName, ctx: &Workers, events: &[RecordedEvent]) -> Result<(), WorkerError> {
     match worker {
         WorkerName::Audit => audit::handle_batch(ctx, events).await,
         WorkerName::CqrsProjection => projection::handle_batch(ctx, events).await,
@@ -493,6 +382,23 @@ async fn persist<T, Fut>(
     ctx: &Workers,
     message: &Message,
     token: &CancellationToken,
+    work: impl FnMut() -> Fut,
+) -> Result<T, WorkerError>
+where
+    Fut: Future<Output = Result<T, WorkerError>>,
+{
+    retry_holding(worker, ctx, std::slice::from_ref(message), token, WorkerError::is_outage, work).await
+}
+
+/// Runs `work` again while it fails with an error `retry` accepts, telling
+/// the server `messages` are still being worked on (so they are not
+/// redelivered meanwhile), with capped backoff; until the process stops.
+pub(crate) async fn retry_holding<T, Fut>(
+    worker: WorkerName,
+    ctx: &Workers,
+    messages: &[Message],
+    token: &CancellationToken,
+    retry: impl Fn(&WorkerError) -> bool,
     mut work: impl FnMut() -> Fut,
 ) -> Result<T, WorkerError>
 where
@@ -501,11 +407,13 @@ where
     let mut attempt = 1;
     loop {
         match work().await {
-            Err(e) if e.is_outage() && !token.is_cancelled() => {
+            Err(e) if retry(&e) && !token.is_cancelled() => {
                 let delay = backoff(ctx.settings.backoff, attempt).min(OUTAGE_RETRY_CAP);
-                tracing::warn!(worker = %worker, error = %e, retry_in = ?delay, "event store unavailable; retrying");
-                if let Err(e) = message.ack_with(AckKind::Progress).await {
-                    tracing::debug!(error = %e, "in-progress ack not sent");
+                tracing::warn!(worker = %worker, events = messages.len(), error = %e, retry_in = ?delay, "failed; retrying");
+                for message in messages {
+                    if let Err(e) = message.ack_with(AckKind::Progress).await {
+                        tracing::debug!(error = %e, "in-progress ack not sent");
+                    }
                 }
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -524,7 +432,7 @@ async fn settle(worker: WorkerName, message: &Message, kind: AckKind) {
 
 /// Settles the message, except that a share `drop` of acks is "lost" on
 /// purpose (`CHORUS_TEST_DROP_ACKS`): the server redelivers those.
-async fn settle_unless_dropped(worker: WorkerName, message: &Message, kind: AckKind, drop: f64) {
+pub(crate) async fn settle_unless_dropped(worker: WorkerName, message: &Message, kind: AckKind, drop: f64) {
     if matches!(kind, AckKind::Ack) && drop > 0.0 && rand::random::<f64>() < drop {
         tracing::debug!(worker = %worker, "CHORUS_TEST_DROP_ACKS: not acking");
         return;

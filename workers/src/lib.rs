@@ -23,6 +23,7 @@ mod error;
 pub mod notification;
 pub mod order;
 pub mod projection;
+mod recording;
 pub mod reservation;
 pub mod settle;
 pub mod stall;

@@ -116,7 +116,7 @@ pub async fn create(
         return Ok(Created::Existing(existing.id));
     }
     let mut from = None;
-    let logged: Vec<_> = moves.iter().map(|&(to, reason)| (std::mem::replace(&mut from, Some(to)), to, reason)).collect();
+    let logged: Vec<_> = moves.iter().map(|&(to, reason)| (from.replace(to), to, reason)).collect();
     log(&txn, id, 0, &logged, now).await?;
     outbox::write(&txn, owner, &events(&row, &moves), row.traceparent.as_deref(), now).await?;
     txn.commit().await?;
