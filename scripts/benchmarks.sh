@@ -96,6 +96,11 @@ print("| pattern | " + " | ".join(("catalogue", "inventory", "orders", "orchestr
 for p in ("orchestrated", "choreographed"):
     per = get("sqlite", 32, p).get("db_statements") or {}
     print(f"| {p} | " + " | ".join(f"{per.get(db, 0):.1f}" for db in ("catalogue", "inventory", "orders", "orchestrator", "audit")) + " |")
+print("\nCPU per checkout by thread, SQLite, 32 clients (`chorus up`'s tokio threads, its SQLite connection threads, nats-server):\n")
+print("| pattern | runtime | sqlite | other | nats-server |\n| --- | ---: | ---: | ---: | ---: |")
+for p in ("orchestrated", "choreographed"):
+    split = get("sqlite", 32, p).get("cpu_by_thread") or {}
+    print(f"| {p} | " + " | ".join(f"{split.get(k, 0):.2f} ms" for k in ("runtime", "sqlite", "other", "nats-server")) + " |")
 durable = json.load(open(f"{work}/durable-32.json"))
 print("\n## What power-loss safety costs\n")
 print("```\nchorus bench --pattern both --clients 32 --duration %s --durable   # SQLite\n```\n" % duration)

@@ -9,6 +9,7 @@
 
 pub mod breakdown;
 pub mod client;
+mod cpu;
 pub mod events;
 pub mod report;
 
@@ -225,6 +226,7 @@ async fn run_pattern(
     let issued = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + Duration::from_secs_f64(args.duration);
     let cpu_before = own.map(OwnPlatform::cpu_seconds);
+    let threads_before = own.map(OwnPlatform::threads);
     let tally = match own.and_then(|own| own.server.as_ref()) {
         Some((server, _)) if args.breakdown => Some(breakdown::Tally::start(&server.url()).await?),
         _ => None,
@@ -304,6 +306,10 @@ async fn run_pattern(
         (Some(own), Some(before)) if !ended.is_empty() => Some((own.cpu_seconds() - before) * 1000.0 / ended.len() as f64),
         _ => None,
     };
+    let cpu_by_thread = own.zip(threads_before).filter(|_| !ended.is_empty()).map(|(own, before)| {
+        let per = |after: f64, before: f64| ((after - before) * 1000.0 / ended.len() as f64 * 100.0).round() / 100.0;
+        own.threads().into_iter().map(|(kind, after)| (kind.to_owned(), per(after, before.get(kind).copied().unwrap_or(0.0)))).collect()
+    });
     let nats_after = OptionFuture::from(own.map(OwnPlatform::nats_counters)).await.flatten().map(|mut after| {
         // The tally's own deliveries are the bench's, not the platform's.
         after.messages_out = after.messages_out.saturating_sub(tally.as_ref().map_or(0, breakdown::Tally::total));
@@ -351,6 +357,7 @@ async fn run_pattern(
         platform_cpu_ms_per_checkout: cpu.map(|c| (c * 100.0).round() / 100.0),
         nats,
         db_statements,
+        cpu_by_thread,
         by_subject,
     };
     Ok((run, checks))
@@ -488,13 +495,22 @@ impl OwnPlatform {
     /// CPU seconds spent so far by `chorus up` and its children (nats-server),
     /// and the cluster's nodes when there is one.
     fn cpu_seconds(&self) -> f64 {
-        let nodes: f64 = self.nats.iter().flat_map(|c| (0..c.len()).filter_map(|i| c.pid_of(i))).map(process_tree_cpu).sum();
-        self.child.id().map(process_tree_cpu).unwrap_or(0.0) + nodes + self.nats_cpu_seconds().unwrap_or(0.0)
+        let nodes: f64 = self.nats.iter().flat_map(|c| (0..c.len()).filter_map(|i| c.pid_of(i))).map(cpu::process_tree).sum();
+        self.child.id().map(cpu::process_tree).unwrap_or(0.0) + nodes + self.nats_cpu_seconds().unwrap_or(0.0)
+    }
+
+    /// CPU seconds so far of `chorus up`'s threads by kind (runtime, sqlite,
+    /// other) and of the nats-server(s) it runs.
+    fn threads(&self) -> std::collections::BTreeMap<&'static str, f64> {
+        let mut threads = self.child.id().map(cpu::threads_by_kind).unwrap_or_default();
+        let nodes: f64 = self.nats.iter().flat_map(|c| (0..c.len()).filter_map(|i| c.pid_of(i))).map(cpu::process_tree).sum();
+        threads.insert("nats-server", nodes + self.nats_cpu_seconds().unwrap_or(0.0));
+        threads
     }
 
     /// CPU seconds of the single nats-server started here.
     fn nats_cpu_seconds(&self) -> Option<f64> {
-        self.server.as_ref().and_then(|(server, _)| server.pid()).map(process_tree_cpu)
+        self.server.as_ref().and_then(|(server, _)| server.pid()).map(cpu::process_tree)
     }
 
     /// How its databases and JetStream write to disk, said beside the figures.
@@ -549,33 +565,6 @@ impl NatsCounters {
     }
 }
 
-/// utime + stime of a process and, recursively, its children, in seconds.
-fn process_tree_cpu(pid: u32) -> f64 {
-    #[allow(unsafe_code)]
-    // SAFETY: sysconf reads a constant of the system.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let own = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // Fields after the command name (which may hold spaces) start at `) `.
-            let rest = stat.rsplit_once(") ")?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / ticks)
-        })
-        .unwrap_or(0.0);
-    let children: f64 = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).collect::<Vec<_>>())
-        .map(process_tree_cpu)
-        .sum();
-    own + children
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,12 +578,4 @@ mod tests {
         assert_eq!(per_call_rate(0.0, 3), 0.0);
     }
 
-    #[test]
-    fn this_process_cpu_time_is_read_from_proc() {
-        let busy = Instant::now();
-        while busy.elapsed() < Duration::from_millis(50) {
-            std::hint::black_box(0u64);
-        }
-        assert!(process_tree_cpu(std::process::id()) > 0.0);
-    }
 }

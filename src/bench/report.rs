@@ -56,6 +56,11 @@ pub struct Run {
     /// only; from `db_statements_total{db}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_statements: Option<std::collections::BTreeMap<String, f64>>,
+    /// CPU ms per checkout by where it was spent (self-started only):
+    /// `chorus up`'s tokio threads (`runtime`), its SQLite connection
+    /// threads (`sqlite`), its other threads, and nats-server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_by_thread: Option<std::collections::BTreeMap<String, f64>>,
     /// `--breakdown`: messages per checkout by subject shape, most first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by_subject: Option<Vec<SubjectCost>>,
@@ -213,7 +218,12 @@ impl Report {
             let each: Vec<String> = per_db.iter().map(|(db, n)| format!("{db} {n:.1}")).collect();
             out.push_str(&format!("Database statements per {} checkout: {total:.1} ({}).\n", r.pattern, each.join(", ")));
         }
-        if self.runs.iter().any(|r| r.db_statements.is_some()) {
+        for r in &self.runs {
+            let Some(split) = &r.cpu_by_thread else { continue };
+            let each: Vec<String> = split.iter().map(|(kind, ms)| format!("{kind} {ms:.2} ms")).collect();
+            out.push_str(&format!("CPU per {} checkout by thread: {}.\n", r.pattern, each.join(", ")));
+        }
+        if self.runs.iter().any(|r| r.db_statements.is_some() || r.cpu_by_thread.is_some()) {
             out.push('\n');
         }
         for r in &self.runs {
@@ -278,6 +288,7 @@ mod tests {
             platform_cpu_ms_per_checkout: Some(1.5),
             nats: Some(NatsCost { messages_in: 61.0, messages_out: 80.5, cpu_ms: 0.5 }),
             db_statements: None,
+            cpu_by_thread: None,
             by_subject: None,
         }
     }

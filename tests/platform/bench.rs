@@ -72,6 +72,12 @@ fn both_patterns_compensate_a_share_and_conserve_stock() {
         for call in ["inventory.reserve", "orders.create"] {
             assert!(names.contains(&call), "{} has no {call}: {names:?}", run["pattern"]);
         }
+        // Where the CPU went: the platform's threads by kind, and nats-server.
+        let split = &run["cpu_by_thread"];
+        for kind in ["runtime", "sqlite", "nats-server"] {
+            assert!(split[kind].as_f64().is_some_and(|ms| ms >= 0.0), "{}: {split}", run["pattern"]);
+        }
+        assert!(split["runtime"].as_f64().unwrap_or(0.0) > 0.0, "{split}");
         // Statements per checkout on each database that a checkout writes.
         let statements = &run["db_statements"];
         for db in ["inventory", "orders", "audit"] {
