@@ -495,16 +495,21 @@ impl OwnPlatform {
     /// CPU seconds spent so far by `chorus up` and its children (nats-server),
     /// and the cluster's nodes when there is one.
     fn cpu_seconds(&self) -> f64 {
+        self.child.id().map(cpu::process_tree).unwrap_or(0.0) + self.all_nats_cpu_seconds()
+    }
+
+    /// CPU seconds of every nats-server the bench started: the single
+    /// server, or the cluster's nodes.
+    fn all_nats_cpu_seconds(&self) -> f64 {
         let nodes: f64 = self.nats.iter().flat_map(|c| (0..c.len()).filter_map(|i| c.pid_of(i))).map(cpu::process_tree).sum();
-        self.child.id().map(cpu::process_tree).unwrap_or(0.0) + nodes + self.nats_cpu_seconds().unwrap_or(0.0)
+        nodes + self.nats_cpu_seconds().unwrap_or(0.0)
     }
 
     /// CPU seconds so far of `chorus up`'s threads by kind (runtime, sqlite,
     /// other) and of the nats-server(s) it runs.
     fn threads(&self) -> std::collections::BTreeMap<&'static str, f64> {
         let mut threads = self.child.id().map(cpu::threads_by_kind).unwrap_or_default();
-        let nodes: f64 = self.nats.iter().flat_map(|c| (0..c.len()).filter_map(|i| c.pid_of(i))).map(cpu::process_tree).sum();
-        threads.insert("nats-server", nodes + self.nats_cpu_seconds().unwrap_or(0.0));
+        threads.insert("nats-server", self.all_nats_cpu_seconds());
         threads
     }
 
