@@ -74,7 +74,10 @@ async fn a_checkout_completes_in_the_seeds_order(backend: Backend) {
     let types: Vec<&str> = events.iter().map(|e| e.envelope.event_type()).collect();
     // One transition event per write of the saga log (the states a write
     // passes through ride in its `via`); spelled out, they are the log.
-    assert_eq!(types.iter().filter(|t| **t == "SagaTransitioned").count(), 6, "{types:?}");
+    // Four writes: created; stock checked and products fetched (two reads,
+    // one write); stock reserved; order created and stock committed.
+    assert_eq!(types.iter().filter(|t| **t == "SagaTransitioned").count(), 4, "{types:?}");
+    assert_eq!(types.len(), 7, "{types:?}");
     let logged: Vec<&str> = read["saga"]["transitions"].as_array().expect("log").iter().filter_map(|t| t["to"].as_str()).collect();
     let recorded: Vec<&str> = events.iter().flat_map(|e| e.envelope.payload.transitions()).map(|t| t.to).collect();
     assert_eq!(recorded, logged);
@@ -97,6 +100,8 @@ async fn every_failure_is_compensated(backend: Backend) {
         ("insufficient stock", "", 2, 3, false, false, "FAILED_INSUFFICIENT_STOCK", "insufficient stock"),
         ("unknown product", "", 5, 1, false, true, "FAILED_PRODUCT_UNAVAILABLE", "unknown product"),
         ("inactive product", "", 5, 1, true, false, "FAILED_PRODUCT_UNAVAILABLE", "not for sale"),
+        // Stock checked, the catalogue (asked at the same time) failing.
+        ("catalogue error", "catalogue.get=error:1.0", 5, 1, false, false, "FAILED_PRODUCT_UNAVAILABLE", "catalogue"),
         ("reservation error", "inventory.reserve=error:1.0", 5, 1, false, false, "FAILED_STOCK_RESERVATION", "injected fault"),
         ("order error", "orders.create=error:1.0", 5, 2, false, false, "FAILED_ORDER_CREATION", "injected fault"),
         ("order timeout", "orders.create=timeout:1.0", 5, 2, false, false, "FAILED_ORDER_CREATION", "timeout"),

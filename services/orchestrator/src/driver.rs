@@ -3,25 +3,23 @@
 //! whose replica died; compensation undoes completed steps in reverse.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use chorus_contracts::{
-    ServiceClient, ServiceError, cart,
-    catalogue::GetProducts,
-    inventory::{CancelReservation, CheckAvailability, Commit, ReservationStatus, Reserve},
+    ServiceClient, cart,
     orchestrator::{Saga, StartCheckout},
-    orders::{CancelOrderByKey, CreateOrder},
 };
 use chorus_event_store::EventStore;
-use chorus_runtime::{retry, shutdown::Shutdown, trace::TraceParent};
+use chorus_runtime::{shutdown::Shutdown, trace::TraceParent};
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use self::steps::step_of;
 use crate::{
     OrchestratorError,
     entity::saga,
@@ -30,6 +28,8 @@ use crate::{
     repo::{self, Created, NewSaga, Patch},
     state::{SagaEvent, SagaState},
 };
+
+mod steps;
 
 /// How the orchestrator retries and leases; from configuration.
 #[derive(Clone, Debug)]
@@ -63,26 +63,6 @@ struct Inner {
     /// The sagas this replica drives, each with a token that interrupts
     /// its driver (a forced compensation replaces it).
     driving: Mutex<HashMap<Uuid, CancellationToken>>,
-}
-
-/// What a step decided, before it is persisted.
-struct Outcome {
-    event: SagaEvent,
-    reason: Option<String>,
-    patch: Patch,
-}
-
-impl Outcome {
-    fn next(event: SagaEvent) -> Self {
-        Outcome { event, reason: None, patch: Patch::default() }
-    }
-    fn fail(state: SagaState, step: &'static str, reason: String) -> Self {
-        Outcome {
-            event: SagaEvent::StepFailed(state),
-            reason: Some(reason.clone()),
-            patch: Patch { failure: Some((reason, step)), ..Patch::default() },
-        }
-    }
 }
 
 impl Orchestrator {
@@ -235,10 +215,16 @@ impl Orchestrator {
                 outcome = self.with_heartbeat(id, self.step(&row, state)) => outcome??,
                 () = inner.shutdown.token.cancelled() => continue,
             };
-            let to = state.decide(outcome.event)?;
-            let mut moves = vec![(to, outcome.reason.as_deref())];
-            if let Some(event) = to.follow_on() {
-                moves.push((to.decide(event)?, None));
+            // Each event's move, then its follow-on when there is one.
+            let mut moves: Vec<repo::Move<'_>> = Vec::with_capacity(2 * outcome.events.len());
+            let mut to = state;
+            for (event, reason) in &outcome.events {
+                to = to.decide(*event)?;
+                moves.push((to, reason.as_deref()));
+                if let Some(event) = to.follow_on() {
+                    to = to.decide(event)?;
+                    moves.push((to, None));
+                }
             }
             let seq = row.version;
             let written = |next: &saga::Model| events::moved(next, seq, state, &moves);
@@ -267,161 +253,6 @@ impl Orchestrator {
                 }
             }
         }
-    }
-
-    /// The work of one state; forward calls are retried a bounded number of
-    /// times, undo calls until they succeed.
-    async fn step(&self, row: &saga::Model, state: SagaState) -> Result<Outcome, OrchestratorError> {
-        use SagaState::*;
-        let trace = row.traceparent.as_deref().and_then(TraceParent::parse);
-        let trace = trace.as_ref();
-        let key = |step: &str| format!("{}:{step}", row.id);
-        Ok(match state {
-            // Passed through: the next move is decided by `follow_on`, the
-            // same rule that stores it with the move into this state.
-            Pending | StockVerified | ProductsFetched | StockReserved | FailedInsufficientStock | FailedProductUnavailable
-            | FailedStockReservation | FailedOrderCreation => match state.follow_on() {
-                Some(event) => Outcome::next(event),
-                None => {
-                    return Err(OrchestratorError::Corrupt(format!("{state} has no follow-on")));
-                }
-            },
-            VerifyingStock => {
-                let items = repo::items_of(row)?;
-                let request = CheckAvailability { items, checkout_id: Some(row.id) };
-                match self.call(&request, trace).await {
-                    Ok(a) if !a.unknown.is_empty() => {
-                        let ids: Vec<String> = a.unknown.iter().map(Uuid::to_string).collect();
-                        Outcome::fail(FailedProductUnavailable, "verify_stock", format!("unknown product: {}", ids.join(", ")))
-                    }
-                    Ok(a) if a.available => Outcome::next(SagaEvent::StepSucceeded),
-                    Ok(a) => {
-                        let short: Vec<String> = a
-                            .shortages
-                            .iter()
-                            .map(|s| format!("product {} has {} available, {} requested", s.product_id, s.available, s.requested))
-                            .collect();
-                        Outcome::fail(FailedInsufficientStock, "verify_stock", format!("insufficient stock: {}", short.join("; ")))
-                    }
-                    Err(e) => Outcome::fail(FailedStockReservation, "verify_stock", format!("inventory: {e}")),
-                }
-            }
-            FetchingProducts => {
-                let items = repo::items_of(row)?;
-                let ids = items.iter().map(|l| l.product_id).collect();
-                match self.call(&GetProducts { ids, checkout_id: Some(row.id) }, trace).await {
-                    Ok(products) => match chorus_contracts::catalogue::price(&items, &products) {
-                        Ok(lines) => Outcome { patch: Patch { lines: Some(lines), ..Patch::default() }, ..Outcome::next(SagaEvent::StepSucceeded) },
-                        Err(reason) => Outcome::fail(FailedProductUnavailable, "fetch_products", reason),
-                    },
-                    Err(e) => Outcome::fail(FailedProductUnavailable, "fetch_products", format!("catalogue: {e}")),
-                }
-            }
-            ReservingStock => {
-                let request = Reserve { idempotency_key: key("reserve_stock"), checkout_id: row.id, items: repo::items_of(row)? };
-                match self.call(&request, trace).await {
-                    Ok(r) if r.status == ReservationStatus::Held => Outcome {
-                        patch: Patch { reservation_id: Some(r.id), ..Patch::default() },
-                        ..Outcome::next(SagaEvent::StepSucceeded)
-                    },
-                    Ok(r) => Outcome::fail(FailedStockReservation, "reserve_stock", format!("reservation {} is {:?}", r.id, r.status)),
-                    Err(ServiceError::InsufficientStock(m)) => {
-                        Outcome::fail(FailedInsufficientStock, "reserve_stock", format!("insufficient stock: {m}"))
-                    }
-                    Err(e) => Outcome::fail(FailedStockReservation, "reserve_stock", format!("inventory: {e}")),
-                }
-            }
-            CreatingOrder => {
-                let request = CreateOrder {
-                    idempotency_key: key("create_order"),
-                    client_id: row.client_id,
-                    checkout_id: row.id,
-                    items: repo::lines_of(row)?,
-                };
-                match self.call(&request, trace).await {
-                    Ok(order) => Outcome { patch: Patch { order_id: Some(order.id), ..Patch::default() }, ..Outcome::next(SagaEvent::StepSucceeded) },
-                    Err(e) => Outcome::fail(FailedOrderCreation, "create_order", format!("orders: {e}")),
-                }
-            }
-            OrderCreated => {
-                let reservation_id = row
-                    .reservation_id
-                    .ok_or_else(|| OrchestratorError::Corrupt(format!("saga {} has an order but no reservation", row.id)))?;
-                match self.undo(&Commit { reservation_id }, trace).await {
-                    Ok(_) => Outcome::next(SagaEvent::StepSucceeded),
-                    // Released meanwhile (a forced compensation): no sale.
-                    Err(e) => {
-                        Outcome::fail(FailedOrderCreation, "create_order", format!("inventory: the reservation cannot be committed: {e}"))
-                    }
-                }
-            }
-            Compensating => {
-                let reached: HashSet<String> = repo::transitions(&self.inner.db, row.id).await?.into_iter().map(|l| l.to_state).collect();
-                // Undo in reverse order; a call that may still be in flight
-                // is undone by key, which also stops it from landing later.
-                let undone = async {
-                    if reached.contains(CreatingOrder.as_str()) {
-                        let cancel =
-                            CancelOrderByKey { idempotency_key: key("create_order"), client_id: row.client_id, checkout_id: row.id };
-                        self.undo(&cancel, trace).await.map_err(|e| format!("orders: cannot cancel the order: {e}"))?;
-                    }
-                    if reached.contains(ReservingStock.as_str()) {
-                        // Its order is cancelled by now, so stock already
-                        // counted as sold (a forced compensation after the
-                        // commit) goes back on sale too.
-                        let cancel = CancelReservation { idempotency_key: key("reserve_stock"), checkout_id: row.id, restock_sold: true };
-                        self.undo(&cancel, trace).await.map_err(|e| format!("inventory: cannot release the stock: {e}"))?;
-                    }
-                    Ok::<(), String>(())
-                };
-                match undone.await {
-                    Ok(()) => {
-                        Outcome { reason: Some("every completed step undone".into()), ..Outcome::next(SagaEvent::CompensationFinished) }
-                    }
-                    Err(reason) => {
-                        tracing::error!(%reason, "compensation cannot finish: the saga ends in COMPENSATION_FAILED for an operator");
-                        metrics::counter!("saga_compensation_failed_total").increment(1);
-                        let failure = format!("compensation failed: {reason}");
-                        Outcome {
-                            reason: Some(failure.clone()),
-                            patch: Patch { failure: Some((failure, "compensate")), ..Patch::default() },
-                            ..Outcome::next(SagaEvent::CompensationImpossible)
-                        }
-                    }
-                }
-            }
-            Completed | Cancelled | CompensationFailed => {
-                return Err(OrchestratorError::Corrupt(format!("saga {} is already terminal", row.id)));
-            }
-        })
-    }
-
-    /// A forward call: timeout per attempt (the client's), bounded retries
-    /// of transient errors with exponential backoff and jitter.
-    async fn call<E: chorus_contracts::Endpoint>(&self, request: &E, trace: Option<&TraceParent>) -> Result<E::Response, ServiceError> {
-        let s = &self.inner.settings;
-        let mut attempt = 1;
-        loop {
-            match self.inner.services.call_traced(request, trace).await {
-                Err(e) if e.is_transient() && attempt < s.step_attempts => {
-                    tracing::debug!(error = %e, attempt, operation = E::OPERATION, "retrying");
-                    tokio::time::sleep(backoff(s.backoff, attempt)).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// An undo or commit call, retried for as long as its error is one that
-    /// time can cure (a service down, a timeout): a saga must not be left
-    /// half-done. A permanent error (the call can never succeed) is
-    /// returned, so that the saga ends in a state that says so instead of
-    /// looping. Backoff is capped so recovery is quick once the service is back.
-    async fn undo<E: chorus_contracts::Endpoint>(&self, request: &E, trace: Option<&TraceParent>) -> Result<E::Response, ServiceError> {
-        let policy = retry::forever(self.inner.settings.backoff, Duration::from_secs(5));
-        let what = format!("{}.{} until it succeeds", E::SERVICE, E::OPERATION);
-        retry::until_ok(&what, policy, ServiceError::is_transient, || self.inner.services.call_traced(request, trace)).await
     }
 
     /// Waits until the saga is terminal and every event of it is in the
@@ -501,24 +332,6 @@ impl Orchestrator {
         }
         Ok(taken)
     }
-}
-
-/// The step a running state belongs to, for `failure_step`.
-fn step_of(state: SagaState) -> &'static str {
-    match state {
-        SagaState::Pending | SagaState::VerifyingStock | SagaState::StockVerified => "verify_stock",
-        SagaState::FetchingProducts | SagaState::ProductsFetched => "fetch_products",
-        SagaState::ReservingStock | SagaState::StockReserved => "reserve_stock",
-        SagaState::CreatingOrder | SagaState::OrderCreated => "create_order",
-        _ => "compensate",
-    }
-}
-
-/// `base · 2^(attempt-1)`, plus up to 50% jitter so that retries of many
-/// sagas do not arrive together.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(10));
-    exp + exp.mul_f64(rand::random::<f64>() * 0.5)
 }
 
 fn record_end(row: &saga::Model, to: SagaState) {

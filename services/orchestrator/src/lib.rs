@@ -7,10 +7,12 @@
 //! - [`repo`]: compare-and-set persistence (state, version, lease owner),
 //!   each write with its events in the same transaction ([`events`]);
 //! - [`outbox`]: the relay that stores those events in JetStream, in order;
-//! - [`driver`]: steps, retries, compensation, leases and recovery.
+//! - [`driver`]: driving, leases and recovery; its `steps` module holds
+//!   each state's calls, retries and compensation.
 //!
-//! Invariants: a transition is stored (saga row, log row and its events in
-//! the outbox, one transaction) before the next step runs; a caller learns
+//! Invariants: a transition is stored (saga row, log rows and its events in
+//! the outbox, one transaction) before the next call whose effect would
+//! need undoing; a caller learns
 //! that a saga ended only once its events are in the event store; a saga is driven by the one
 //! replica holding its lease; every call carries `<saga_id>:<step>` as its
 //! idempotency key, so re-running a step after a crash changes nothing twice.
