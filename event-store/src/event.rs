@@ -79,11 +79,19 @@ pub enum EventPayload {
     },
     CheckoutSucceeded {
         order_id: Uuid,
+        /// Whose checkout it was, so that the notification need not read
+        /// the checkout's history (absent from events stored before it
+        /// was added: the history is read then).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<Uuid>,
     },
     CheckoutFailed {
         reason: String,
         /// The step that failed (`reserve_stock`, `create_order`, …).
         step: String,
+        /// As in `CheckoutSucceeded`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<Uuid>,
     },
     /// A move of the orchestrated saga's state machine. States are strings
     /// here because the state machine belongs to the orchestrator.
@@ -260,7 +268,7 @@ mod tests {
         let event = Envelope::new(
             checkout,
             Pattern::Choreographed,
-            EventPayload::CheckoutSucceeded { order_id: Uuid::nil() },
+            EventPayload::CheckoutSucceeded { order_id: Uuid::nil(), client_id: None },
         );
         let json: serde_json::Value = serde_json::to_value(&event).expect("serializes");
         let keys: Vec<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();

@@ -156,13 +156,13 @@ impl CheckoutView {
         if e.payload.is_terminal() && view.terminal_sequence.is_none_or(|t| event.sequence < t) {
             view.terminal_sequence = Some(event.sequence);
             match &e.payload {
-                EventPayload::CheckoutSucceeded { order_id } => {
+                EventPayload::CheckoutSucceeded { order_id, .. } => {
                     view.status = CheckoutStatus::Succeeded;
                     view.order_id = Some(*order_id);
                     view.failure_reason = None;
                     view.failed_step = None;
                 }
-                EventPayload::CheckoutFailed { reason, step } => {
+                EventPayload::CheckoutFailed { reason, step, .. } => {
                     view.status = CheckoutStatus::Failed;
                     view.failure_reason = Some(reason.clone());
                     view.failed_step = Some(step.clone());
@@ -564,7 +564,7 @@ mod tests {
             at(3, checkout, EventPayload::CheckoutInitiated { client_id: client, items: vec![], idempotency_key: None }),
             at(5, checkout, EventPayload::StockReserved { reservation_id: Uuid::nil(), items: vec![], priced: vec![] }),
             at(8, checkout, EventPayload::OrderCreated { order_id: order, client_id: client, total_cents: 500, items: vec![] }),
-            at(9, checkout, EventPayload::CheckoutSucceeded { order_id: order }),
+            at(9, checkout, EventPayload::CheckoutSucceeded { order_id: order, client_id: None }),
         ]
     }
 
@@ -587,8 +587,8 @@ mod tests {
     #[test]
     fn the_first_terminal_event_in_the_stream_decides() {
         let checkout = Uuid::new_v4();
-        let failed = at(4, checkout, EventPayload::CheckoutFailed { reason: "stalled".into(), step: "stalled".into() });
-        let late = at(7, checkout, EventPayload::CheckoutSucceeded { order_id: Uuid::new_v4() });
+        let failed = at(4, checkout, EventPayload::CheckoutFailed { reason: "stalled".into(), step: "stalled".into(), client_id: None });
+        let late = at(7, checkout, EventPayload::CheckoutSucceeded { order_id: Uuid::new_v4(), client_id: None });
         for events in [vec![&failed, &late], vec![&late, &failed]] {
             let view = CheckoutView::fold(events).expect("view");
             assert_eq!(view.status, CheckoutStatus::Failed);
@@ -610,7 +610,7 @@ mod tests {
         assert_eq!(view.last_order_id, Some(o2));
         assert_eq!(view.last_checkout_id, Some(c2));
         assert_eq!(view.last_sequence, 20);
-        let other = at(30, c1, EventPayload::CheckoutSucceeded { order_id: o1 });
+        let other = at(30, c1, EventPayload::CheckoutSucceeded { order_id: o1, client_id: None });
         assert!(ClientOrders::apply(Some(view), &other).is_none(), "only OrderCreated concerns it");
     }
 }

@@ -54,7 +54,7 @@ async fn a_checkout_reads_back_in_order_with_its_trace() {
 async fn a_republished_event_is_stored_once() {
     let f = fixture().await;
     let id = Uuid::new_v4();
-    let event = Envelope::new(id, Pattern::Choreographed, EventPayload::CheckoutSucceeded { order_id: Uuid::new_v4() });
+    let event = Envelope::new(id, Pattern::Choreographed, EventPayload::CheckoutSucceeded { order_id: Uuid::new_v4(), client_id: None });
     let first = f.store.append(&event, None).await.expect("first");
     let again = f.store.append(&event, None).await.expect("again");
     assert_eq!(first, again, "a re-publish answers the first sequence");

@@ -89,7 +89,7 @@ fn checkout_events() -> Vec<Envelope> {
             total_cents: 2_500,
             items: vec![OrderLine { product_id, quantity: 1, unit_price_cents: 2_500 }],
         },
-        EventPayload::CheckoutSucceeded { order_id },
+        EventPayload::CheckoutSucceeded { order_id, client_id: Some(client_id) },
     ]
     .into_iter()
     .map(|payload| Envelope::new(checkout, Pattern::Choreographed, payload))

@@ -213,6 +213,25 @@ async fn bad_input_is_refused_and_publishes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_event_that_does_not_name_its_client_still_notifies_it() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let (client, id) = (Uuid::new_v4(), Uuid::now_v7());
+    let mut notes = app.platform().nats.subscribe(format!("notifications.{client}")).await.expect("subscribe");
+    // As stored before terminal events carried `client_id` (orchestrated,
+    // so that no choreographed worker acts on the cart).
+    let items = vec![chorus_event_store::CartLine { product_id: Uuid::new_v4(), quantity: 1 }];
+    let initiated = EventPayload::CheckoutInitiated { client_id: client, items, idempotency_key: None };
+    let failed = EventPayload::CheckoutFailed { reason: "an old failure".into(), step: "create_order".into(), client_id: None };
+    for payload in [initiated, failed] {
+        app.platform().events.append(&Envelope::new(id, Pattern::Orchestrated, payload), None).await.expect("append");
+    }
+    let note = tokio::time::timeout(SETTLE, notes.next()).await.expect("a notification").expect("message");
+    let note: Value = serde_json::from_slice(&note.payload).expect("json");
+    assert_eq!((note["checkout_id"].as_str(), note["status"].as_str()), (Some(id.to_string().as_str()), Some("FAILED")));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_key_or_event_changes_nothing_twice() {
     let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
     let product = app.create_product("Once", 100, 10).await;

@@ -29,12 +29,16 @@ pub struct Notification<'a> {
 
 pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, WorkerError> {
     let e = &event.envelope;
-    let (status, order_id, reason) = match &e.payload {
-        EventPayload::CheckoutSucceeded { order_id } => ("SUCCEEDED", Some(*order_id), None),
-        EventPayload::CheckoutFailed { reason, .. } => ("FAILED", None, Some(reason.as_str())),
+    let (status, order_id, reason, client_id) = match &e.payload {
+        EventPayload::CheckoutSucceeded { order_id, client_id } => ("SUCCEEDED", Some(*order_id), None, *client_id),
+        EventPayload::CheckoutFailed { reason, client_id, .. } => ("FAILED", None, Some(reason.as_str()), *client_id),
         _ => return Ok(Handled::Done),
     };
-    let checkout = Checkout::load(ctx, e.checkout_id).await?;
+    // A terminal event stored before they named the client: read the history.
+    let client_id = match client_id {
+        Some(id) => id,
+        None => Checkout::load(ctx, e.checkout_id).await?.client_id,
+    };
     let message = match (order_id, reason) {
         (Some(order), _) => format!("Your order {order} is confirmed."),
         (None, Some(reason)) => format!("Your checkout failed: {reason}"),
@@ -45,7 +49,7 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
     let mut headers = HeaderMap::new();
     headers.insert("Chorus-Event-Id", e.id.to_string().as_str());
     ctx.nats
-        .publish_with_headers(subject(checkout.client_id), headers, body.into())
+        .publish_with_headers(subject(client_id), headers, body.into())
         .await
         .map_err(WorkerError::nats)?;
     Ok(Handled::Done)

@@ -127,7 +127,7 @@ pub async fn abort(ctx: &Workers, checkout: &Checkout, cause: &RecordedEvent, fa
     let cancel_order = CancelOrderByKey { idempotency_key: key(checkout.id, ORDER), client_id: checkout.client_id, checkout_id: checkout.id };
     ctx.services.call_traced(&cancel_order, trace.as_ref()).await?;
     let released = released.map(|r| EventPayload::StockReleased { reservation_id: r.id });
-    let failed = EventPayload::CheckoutFailed { reason: failure.reason, step: failure.step.to_owned() };
+    let failed = EventPayload::CheckoutFailed { reason: failure.reason, step: failure.step.to_owned(), client_id: Some(checkout.client_id) };
     let events: Vec<EventPayload> = failure.preface.into_iter().chain(released).chain([failed]).collect();
     if publish_all(ctx, checkout.id, cause, events).await?.last() == Some(&true) {
         metrics::counter!("saga_choreo_failed_total", "source" => failure.source).increment(1);
@@ -161,7 +161,7 @@ pub async fn succeed(
         .map(|l| OrderLine { product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
         .collect();
     let created = EventPayload::OrderCreated { order_id: order.id, client_id: order.client_id, total_cents: order.total_cents, items };
-    let succeeded = EventPayload::CheckoutSucceeded { order_id: order.id };
+    let succeeded = EventPayload::CheckoutSucceeded { order_id: order.id, client_id: Some(checkout.client_id) };
     if publish_all(ctx, checkout.id, cause, vec![created, succeeded]).await?.last() == Some(&true) {
         metrics::counter!("saga_choreo_success_total", "source" => source).increment(1);
         record_duration(checkout, cause, "succeeded");

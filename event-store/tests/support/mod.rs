@@ -18,7 +18,7 @@ pub fn checkout_events(checkout_id: Uuid) -> Vec<Envelope> {
         EventPayload::CheckoutInitiated { client_id, items: items.clone(), idempotency_key: None },
         EventPayload::StockReserved { reservation_id, items, priced: Vec::new() },
         EventPayload::OrderCreated { order_id, client_id, total_cents: 4980, items: vec![] },
-        EventPayload::CheckoutSucceeded { order_id },
+        EventPayload::CheckoutSucceeded { order_id, client_id: None },
         EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None, via: Vec::new() },
         EventPayload::SagaTransitioned { from: Some("PENDING".into()), to: "COMPLETED".into(), reason: None, via: Vec::new() },
     ];

@@ -63,12 +63,12 @@ fn outcome(row: &saga::Model, to: SagaState) -> Vec<Envelope> {
             .collect();
         vec![
             event(row, EventPayload::OrderCreated { order_id, client_id: row.client_id, total_cents, items }, "OrderCreated"),
-            event(row, EventPayload::CheckoutSucceeded { order_id }, "CheckoutSucceeded"),
+            event(row, EventPayload::CheckoutSucceeded { order_id, client_id: Some(row.client_id) }, "CheckoutSucceeded"),
         ]
     } else {
         let reason = row.failure_reason.clone().unwrap_or_else(|| "cancelled".into());
         let step = row.failure_step.clone().unwrap_or_else(|| "unknown".into());
-        vec![event(row, EventPayload::CheckoutFailed { reason, step }, "CheckoutFailed")]
+        vec![event(row, EventPayload::CheckoutFailed { reason, step, client_id: Some(row.client_id) }, "CheckoutFailed")]
     }
 }
 
