@@ -521,8 +521,8 @@ impl QueryRoot {
             who.authenticated()?;
             let id = parse_uuid("id", &id)?;
             let view = state.projections.checkout_fresh(&state.events, id).await?;
-            if let Some(client) = view.as_ref().and_then(|v| v.client_id) {
-                who.acts_as(client)?;
+            if let Some(view) = &view {
+                who.owns(view.client_id)?;
             }
             Ok::<_, GatewayError>(view.map(Checkout::from))
         }
@@ -539,8 +539,8 @@ impl QueryRoot {
             who.authenticated()?;
             let id = parse_uuid("checkoutId", &checkout_id)?;
             let events = state.events.read_checkout(id).await?;
-            if let Some(client) = client_of(&events) {
-                who.acts_as(client)?;
+            if !events.is_empty() {
+                who.owns(client_of(&events))?;
             }
             Ok::<_, GatewayError>(events.into_iter().map(CheckoutEvent::from).collect())
         }
@@ -902,27 +902,40 @@ fn caller(ctx: &Context<'_>, who: &Principal) -> String {
 }
 
 /// Ends a checkout's stream with `FORBIDDEN` at its first event naming
-/// another client, so a client follows only its own checkouts.
+/// another client, so a client follows only its own checkouts. Events that
+/// come before any names the owner reach only an admin: a checkout's first
+/// event names it, so an owner misses nothing.
 fn owned_by<S>(live: S, who: Principal) -> impl Stream<Item = Result<Arc<RecordedEvent>, GatewayError>> + use<S>
 where
     S: Stream<Item = Result<Arc<RecordedEvent>, GatewayError>>,
 {
-    live.scan(false, move |refused, item| {
-        if *refused {
-            return futures::future::ready(None);
-        }
-        let item = match item {
-            Ok(event) => match client_of(std::slice::from_ref(&event)).map(|c| who.acts_as(c)) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Owner {
+        Unknown,
+        Caller,
+        Refused,
+    }
+    let start = if who.admin().is_ok() { Owner::Caller } else { Owner::Unknown };
+    live.scan(start, move |owner, item| {
+        let item = match (*owner, item) {
+            (Owner::Refused, _) => return futures::future::ready(None),
+            (_, Err(e)) => Some(Err(e)),
+            (known, Ok(event)) => match client_of(std::slice::from_ref(&event)).map(|c| who.acts_as(c)) {
                 Some(Err(e)) => {
-                    *refused = true;
-                    Err(e)
+                    *owner = Owner::Refused;
+                    Some(Err(e))
                 }
-                _ => Ok(event),
+                Some(Ok(())) => {
+                    *owner = Owner::Caller;
+                    Some(Ok(event))
+                }
+                None if known == Owner::Caller => Some(Ok(event)),
+                None => None,
             },
-            Err(e) => Err(e),
         };
         futures::future::ready(Some(item))
     })
+    .filter_map(futures::future::ready)
 }
 
 impl SagaTransition {

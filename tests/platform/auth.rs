@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chorus_event_store::{Envelope, EventPayload, Pattern};
 use chorus_gateway::auth::{self, Claims, Role};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -87,6 +88,27 @@ async fn each_caller_gets_the_right_code_over_http_and_nothing_is_written() {
         let body = app.gql_as(Some(&bob_token), query, variables).await;
         assert_eq!(error_code(&body), Some("FORBIDDEN"), "{query}: {body}");
     }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_whose_owner_is_unknown_is_read_by_admins_only() {
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_JWT_SECRET", SECRET)], false).await;
+    // A history without the event that names its client (written by hand,
+    // as an operator replaying or a bug might).
+    let id = Uuid::now_v7();
+    let failed = EventPayload::CheckoutFailed { reason: "written by hand".into(), step: "verify_stock".into(), client_id: None };
+    app.platform().events.append(&Envelope::new(id, Pattern::Choreographed, failed), None).await.expect("append");
+    let alice = token(&Uuid::new_v4().to_string(), Role::Client);
+    let admin = token("ops", Role::Admin);
+    let events = "query($id: ID!) { checkoutEvents(checkoutId: $id) { type } }";
+    let body = app.gql_as(Some(&alice), events, json!({ "id": id })).await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+    let body = app.gql_as(Some(&admin), events, json!({ "id": id })).await;
+    assert_eq!(body["data"]["checkoutEvents"], json!([{ "type": "CheckoutFailed" }]), "{body}");
+    let view = "query($id: ID!) { checkout(id: $id) { status } }";
+    let body = app.gql_as(Some(&alice), view, json!({ "id": id })).await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
     app.stop().await;
 }
 
