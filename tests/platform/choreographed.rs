@@ -350,6 +350,45 @@ async fn a_checkout_nobody_reserves_for_is_failed_after_the_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_watch_killed_while_it_holds_a_checkout_loses_nothing() {
+    // The stall watch holds a fresh checkout in memory for the deadline;
+    // killed meanwhile, its event comes back to another replica.
+    let app = TestApp::start_without(Backend::Sqlite, &[], false, &[WorkerName::StockReservation, WorkerName::StallWatch]).await;
+    let product = app.create_product("Watched", 100, 4).await;
+    let mut env = vec![
+        ("NATS_URL", app.nats.url()),
+        ("CHORUS_DATA_DIR", app.data_dir.path().display().to_string()),
+        ("CHORUS_STALL_DEADLINE", "3s".to_owned()),
+        ("CHORUS_ACK_WAIT", "1s".to_owned()),
+    ];
+    env.extend(app.dbs.vars());
+    let doomed = chorus(&["worker", "stall-watch"], &env);
+    let id = checkout(&app, Uuid::new_v4(), &[(product, 1)]).await;
+    let held = eventually(SETTLE, || async {
+        let Ok(mut consumer) = app
+            .platform()
+            .events
+            .stream()
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(WorkerName::StallWatch.durable())
+            .await
+        else {
+            return false;
+        };
+        consumer.info().await.is_ok_and(|info| info.num_ack_pending == 1)
+    })
+    .await;
+    assert!(held, "the stall watch never got the checkout");
+    drop(doomed);
+    let _replica = chorus(&["worker", "stall-watch"], &env);
+    let view = terminal(&app, id).await;
+    assert_eq!(view["failedStep"], "stalled", "{view}");
+    assert_eq!(event_types(&app, id).await, ["CheckoutInitiated", "CheckoutFailed"]);
+    let l = assert_conserved(&app, product, 4).await;
+    assert_eq!((l.available, l.reserved), (4, 0));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_between_its_effect_and_its_ack_changes_nothing_twice() {
     let app = TestApp::start_without(Backend::Sqlite, &[], false, &[WorkerName::StockReservation]).await;
     let product = app.create_product("Twice", 100, 10).await;

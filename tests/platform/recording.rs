@@ -115,7 +115,7 @@ async fn a_consumer_with_explicit_acks_is_replaced_from_its_ack_floor() {
     // An earlier version's consumer has projected (acked) the first checkout.
     let acked = checkout(&app, Uuid::new_v4(), &[(product, 1)]).await;
     stored(&app, acked).await;
-    let mut old = consumer_config(WorkerName::CqrsProjection, 3, ACK_WAIT);
+    let mut old = consumer_config(WorkerName::CqrsProjection, 3, ACK_WAIT, Duration::from_secs(30));
     old.ack_policy = AckPolicy::Explicit;
     old.priority_policy = PriorityPolicy::None;
     old.priority_groups.clear();

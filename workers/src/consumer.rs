@@ -15,7 +15,7 @@ use chorus_event_store::{RecordedEvent, store::decode, subjects};
 use chorus_runtime::shutdown::Shutdown;
 use futures::StreamExt;
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -30,7 +30,8 @@ const IN_FLIGHT: usize = 64;
 /// Unacked events a consumer may have out across all its replicas.
 const MAX_ACK_PENDING: i64 = 1_000;
 /// The stall watch holds every open checkout's `CheckoutInitiated` unacked
-/// until its deadline, so it may have many more out.
+/// until its deadline, so it may have many more out (at 1,000 checkouts a
+/// second and a 30 s deadline, 30,000).
 const STALL_MAX_ACK_PENDING: i64 = 100_000;
 /// Longest redelivery delay after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -92,8 +93,11 @@ impl WorkerName {
     }
 }
 
-/// The durable consumer of `worker`, exactly as `nats/consumers/` describes it.
-pub fn consumer_config(worker: WorkerName, attempts: u32, ack_wait: Duration) -> pull::Config {
+/// The durable consumer of `worker`, exactly as `nats/consumers/` describes
+/// it. The stall watch holds each event it gets for up to `stall_deadline`
+/// in memory before it looks, so its ack wait is that much longer.
+pub fn consumer_config(worker: WorkerName, attempts: u32, ack_wait: Duration, stall_deadline: Duration) -> pull::Config {
+    let ack_wait = if worker == WorkerName::StallWatch { stall_deadline + ack_wait } else { ack_wait };
     // One filter is written as `filter_subject`, as before several were allowed.
     let (filter_subject, filter_subjects) = match worker.filters() {
         mut one if one.len() == 1 => (one.remove(0), Vec::new()),
@@ -144,12 +148,8 @@ pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Res
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
-                let ctx = ctx.clone();
-                let token = token.clone();
-                tracker.spawn(async move {
-                    process(worker, &ctx, message, &token).await;
-                    drop(permit);
-                });
+                let (ctx, token, permits) = (ctx.clone(), token.clone(), permits.clone());
+                tracker.spawn(async move { process(worker, &ctx, message, &token, permit, &permits).await });
             }
             if !token.is_cancelled() {
                 tokio::time::sleep(REBIND_AFTER).await;
@@ -202,7 +202,8 @@ pub(crate) async fn opened<E: std::fmt::Display>(
 /// is replaced by one that starts after the last event the old one had
 /// acked, so nothing is skipped and little is seen twice.
 pub(crate) async fn bind(worker: WorkerName, ctx: &Workers) -> Result<PullConsumer, WorkerError> {
-    let mut config = consumer_config(worker, ctx.settings.attempts, ctx.settings.ack_wait);
+    let s = &ctx.settings;
+    let mut config = consumer_config(worker, s.attempts, s.ack_wait, s.stall_deadline);
     let stream = ctx.events.stream();
     let what = format!("provisioning consumer {}", worker.durable());
     let existing = chorus_runtime::nats::until_provisioned(&what, || async {
@@ -279,15 +280,42 @@ pub(crate) async fn receive(worker: WorkerName, message: &Message) -> Option<Rec
     Some(Received { event, delivered, span })
 }
 
-/// Handles one message and settles it with the server.
-async fn process(worker: WorkerName, ctx: &Workers, message: Message, token: &CancellationToken) {
+/// Handles one message, holding one of `permits` while it works, and
+/// settles it with the server.
+///
+/// A first `Later` of the stall watch is waited out here, without a permit,
+/// rather than by a nak with a delay: holding the event in memory costs no
+/// message, where the nak, its advisory and the redelivery cost three per
+/// checkout. Should the process stop meanwhile, the server redelivers the
+/// event after the stall watch's ack wait, which outlasts the deadline.
+async fn process(
+    worker: WorkerName,
+    ctx: &Workers,
+    message: Message,
+    token: &CancellationToken,
+    permit: OwnedSemaphorePermit,
+    permits: &Arc<Semaphore>,
+) {
     let Some(Received { event, delivered, span }) = receive(worker, &message).await else {
         return;
     };
     async {
         let max = worker.max_deliver(ctx.settings.attempts);
         let delivery = Delivery { attempt: delivered, last: max > 0 && delivered >= max };
-        let handled = persist(worker, ctx, &message, token, || handle(worker, ctx, &event, delivery)).await;
+        let mut handled = persist(worker, ctx, &message, token, || handle(worker, ctx, &event, delivery)).await;
+        if let Ok(Handled::Later(delay)) = handled
+            && worker == WorkerName::StallWatch
+        {
+            drop(permit);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = token.cancelled() => return,
+            }
+            let Ok(_permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            handled = persist(worker, ctx, &message, token, || handle(worker, ctx, &event, delivery)).await;
+        }
         let ack = match handled {
             // Stopping while the event store is away: another replica (or
             // this one, restarted) takes the event again.

@@ -1,6 +1,8 @@
 //! stall-watch (`choreo-stall`): holds each choreographed checkout's
-//! `CheckoutInitiated` (nak with a delay, durable on the server) until the
-//! checkout ends; when it has had no event for `CHORUS_STALL_DEADLINE`
+//! `CheckoutInitiated` unacked until the checkout ends: in memory for the
+//! first deadline (see `consumer::process`; its ack wait outlasts it), then
+//! by naks with a delay, durable on the server, for a checkout still open;
+//! when it has had no event for `CHORUS_STALL_DEADLINE`
 //! (a worker down, an event given up on), it fails and compensates it.
 //! A checkout that is merely queued (its next worker is alive and busy with a
 //! backlog) is not stalled: it is looked at again later.
@@ -61,9 +63,10 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent, delivery: Delivery) ->
         return Ok(Handled::Done);
     }
     let deadline = ctx.settings.stall_deadline;
-    if delivery.attempt == 1 && (OffsetDateTime::now_utc() - e.emitted_at) < deadline {
+    let age: Duration = (OffsetDateTime::now_utc() - e.emitted_at).try_into().unwrap_or_default();
+    if delivery.attempt == 1 && age < deadline {
         // Fresh checkouts end within milliseconds: look once, after the deadline.
-        return Ok(Handled::Later(deadline + SLACK));
+        return Ok(Handled::Later(deadline - age + SLACK));
     }
     let checkout = Checkout::load(ctx, e.checkout_id).await?;
     if checkout.ended() {

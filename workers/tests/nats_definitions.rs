@@ -10,9 +10,10 @@ use chorus_event_store::EventStore;
 use chorus_runtime::nats_server::NatsServer;
 use chorus_workers::{WorkerName, consumer::consumer_config};
 
-/// The defaults of `CHORUS_STEP_ATTEMPTS` and `CHORUS_ACK_WAIT`.
+/// The defaults of `CHORUS_STEP_ATTEMPTS`, `CHORUS_ACK_WAIT` and `CHORUS_STALL_DEADLINE`.
 const ATTEMPTS: u32 = 3;
 const ACK_WAIT: Duration = Duration::from_secs(10);
+const STALL_DEADLINE: Duration = Duration::from_secs(30);
 
 fn path(worker: WorkerName) -> String {
     format!("{}/../nats/consumers/{}.json", env!("CARGO_MANIFEST_DIR"), worker.durable())
@@ -27,7 +28,7 @@ async fn the_nats_folder_matches_the_workers_consumers() {
     let write = std::env::var("CHORUS_TEST_WRITE_DEFS").as_deref() == Ok("1");
     for worker in WorkerName::ALL {
         let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-            events.stream().create_consumer(consumer_config(worker, ATTEMPTS, ACK_WAIT)).await.expect("consumer");
+            events.stream().create_consumer(consumer_config(worker, ATTEMPTS, ACK_WAIT, STALL_DEADLINE)).await.expect("consumer");
         let mut live: Config = consumer.info().await.expect("info").config.clone();
         // The server's own notes (its version), not ours to pin.
         live.metadata.retain(|k, _| !k.starts_with("_nats"));
