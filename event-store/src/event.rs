@@ -58,6 +58,13 @@ pub enum EventPayload {
         /// stored before it was added: the order step then asks).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         priced: Vec<OrderLine>,
+        /// Whose checkout it is and when it began (its `CheckoutInitiated`),
+        /// so that the order step need not read the history; absent from
+        /// events stored before they were added: the history is read then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "micros_rfc3339::option")]
+        initiated_at: Option<OffsetDateTime>,
     },
     StockReservationFailed {
         reason: String,
@@ -255,6 +262,24 @@ pub mod micros_rfc3339 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
         let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         OffsetDateTime::parse(&raw, &Rfc3339).map_err(D::Error::custom)
+    }
+
+    /// The same, for an optional field.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+        use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+        pub fn serialize<S: Serializer>(t: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
+            let raw = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+            raw.map(|raw| OffsetDateTime::parse(&raw, &Rfc3339).map_err(D::Error::custom)).transpose()
+        }
     }
 }
 

@@ -562,7 +562,7 @@ mod tests {
     fn happy(checkout: Uuid, client: Uuid, order: Uuid) -> Vec<RecordedEvent> {
         vec![
             at(3, checkout, EventPayload::CheckoutInitiated { client_id: client, items: vec![], idempotency_key: None }),
-            at(5, checkout, EventPayload::StockReserved { reservation_id: Uuid::nil(), items: vec![], priced: vec![] }),
+            at(5, checkout, EventPayload::StockReserved { reservation_id: Uuid::nil(), items: vec![], priced: vec![], client_id: None, initiated_at: None }),
             at(8, checkout, EventPayload::OrderCreated { order_id: order, client_id: client, total_cents: 500, items: vec![] }),
             at(9, checkout, EventPayload::CheckoutSucceeded { order_id: order, client_id: None }),
         ]

@@ -82,7 +82,7 @@ fn checkout_events() -> Vec<Envelope> {
     let items = vec![CartLine { product_id, quantity: 1 }];
     [
         EventPayload::CheckoutInitiated { client_id, items: items.clone(), idempotency_key: None },
-        EventPayload::StockReserved { reservation_id: Uuid::new_v4(), items, priced: Vec::new() },
+        EventPayload::StockReserved { reservation_id: Uuid::new_v4(), items, priced: Vec::new(), client_id: None, initiated_at: None },
         EventPayload::OrderCreated {
             order_id,
             client_id,

@@ -232,6 +232,39 @@ async fn a_terminal_event_that_does_not_name_its_client_still_notifies_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_reservation_stored_before_it_named_its_client_still_gets_its_order() {
+    // No reservation worker: the test reserves and publishes as an older
+    // version did (no client, no prices), and the order step reads the history.
+    let app = TestApp::start_without(Backend::Sqlite, &[], false, &[WorkerName::StockReservation]).await;
+    let product = app.create_product("Old", 250, 5).await;
+    let (client, id) = (Uuid::new_v4(), Uuid::now_v7());
+    let items = vec![chorus_event_store::CartLine { product_id: product, quantity: 2 }];
+    let events = &app.platform().events;
+    let initiated = EventPayload::CheckoutInitiated { client_id: client, items: items.clone(), idempotency_key: None };
+    events.append(&Envelope::new(id, Pattern::Choreographed, initiated).with_derived_id("CheckoutInitiated"), None).await.expect("append");
+    let reserve = chorus_contracts::inventory::Reserve {
+        idempotency_key: format!("{id}:reserve"),
+        checkout_id: id,
+        items: vec![chorus_contracts::inventory::Line { product_id: product, quantity: 2 }],
+    };
+    let reservation = app.platform().services.call(&reserve).await.expect("reserved");
+    let reserved =
+        EventPayload::StockReserved { reservation_id: reservation.id, items, priced: Vec::new(), client_id: None, initiated_at: None };
+    events.append(&Envelope::new(id, Pattern::Choreographed, reserved).with_derived_id("StockReserved"), None).await.expect("append");
+    let view = terminal(&app, id).await;
+    assert_eq!(view["status"], "SUCCEEDED", "{view}");
+    let theirs = eventually(SETTLE, || async {
+        let orders = app.gql_ok("query($c: ID!) { ordersByClient(clientId: $c) { totalOrders } }", json!({ "c": client })).await;
+        orders["ordersByClient"]["totalOrders"] == 1
+    })
+    .await;
+    assert!(theirs, "the order is not the client's");
+    let l = assert_conserved(&app, product, 5).await;
+    assert_eq!((l.available, l.reserved, l.sold), (3, 0, 2));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_key_or_event_changes_nothing_twice() {
     let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
     let product = app.create_product("Once", 100, 10).await;

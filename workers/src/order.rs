@@ -22,10 +22,20 @@ const SOURCE: &str = "order-creation";
 
 pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, WorkerError> {
     let e = &event.envelope;
-    let (EventPayload::StockReserved { reservation_id, priced, .. }, Pattern::Choreographed) = (&e.payload, e.pattern) else {
+    let (EventPayload::StockReserved { reservation_id, items, priced, client_id, initiated_at }, Pattern::Choreographed) =
+        (&e.payload, e.pattern)
+    else {
         return Ok(Handled::Done);
     };
-    let checkout = Checkout::load(ctx, e.checkout_id).await?;
+    // The event says all the order needs; an older one does not, and its
+    // history is read. Either way a checkout failed meanwhile makes no
+    // order: failing it voided the order's key (`Conflict` below).
+    let checkout = match client_id {
+        Some(client_id) if !priced.is_empty() => {
+            Checkout { id: e.checkout_id, client_id: *client_id, items: items.clone(), started_at: *initiated_at, history: Vec::new() }
+        }
+        _ => Checkout::load(ctx, e.checkout_id).await?,
+    };
     if checkout.ended() {
         return Ok(Handled::Done);
     }

@@ -20,10 +20,10 @@ const SOURCE: &str = "stock-reservation";
 
 pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, WorkerError> {
     let e = &event.envelope;
-    let (EventPayload::CheckoutInitiated { client_id, items, .. }, Pattern::Choreographed) = (&e.payload, e.pattern) else {
+    let (Some(checkout), Pattern::Choreographed) = (Checkout::initiated(event), e.pattern) else {
         return Ok(Handled::Done);
     };
-    let checkout = Checkout { id: e.checkout_id, client_id: *client_id, items: items.clone(), history: Vec::new() };
+    let items = &checkout.items;
     let trace = settle::trace_of(event);
     let ids = items.iter().map(|l| l.product_id).collect();
     let products = ctx.services.call_traced(&GetProducts { ids, checkout_id: Some(checkout.id) }, trace.as_ref()).await?;
@@ -43,7 +43,13 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
                 .into_iter()
                 .map(|l| OrderLine { product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
                 .collect();
-            let reserved = EventPayload::StockReserved { reservation_id: reservation.id, items: items.clone(), priced };
+            let reserved = EventPayload::StockReserved {
+                reservation_id: reservation.id,
+                items: items.clone(),
+                priced,
+                client_id: Some(checkout.client_id),
+                initiated_at: Some(e.emitted_at),
+            };
             settle::publish(ctx, checkout.id, event, reserved).await?;
             Ok(Handled::Done)
         }
@@ -58,9 +64,7 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
 
 /// Every delivery failed (inventory or catalogue down): fail the checkout.
 pub async fn give_up(ctx: &Workers, event: &RecordedEvent, error: &WorkerError) -> Result<(), WorkerError> {
-    let e = &event.envelope;
-    let EventPayload::CheckoutInitiated { client_id, items, .. } = &e.payload else { return Ok(()) };
-    let checkout = Checkout { id: e.checkout_id, client_id: *client_id, items: items.clone(), history: Vec::new() };
+    let Some(checkout) = Checkout::initiated(event) else { return Ok(()) };
     refuse(ctx, &checkout, event, format!("stock could not be reserved: {error}"), "SERVICE_UNAVAILABLE").await.map(drop)
 }
 

@@ -9,6 +9,7 @@ use chorus_contracts::{
 };
 use chorus_event_store::{CartLine, Envelope, EventPayload, OrderLine, Pattern, RecordedEvent};
 use chorus_runtime::trace::TraceParent;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{WorkerError, Workers};
@@ -28,7 +29,10 @@ pub struct Checkout {
     pub id: Uuid,
     pub client_id: Uuid,
     pub items: Vec<CartLine>,
-    /// Every event stored for it so far, in stream order.
+    /// When its `CheckoutInitiated` was emitted, if known.
+    pub started_at: Option<OffsetDateTime>,
+    /// Every event stored for it so far, in stream order (empty where the
+    /// handler had what it needed in the event it handles).
     pub history: Vec<RecordedEvent>,
 }
 
@@ -36,14 +40,21 @@ impl Checkout {
     /// Reads the checkout's history (index + direct gets, no scan).
     pub async fn load(ctx: &Workers, id: Uuid) -> Result<Self, WorkerError> {
         let history = ctx.events.read_checkout(id).await?;
-        let (client_id, items) = history
+        let (client_id, items, started_at) = history
             .iter()
             .find_map(|e| match &e.envelope.payload {
-                EventPayload::CheckoutInitiated { client_id, items, .. } => Some((*client_id, items.clone())),
+                EventPayload::CheckoutInitiated { client_id, items, .. } => Some((*client_id, items.clone(), e.envelope.emitted_at)),
                 _ => None,
             })
             .ok_or(WorkerError::NoInitiation(id))?;
-        Ok(Checkout { id, client_id, items, history })
+        Ok(Checkout { id, client_id, items, started_at: Some(started_at), history })
+    }
+
+    /// The checkout as its `CheckoutInitiated` describes it, without its history.
+    pub fn initiated(event: &RecordedEvent) -> Option<Self> {
+        let e = &event.envelope;
+        let EventPayload::CheckoutInitiated { client_id, items, .. } = &e.payload else { return None };
+        Some(Checkout { id: e.checkout_id, client_id: *client_id, items: items.clone(), started_at: Some(e.emitted_at), history: Vec::new() })
     }
 
     /// Whether a terminal event is already stored.
@@ -131,7 +142,7 @@ pub async fn abort(ctx: &Workers, checkout: &Checkout, cause: &RecordedEvent, fa
     let events: Vec<EventPayload> = failure.preface.into_iter().chain(released).chain([failed]).collect();
     if publish_all(ctx, checkout.id, cause, events).await?.last() == Some(&true) {
         metrics::counter!("saga_choreo_failed_total", "source" => failure.source).increment(1);
-        record_duration(checkout, cause, "failed");
+        record_duration(checkout, "failed");
     }
     Ok(Settled::Failed)
 }
@@ -164,22 +175,16 @@ pub async fn succeed(
     let succeeded = EventPayload::CheckoutSucceeded { order_id: order.id, client_id: Some(checkout.client_id) };
     if publish_all(ctx, checkout.id, cause, vec![created, succeeded]).await?.last() == Some(&true) {
         metrics::counter!("saga_choreo_success_total", "source" => source).increment(1);
-        record_duration(checkout, cause, "succeeded");
+        record_duration(checkout, "succeeded");
     }
     Ok(())
 }
 
 /// `saga_choreo_duration_seconds{outcome}`: from `CheckoutInitiated` to the
 /// terminal event, the choreographed twin of `saga_execution_duration_seconds`.
-fn record_duration(checkout: &Checkout, cause: &RecordedEvent, outcome: &'static str) {
-    let started = checkout
-        .history
-        .iter()
-        .chain(std::iter::once(cause))
-        .find(|e| matches!(e.envelope.payload, EventPayload::CheckoutInitiated { .. }))
-        .map(|e| e.envelope.emitted_at);
-    if let Some(started) = started {
-        let seconds = (time::OffsetDateTime::now_utc() - started).as_seconds_f64().max(0.0);
+fn record_duration(checkout: &Checkout, outcome: &'static str) {
+    if let Some(started) = checkout.started_at {
+        let seconds = (OffsetDateTime::now_utc() - started).as_seconds_f64().max(0.0);
         metrics::histogram!("saga_choreo_duration_seconds", "outcome" => outcome).record(seconds);
     }
 }

@@ -16,7 +16,7 @@ pub fn checkout_events(checkout_id: Uuid) -> Vec<Envelope> {
     let items = vec![chorus_event_store::CartLine { product_id: Uuid::new_v4(), quantity: 2 }];
     let payloads = vec![
         EventPayload::CheckoutInitiated { client_id, items: items.clone(), idempotency_key: None },
-        EventPayload::StockReserved { reservation_id, items, priced: Vec::new() },
+        EventPayload::StockReserved { reservation_id, items, priced: Vec::new(), client_id: None, initiated_at: None },
         EventPayload::OrderCreated { order_id, client_id, total_cents: 4980, items: vec![] },
         EventPayload::CheckoutSucceeded { order_id, client_id: None },
         EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None, via: Vec::new() },
