@@ -12,7 +12,7 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, DeliverPolicy, PriorityPolicy, PullConsumer, pull},
 };
 use chorus_event_store::{RecordedEvent, store::decode, subjects};
-use chorus_runtime::shutdown::Shutdown;
+use chorus_runtime::{retry, shutdown::Shutdown};
 use futures::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -432,11 +432,11 @@ pub(crate) async fn retry_holding<T, Fut>(
 where
     Fut: Future<Output = Result<T, WorkerError>>,
 {
-    let mut attempt = 1;
+    let mut delays = retry::delays(ctx.settings.backoff, OUTAGE_RETRY_CAP);
     loop {
         match work().await {
             Err(e) if retry(&e) && !token.is_cancelled() => {
-                let delay = backoff(ctx.settings.backoff, attempt).min(OUTAGE_RETRY_CAP);
+                let delay = delays.next().unwrap_or(OUTAGE_RETRY_CAP);
                 tracing::warn!(worker = %worker, events = messages.len(), error = %e, retry_in = ?delay, "failed; retrying");
                 for message in messages {
                     if let Err(e) = message.ack_with(AckKind::Progress).await {
@@ -447,7 +447,6 @@ where
                     () = tokio::time::sleep(delay) => {}
                     () = token.cancelled() => {}
                 }
-                attempt += 1;
             }
             other => return other,
         }
@@ -471,10 +470,10 @@ pub(crate) async fn settle_unless_dropped(worker: WorkerName, message: &Message,
     }
 }
 
-/// `base · 2^(attempt-1)` plus up to 50% jitter, at most [`MAX_BACKOFF`].
+/// The redelivery delay after failed delivery `attempt`: exponential from
+/// `base` with jitter, at most [`MAX_BACKOFF`].
 pub fn backoff(base: Duration, attempt: i64) -> Duration {
-    let exp = base.saturating_mul(1u32 << (attempt.saturating_sub(1).clamp(0, 16) as u32));
-    (exp + exp.mul_f64(rand::random::<f64>() * 0.5)).min(MAX_BACKOFF)
+    retry::delay(base, MAX_BACKOFF, u32::try_from(attempt).unwrap_or(u32::MAX))
 }
 
 /// Samples the consumer's backlog into `consumer_lag_messages{consumer}`

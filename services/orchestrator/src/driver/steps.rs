@@ -223,17 +223,9 @@ impl Orchestrator {
     /// of transient errors with exponential backoff and jitter.
     async fn call<E: chorus_contracts::Endpoint>(&self, request: &E, trace: Option<&TraceParent>) -> Result<E::Response, ServiceError> {
         let s = &self.inner.settings;
-        let mut attempt = 1;
-        loop {
-            match self.inner.services.call_traced(request, trace).await {
-                Err(e) if e.is_transient() && attempt < s.step_attempts => {
-                    tracing::debug!(error = %e, attempt, operation = E::OPERATION, "retrying");
-                    tokio::time::sleep(backoff(s.backoff, attempt)).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        let policy = retry::bounded(s.backoff, Duration::from_secs(5), s.step_attempts);
+        let what = format!("{}.{}", E::SERVICE, E::OPERATION);
+        retry::until_ok(&what, policy, ServiceError::is_transient, || self.inner.services.call_traced(request, trace)).await
     }
 
     /// An undo or commit call, retried for as long as its error is one that
@@ -262,11 +254,4 @@ pub(super) fn step_of(state: SagaState) -> &'static str {
         SagaState::CreatingOrder | SagaState::OrderCreated => "create_order",
         _ => "compensate",
     }
-}
-
-/// `base · 2^(attempt-1)`, plus up to 50% jitter so that retries of many
-/// sagas do not arrive together.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(10));
-    exp + exp.mul_f64(rand::random::<f64>() * 0.5)
 }
