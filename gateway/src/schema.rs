@@ -12,7 +12,7 @@ use chorus_event_store::RecordedEvent;
 use futures::{Stream, StreamExt};
 use tracing::Instrument;
 use chorus_contracts::{
-    cart,
+    IdempotencyKey, cart,
     catalogue::{self, CreateProduct, GetProducts, ListProducts, SetProductActive},
     faults,
     inventory::{Levels, Line, Restock, StockLevel},
@@ -404,7 +404,7 @@ pub struct CheckoutInput {
 struct Cart {
     client_id: Uuid,
     items: Vec<Line>,
-    idempotency_key: Option<String>,
+    idempotency_key: Option<IdempotencyKey>,
 }
 
 impl CheckoutInput {
@@ -424,12 +424,8 @@ impl CheckoutInput {
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
         cart::validate(items.iter().map(|l| (l.product_id, l.quantity))).map_err(GatewayError::BadUserInput)?;
-        if let Some(key) = &self.idempotency_key
-            && (key.is_empty() || key.chars().count() > 200)
-        {
-            return Err(GatewayError::BadUserInput("idempotencyKey: 1 to 200 characters".into()));
-        }
-        Ok(Cart { client_id, items, idempotency_key: self.idempotency_key })
+        let idempotency_key = self.idempotency_key.map(IdempotencyKey::parse).transpose().map_err(GatewayError::BadUserInput)?;
+        Ok(Cart { client_id, items, idempotency_key })
     }
 }
 
@@ -668,7 +664,7 @@ impl MutationRoot {
                 return Ok(CheckoutAccepted { checkout_id: ID(checkout_id.to_string()), status: existing.status.as_str().to_owned() });
             }
             let keyed = cart.idempotency_key.is_some();
-            let payload = EventPayload::CheckoutInitiated { client_id: cart.client_id, items: items.clone(), idempotency_key: cart.idempotency_key };
+            let payload = EventPayload::CheckoutInitiated { client_id: cart.client_id, items: items.clone(), idempotency_key: cart.idempotency_key.map(String::from) };
             let event = Envelope::new(checkout_id, Pattern::Choreographed, payload).with_derived_id("CheckoutInitiated");
             // A repeat racing the first with the same key: the stream kept
             // the first (same message id) and says where; this one is

@@ -229,6 +229,23 @@ async fn malformed_checkouts_are_refused_and_write_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_counts_characters_not_bytes() {
+    // 200 characters of two bytes each: within the limit the gateway states.
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let product = app.create_product("Keys", 100, 5).await;
+    let client = Uuid::new_v4();
+    let key = "é".repeat(200);
+    let first = checkout(&app, client, json!([{ "productId": product, "quantity": 1 }]), Some(&key)).await;
+    assert_eq!(first["state"], "COMPLETED", "{first}");
+    let again = checkout(&app, client, json!([{ "productId": product, "quantity": 1 }]), Some(&key)).await;
+    assert_eq!(again["id"], first["id"], "the same key names the same saga");
+    let long = json!({ "clientId": client, "items": [{ "productId": product, "quantity": 1 }], "idempotencyKey": "é".repeat(201) });
+    assert_eq!(error_code(&app.gql(CHECKOUT, json!({ "input": long })).await), Some("BAD_USER_INPUT"));
+    assert_eq!(level(&app, product).await.available, 4, "one sale");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compensation_is_forced_on_a_running_saga_and_refused_on_a_completed_one() {
     let vars = [("CHORUS_FAULT_INJECTION", "1"), ("CHORUS_SERVICE_TIMEOUT", "2s"), ("CHORUS_STEP_ATTEMPTS", "50")];
     let app = std::sync::Arc::new(TestApp::start_with(Backend::Sqlite, &vars, false).await);

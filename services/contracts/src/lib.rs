@@ -12,12 +12,14 @@ pub mod client;
 mod error;
 pub mod faults;
 pub mod inventory;
+pub mod key;
 pub mod orchestrator;
 pub mod orders;
 pub mod server;
 
 pub use client::ServiceClient;
 pub use error::ServiceError;
+pub use key::IdempotencyKey;
 
 use serde::{Serialize, de::DeserializeOwned};
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Endpoint, inventory::Line};
+use crate::{Endpoint, IdempotencyKey, inventory::Line};
 
 /// One logged move of a saga's state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +35,7 @@ pub struct Saga {
 pub struct StartCheckout {
     pub client_id: Uuid,
     pub items: Vec<Line>,
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<IdempotencyKey>,
     /// The checkout's id, chosen by the caller so that asking again (after
     /// a replica died mid-saga) names the same saga even without an
     /// idempotency key; a new id when absent.

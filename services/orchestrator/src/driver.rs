@@ -9,7 +9,7 @@ use std::{
 };
 
 use chorus_contracts::{
-    ServiceClient, cart,
+    IdempotencyKey, ServiceClient, cart,
     orchestrator::{Saga, StartCheckout},
 };
 use chorus_event_store::EventStore;
@@ -80,15 +80,10 @@ impl Orchestrator {
     /// waits until it is terminal.
     pub async fn checkout(&self, req: StartCheckout) -> Result<Saga, OrchestratorError> {
         cart::validate(req.items.iter().map(|l| (l.product_id, l.quantity))).map_err(OrchestratorError::BadInput)?;
-        if let Some(key) = &req.idempotency_key
-            && (key.is_empty() || key.len() > 200)
-        {
-            return Err(OrchestratorError::BadInput("idempotencyKey: 1 to 200 characters".into()));
-        }
         let new = NewSaga {
             client_id: req.client_id,
             items: &req.items,
-            idempotency_key: req.idempotency_key.as_deref(),
+            idempotency_key: req.idempotency_key.as_ref().map(IdempotencyKey::as_str),
             checkout_id: req.checkout_id,
             traceparent: req.traceparent.clone(),
         };
