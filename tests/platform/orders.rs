@@ -12,6 +12,7 @@ use crate::{
 };
 
 both_backends!(orders_are_created_once_read_and_cancelled);
+both_backends!(a_clients_orders_are_read_in_two_statements_however_many);
 
 async fn orders_are_created_once_read_and_cancelled(backend: Backend) {
     let app = TestApp::start_with(backend, &[], false).await;
@@ -44,5 +45,31 @@ async fn orders_are_created_once_read_and_cancelled(backend: Backend) {
     assert!(matches!(services.call(&GetOrder { id: Uuid::new_v4() }).await, Err(ServiceError::NotFound(_))));
     let bad = CreateOrder { idempotency_key: "k".into(), items: vec![], ..request };
     assert!(matches!(services.call(&bad).await, Err(ServiceError::BadInput(_))));
+    app.stop().await;
+}
+
+/// `db_statements_total{db="orders"}` as the gateway's `/metrics` says now.
+async fn order_statements(app: &TestApp) -> f64 {
+    let text = app.http.get(format!("http://{}/metrics", app.addr)).send().await.expect("metrics").text().await.expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("db_statements_total{db=\"orders\"}").and_then(|v| v.trim().parse().ok()))
+        .expect("db_statements_total{db=\"orders\"}")
+}
+
+async fn a_clients_orders_are_read_in_two_statements_however_many(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let services = &app.platform().services;
+    let client_id = Uuid::new_v4();
+    for _ in 0..5 {
+        let checkout_id = Uuid::new_v4();
+        let line = OrderLine { product_id: Uuid::new_v4(), quantity: 1, unit_price_cents: 100 };
+        let create = CreateOrder { idempotency_key: format!("{checkout_id}:create_order"), client_id, checkout_id, items: vec![line] };
+        services.call(&create).await.expect("created");
+    }
+    let before = order_statements(&app).await;
+    let listed = services.call(&ListOrdersByClient { client_id, limit: None }).await.expect("list");
+    assert_eq!(listed.len(), 5);
+    assert!(listed.iter().all(|o| o.items.len() == 1), "every order with its line");
+    assert_eq!(order_statements(&app).await - before, 2.0, "the orders, then all their lines: not one query per order");
     app.stop().await;
 }

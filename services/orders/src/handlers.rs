@@ -105,6 +105,14 @@ pub async fn get_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<Ord
         .filter(order::Column::Status.ne(VOID))
         .all(db)
         .await?;
+    with_items(db, rows).await
+}
+
+/// The orders of `rows` with their lines, read in one query for all of them.
+async fn with_items(db: &impl ConnectionTrait, rows: Vec<order::Model>) -> Result<Vec<Order>, OrdersError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut items: std::collections::HashMap<Uuid, Vec<order_item::Model>> = std::collections::HashMap::new();
     let all = order_item::Entity::find()
         .filter(order_item::Column::OrderId.is_in(rows.iter().map(|r| r.id)))
@@ -133,11 +141,7 @@ pub async fn list_by_client(db: &impl ConnectionTrait, client_id: Uuid, limit: O
         .limit(u64::from(limit))
         .all(db)
         .await?;
-    let mut orders = Vec::with_capacity(rows.len());
-    for row in rows {
-        orders.push(load(db, row).await?);
-    }
-    Ok(orders)
+    with_items(db, rows).await
 }
 
 /// Cancels an order; cancelling it again changes nothing.
