@@ -35,7 +35,16 @@ pub mod saga {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        #[sea_orm(has_many = "super::saga_log::Entity")]
+        Log,
+    }
+
+    impl Related<super::saga_log::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Log.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }
@@ -59,7 +68,16 @@ pub mod saga_log {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        #[sea_orm(belongs_to = "super::saga::Entity", from = "Column::SagaId", to = "super::saga::Column::Id")]
+        Saga,
+    }
+
+    impl Related<super::saga::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Saga.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }
