@@ -237,25 +237,25 @@ async fn settle(
     };
     let now = OffsetDateTime::now_utc();
     let txn = db.begin().await?;
+    // The move and the row it moved in one statement; the row is read
+    // apart only when nothing moved (already there, elsewhere, or unknown).
     let moved = reservation::Entity::update_many()
         .col_expr(reservation::Column::Status, Expr::value(target))
         .col_expr(reservation::Column::UpdatedAt, Expr::value(now))
         .filter(reservation::Column::Id.eq(id))
         .filter(reservation::Column::Status.eq(from))
-        .exec(&txn)
-        .await?;
-    let row = reservation::Entity::find_by_id(id).one(&txn).await?;
-    let Some(row) = row.filter(|r| r.status != REJECTED) else {
+        .exec_with_returning(&txn)
+        .await?
+        .pop();
+    let Some(row) = moved else {
+        let row = reservation::Entity::find_by_id(id).one(&txn).await?;
         txn.rollback().await?;
-        return Err(InventoryError::NotFound(id));
+        return match row.filter(|r| r.status != REJECTED) {
+            None => Err(InventoryError::NotFound(id)),
+            Some(row) if row.status == target => load(db, row).await,
+            Some(row) => Err(InventoryError::Conflict { id, status: row.status, action }),
+        };
     };
-    if moved.rows_affected == 0 {
-        txn.rollback().await?;
-        if row.status == target {
-            return load(db, row).await;
-        }
-        return Err(InventoryError::Conflict { id, status: row.status, action });
-    }
     let reservation = load(&txn, row).await?;
     let (out_of, to) = (column(from), column(target));
     for line in &reservation.items {
