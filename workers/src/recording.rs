@@ -23,10 +23,9 @@ const RECORD_BATCH: usize = 256;
 /// How long a recording worker waits, after an event arrives, for more to
 /// store with it. A checkout's events come a few milliseconds apart, so
 /// this turns one read-model write, one audit insert and one ack per event
-/// into about one per checkout (1.5 read-model writes per choreographed
-/// checkout at 20 ms, 1.2 at 50 ms); the read models lag by as much
-/// (queries never do: `checkout(id)` folds the stream when its view is behind).
-const RECORD_LINGER: Duration = Duration::from_millis(50);
+/// into about one per checkout; the read models lag by as much (queries
+/// never do: `checkout(id)` folds the stream when its view is behind).
+const RECORD_LINGER: Duration = Duration::from_millis(20);
 
 /// How a pinned client keeps its pin: the expiry of its pulls (each pull
 /// renews the pin) and how long the server waits after the last one before
