@@ -286,10 +286,8 @@ pub(crate) async fn receive(worker: WorkerName, message: &Message) -> Option<Rec
 /// A first `Later` of the stall watch is waited out here, without a permit,
 /// rather than by a nak with a delay: holding the event in memory costs no
 /// message, where the nak, its advisory and the redelivery cost three per
-/// checkout. Should the process stop meanwhile, the rest of the wait is
-/// handed back as a nak with that delay; should it die, the server
-/// redelivers the event after the stall watch's ack wait, which outlasts
-/// the deadline.
+/// checkout. Should the process stop meanwhile, the server redelivers the
+/// event after the stall watch's ack wait, which outlasts the deadline.
 async fn process(
     worker: WorkerName,
     ctx: &Workers,
@@ -309,16 +307,9 @@ async fn process(
             && worker == WorkerName::StallWatch
         {
             drop(permit);
-            let until = tokio::time::Instant::now() + delay;
             tokio::select! {
-                () = tokio::time::sleep_until(until) => {}
-                () = token.cancelled() => {
-                    // Stopping: the rest of the wait goes back to the server,
-                    // for whichever replica runs when it is over.
-                    let rest = until.saturating_duration_since(tokio::time::Instant::now());
-                    settle(worker, &message, AckKind::Nak(Some(rest))).await;
-                    return;
-                }
+                () = tokio::time::sleep(delay) => {}
+                () = token.cancelled() => return,
             }
             let Ok(_permit) = permits.clone().acquire_owned().await else {
                 return;
