@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     choreographed::{event_types, terminal},
-    support::{Backend, TestApp, eventually},
+    support::{Backend, TestApp, eventually, subscribed},
 };
 
 const PROGRESS: &str = "subscription($id: ID!) { checkoutProgress(checkoutId: $id) { id sequence type checkoutId pattern payload } }";
@@ -186,8 +186,8 @@ async fn before_and_after_a_choreographed_checkout(proto: Proto) {
 
     let mut before = Ws::open(&app, proto, json!({})).await;
     before.subscribe("1", PROGRESS, json!({ "id": id })).await;
-    // Subscribed first (the server registers before it answers anything).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Subscribed first.
+    subscribed(&app, 1).await;
     let input = json!({ "input": { "clientId": client, "items": [{ "productId": product, "quantity": 1 }], "idempotencyKey": "live-1" } });
     let accepted = app
         .gql_ok("mutation($input: CheckoutInput!) { checkoutChoreographed(input: $input) { checkoutId } }", input)
@@ -286,7 +286,7 @@ async fn the_firehose_streams_every_new_event_and_closing_releases_it() {
     let product = app.create_product("Hose", 100, 5).await;
     let mut ws = Ws::open(&app, Proto::Legacy, json!({})).await;
     ws.subscribe("all", "subscription { allCheckoutEvents { type checkoutId sequence } }", json!({})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    subscribed(&app, 1).await;
     let id = crate::choreographed::checkout(&app, Uuid::new_v4(), &[(product, 1)]).await;
     let mut seen = Vec::new();
     while seen.len() < 4 {
@@ -359,7 +359,7 @@ async fn orchestrated_transitions_live_before_and_progress_opened_during() {
     let product = app.create_product("Slow", 100, 5).await;
     let mut all = Ws::open(&app, Proto::Transport, json!({})).await;
     all.subscribe("all", "subscription { sagaTransitions { sagaId from to } }", json!({})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    subscribed(&app, 1).await;
 
     let input = json!({ "input": { "clientId": Uuid::new_v4(), "items": [{ "productId": product, "quantity": 2 }] } });
     let running = {

@@ -304,6 +304,22 @@ pub fn error_code(body: &Value) -> Option<&str> {
     body["errors"][0]["extensions"]["code"].as_str()
 }
 
+/// Waits until the gateway holds at least `n` live subscriptions (its
+/// `gateway_subscriptions` gauge, set once a subscription is registered
+/// and receives what is published), rather than sleeping on the chance.
+pub async fn subscribed(app: &TestApp, n: u64) {
+    let registered = eventually(Duration::from_secs(30), || async {
+        let Ok(response) = app.http.get(format!("http://{}/metrics", app.addr)).send().await else {
+            return false;
+        };
+        let text = response.text().await.unwrap_or_default();
+        let held = text.lines().find_map(|l| l.strip_prefix("gateway_subscriptions ")).and_then(|v| v.trim().parse::<f64>().ok());
+        held.is_some_and(|held| held >= n as f64)
+    })
+    .await;
+    assert!(registered, "the gateway never held {n} subscriptions");
+}
+
 /// Polls `check` until it holds, for at most `limit`.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where
