@@ -322,21 +322,19 @@ async fn a_repeated_key_or_event_changes_nothing_twice() {
 /// Whether these workers' consumers have nothing left to deliver or ack.
 pub async fn consumers_idle(app: &TestApp, workers: &[WorkerName]) -> bool {
     for worker in workers {
-        let Ok(mut consumer) = app
-            .platform()
-            .events
-            .stream()
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(worker.durable())
-            .await
-        else {
-            return false;
-        };
-        match consumer.info().await {
-            Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
+        match consumer_info(app, *worker).await {
+            Some(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
             _ => return false,
         }
     }
     true
+}
+
+/// What the server says of `worker`'s durable consumer now, if it can be read.
+async fn consumer_info(app: &TestApp, worker: WorkerName) -> Option<async_nats::jetstream::consumer::Info> {
+    let mut consumer =
+        app.platform().events.stream().get_consumer::<async_nats::jetstream::consumer::pull::Config>(worker.durable()).await.ok()?;
+    consumer.info().await.ok().cloned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,19 +395,7 @@ async fn a_stall_watch_killed_while_it_holds_a_checkout_loses_nothing() {
     env.extend(app.dbs.vars());
     let doomed = chorus(&["worker", "stall-watch"], &env);
     let id = checkout(&app, Uuid::new_v4(), &[(product, 1)]).await;
-    let held = eventually(SETTLE, || async {
-        let Ok(mut consumer) = app
-            .platform()
-            .events
-            .stream()
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(WorkerName::StallWatch.durable())
-            .await
-        else {
-            return false;
-        };
-        consumer.info().await.is_ok_and(|info| info.num_ack_pending == 1)
-    })
-    .await;
+    let held = eventually(SETTLE, || async { consumer_info(&app, WorkerName::StallWatch).await.is_some_and(|info| info.num_ack_pending == 1) }).await;
     assert!(held, "the stall watch never got the checkout");
     drop(doomed);
     let _replica = chorus(&["worker", "stall-watch"], &env);
@@ -693,19 +679,7 @@ async fn replicas_of_a_worker_share_its_consumer() {
     // which event is the server's choice: a waiting pull takes events until
     // its batch is full, so one replica may take all 40; asserting a share
     // for each made this test flaky.)
-    let both_pull = eventually(SETTLE, || async {
-        let Ok(mut consumer) = app
-            .platform()
-            .events
-            .stream()
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(WorkerName::OrderCreation.durable())
-            .await
-        else {
-            return false;
-        };
-        consumer.info().await.is_ok_and(|info| info.num_waiting >= 2)
-    })
-    .await;
+    let both_pull = eventually(SETTLE, || async { consumer_info(&app, WorkerName::OrderCreation).await.is_some_and(|info| info.num_waiting >= 2) }).await;
     assert!(both_pull, "the two replicas do not both pull from choreo-order");
     let items = [(product, 1)];
     let mut ids = Vec::new();
