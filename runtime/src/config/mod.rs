@@ -15,56 +15,11 @@ use std::{
     time::Duration,
 };
 
-/// Every variable Chorus reads, with its default and meaning; the README's
-/// configuration table is this list.
-pub const VARIABLES: &[(&str, &str, &str)] = &[
-    (
-        "NATS_URL",
-        "(unset: `chorus up` starts nats-server)",
-        "NATS server to use, or a comma-separated list of a cluster's servers (`nats://user:password@host:4222` for credentials)",
-    ),
-    ("CHORUS_DATA_DIR", "./data", "where SQLite files and the embedded NATS store live"),
-    ("CATALOGUE_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "catalogue database (postgres://… switches to Postgres)"),
-    ("INVENTORY_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "inventory database"),
-    ("ORDERS_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "orders database"),
-    ("ORCHESTRATOR_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "orchestrator database"),
-    ("AUDIT_DATABASE_URL", "sqlite under CHORUS_DATA_DIR", "audit trail database"),
-    ("GATEWAY_ADDR", "127.0.0.1:8080", "where the GraphQL gateway listens"),
-    ("CHORUS_METRICS_ADDR", "(unset)", "where a role other than the gateway serves /metrics"),
-    ("CHORUS_JWT_SECRET", "(unset: no auth, loopback only)", "HS256 secret for bearer tokens"),
-    ("CHORUS_JWT_LEEWAY", "5s", "clock skew allowed on a token's `exp` and `nbf`"),
-    ("CHORUS_HTTP_READ_TIMEOUT", "10s", "how long the gateway waits for a request's headers, and for its body (then the connection is closed)"),
-    ("CHORUS_WS_INIT_TIMEOUT", "10s", "how long a WebSocket may take to send `connection_init` (then it is closed with 4408)"),
-    ("CHORUS_WS_PING_INTERVAL", "15s", "how often the gateway pings a WebSocket; one that answers nothing for two intervals is closed"),
-    ("CHORUS_MAX_CONNECTIONS", "10000", "open connections the gateway holds at once (beyond: 503 and closed)"),
-    ("CHORUS_MAX_CONNECTIONS_PER_IP", "512", "open connections the gateway holds from one IP address (beyond: 503 and closed)"),
-    ("CHORUS_MAX_RESPONSE_BYTES", "1048576", "largest GraphQL response over HTTP; a larger one is refused with `BAD_USER_INPUT`"),
-    (
-        "CHORUS_RATE_LIMIT",
-        "(unset: no limit)",
-        "operations one client may run: `100/s`, `600/min` or `10000/h`, per token `sub` (per IP address without a token); beyond it `RATE_LIMITED`, HTTP 429 with `Retry-After`",
-    ),
-    ("CHORUS_CORS_ORIGINS", "(unset: no CORS)", "origins browsers may call the gateway from: `*` or `https://a.example,https://b.example`"),
-    ("CHORUS_LOG_FORMAT", "json when stderr is not a terminal, else pretty", "`json` or `pretty`"),
-    ("CHORUS_STREAM_REPLICAS", "1", "replicas of the CHECKOUT_EVENTS stream (3 on a cluster)"),
-    ("CHORUS_STALL_DEADLINE", "30s", "how long a choreographed checkout may wait between two events"),
-    ("CHORUS_SERVICE_TIMEOUT", "2s", "timeout of one call to a service"),
-    ("CHORUS_STEP_ATTEMPTS", "3", "attempts of one saga step's call before the step fails"),
-    ("CHORUS_STEP_BACKOFF", "100ms", "first retry delay of a saga step (doubled each attempt, with jitter)"),
-    ("CHORUS_SAGA_LEASE", "10s", "how long an orchestrator replica's claim on a saga lasts without renewal"),
-    ("CHORUS_ACK_WAIT", "10s", "how long a worker may hold an event unacked before it is redelivered to another"),
-    ("CHORUS_FAULTS", "(none)", "faults set at start: `orders.create=error:1.0,inventory.reserve=timeout:0.2`"),
-    ("CHORUS_FAULT_INJECTION", "0", "`1` lets admins change faults at run time (`setFault`)"),
-    ("CHORUS_METRICS", "1", "`0` records no metrics (`/metrics` is empty): only to measure what they cost"),
-    (
-        "CHORUS_DURABLE",
-        "0",
-        "`1` fsyncs every commit: SQLite `synchronous=FULL`, and the nats-server `chorus up` starts syncs every JetStream write (`sync_interval: always`); `chorus bench --durable` measures what it costs",
-    ),
-    ("CHORUS_NATS_SERVER", "nats-server", "the nats-server binary `chorus up` starts"),
-    ("RUST_LOG", "info", "log filter (tracing-subscriber syntax)"),
-    ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset: no export)", "export spans over OTLP/HTTP to this collector (e.g. `http://jaeger:4318`); the other standard `OTEL_*` variables apply"),
-];
+mod faults;
+mod variables;
+
+pub use faults::{FAULT_TARGETS, FaultMode, FaultSpec};
+pub use variables::{Fallback, VARIABLES, Variable, markdown_table};
 
 /// A Chorus configuration; build it with [`Config::from_env`] or, in tests,
 /// [`Config::from_vars`].
@@ -201,80 +156,6 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// What a fault does to the calls it hits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum FaultMode {
-    /// No fault: the operation runs normally.
-    None,
-    /// The service answers with a service error.
-    Error,
-    /// The service never answers, so the caller times out.
-    Timeout,
-}
-
-impl FromStr for FaultMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" => Ok(FaultMode::None),
-            "error" => Ok(FaultMode::Error),
-            "timeout" => Ok(FaultMode::Timeout),
-            other => Err(format!("unknown fault mode `{other}` (expected none, error or timeout)")),
-        }
-    }
-}
-
-/// The operations a fault can target (DESIGN §4).
-pub const FAULT_TARGETS: &[&str] = &[
-    "catalogue.get",
-    "inventory.reserve",
-    "inventory.release",
-    "inventory.commit",
-    "orders.create",
-    "orders.cancel",
-];
-
-/// One fault: `target` fails in `mode` for a share `rate` (0..=1) of its calls.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct FaultSpec {
-    pub target: String,
-    pub mode: FaultMode,
-    pub rate: f64,
-}
-
-impl FaultSpec {
-    /// Checks a fault as an admin or `CHORUS_FAULTS` gives it.
-    pub fn new(target: &str, mode: FaultMode, rate: f64) -> Result<Self, String> {
-        if !FAULT_TARGETS.contains(&target) {
-            return Err(format!(
-                "unknown fault target `{target}` (expected one of {})",
-                FAULT_TARGETS.join(", ")
-            ));
-        }
-        if !(0.0..=1.0).contains(&rate) || rate.is_nan() {
-            return Err(format!("fault rate {rate} is outside 0..=1"));
-        }
-        Ok(FaultSpec { target: target.to_owned(), mode, rate })
-    }
-}
-
-impl FromStr for FaultSpec {
-    type Err = String;
-    /// `target=mode:rate`, e.g. `orders.create=error:1.0`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (target, rest) = s
-            .split_once('=')
-            .ok_or_else(|| format!("`{s}` is not `target=mode:rate`"))?;
-        let (mode, rate) = rest.split_once(':').unwrap_or((rest, "1.0"));
-        let rate: f64 = rate
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{rate}` in `{s}` is not a rate between 0 and 1"))?;
-        FaultSpec::new(target.trim(), mode.trim().parse()?, rate)
-    }
-}
-
 /// A variable whose value Chorus cannot use.
 #[derive(Debug, thiserror::Error)]
 #[error("{var}={value:?}: {reason}")]
@@ -301,13 +182,9 @@ impl Config {
         let vars: BTreeMap<String, String> =
             vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         for (name, value) in &vars {
-            let known = VARIABLES.iter().any(|(known, _, _)| known == name);
+            let known = VARIABLES.iter().any(|v| v.name == name);
             if name.starts_with("CHORUS_") && !name.starts_with("CHORUS_TEST_") && !known {
-                let names: Vec<&str> = VARIABLES
-                    .iter()
-                    .map(|(n, _, _)| *n)
-                    .filter(|n| n.starts_with("CHORUS_"))
-                    .collect();
+                let names: Vec<&str> = VARIABLES.iter().map(|v| v.name).filter(|n| n.starts_with("CHORUS_")).collect();
                 return Err(ConfigError {
                     var: name.clone(),
                     value: value.clone(),
@@ -316,6 +193,8 @@ impl Config {
             }
         }
         let get = |name: &str| vars.get(name).map(String::as_str).filter(|v| !v.is_empty());
+        // Set, or else the default the table gives (written only there).
+        let value = |name: &str| get(name).or_else(|| variables::default_value(name)).unwrap_or_default();
         let err = |name: &str, reason: String| ConfigError {
             var: name.to_owned(),
             value: vars.get(name).cloned().unwrap_or_default(),
@@ -334,22 +213,21 @@ impl Config {
                 database_urls.insert(db, url.to_owned());
             }
         }
-        let parse_addr = |name: &str, default: &str| -> Result<SocketAddr, ConfigError> {
-            get(name)
-                .unwrap_or(default)
+        let parse_addr = |name: &str| -> Result<SocketAddr, ConfigError> {
+            value(name)
                 .parse()
                 .map_err(|e| err(name, format!("not a socket address like 127.0.0.1:8080 ({e})")))
         };
-        let parse_duration = |name: &str, default: &str| -> Result<Duration, ConfigError> {
-            let d = humantime::parse_duration(get(name).unwrap_or(default))
+        let parse_duration = |name: &str| -> Result<Duration, ConfigError> {
+            let d = humantime::parse_duration(value(name))
                 .map_err(|e| err(name, format!("not a duration like 30s or 2m ({e})")))?;
             if d.is_zero() {
                 return Err(err(name, "must be longer than zero".into()));
             }
             Ok(d)
         };
-        let parse_count = |name: &str, default: &str| -> Result<usize, ConfigError> {
-            match get(name).unwrap_or(default).parse() {
+        let parse_count = |name: &str| -> Result<usize, ConfigError> {
+            match value(name).parse() {
                 Ok(n @ 1..) => Ok(n),
                 _ => Err(err(name, "expected a whole number above zero".into())),
             }
@@ -363,7 +241,7 @@ impl Config {
                 return Err(err("CHORUS_LOG_FORMAT", "expected `json` or `pretty`".into()));
             }
         };
-        let stream_replicas = match get("CHORUS_STREAM_REPLICAS").unwrap_or("1").parse() {
+        let stream_replicas = match value("CHORUS_STREAM_REPLICAS").parse() {
             Ok(n @ 1..=5) => n,
             _ => {
                 return Err(err("CHORUS_STREAM_REPLICAS", "expected a number from 1 to 5".into()));
@@ -378,17 +256,17 @@ impl Config {
                 .collect::<Result<_, String>>()
                 .map_err(|reason| err("CHORUS_FAULTS", reason))?,
         };
-        let fault_injection = match get("CHORUS_FAULT_INJECTION").unwrap_or("0") {
+        let fault_injection = match value("CHORUS_FAULT_INJECTION") {
             "1" | "true" => true,
             "0" | "false" => false,
             _ => return Err(err("CHORUS_FAULT_INJECTION", "expected 0 or 1".into())),
         };
-        let metrics = match get("CHORUS_METRICS").unwrap_or("1") {
+        let metrics = match value("CHORUS_METRICS") {
             "1" | "true" => true,
             "0" | "false" => false,
             _ => return Err(err("CHORUS_METRICS", "expected 0 or 1".into())),
         };
-        let durable = match get("CHORUS_DURABLE").unwrap_or("0") {
+        let durable = match value("CHORUS_DURABLE") {
             "1" | "true" => true,
             "0" | "false" => false,
             _ => return Err(err("CHORUS_DURABLE", "expected 0 or 1".into())),
@@ -399,12 +277,12 @@ impl Config {
 
         Ok(Config {
             nats_url: get("NATS_URL").map(str::to_owned),
-            data_dir: PathBuf::from(get("CHORUS_DATA_DIR").unwrap_or("./data")),
+            data_dir: PathBuf::from(value("CHORUS_DATA_DIR")),
             database_urls,
-            gateway_addr: parse_addr("GATEWAY_ADDR", "127.0.0.1:8080")?,
+            gateway_addr: parse_addr("GATEWAY_ADDR")?,
             metrics_addr: match get("CHORUS_METRICS_ADDR") {
                 None => None,
-                Some(_) => Some(parse_addr("CHORUS_METRICS_ADDR", "")?),
+                Some(_) => Some(parse_addr("CHORUS_METRICS_ADDR")?),
             },
             jwt_secret: get("CHORUS_JWT_SECRET").map(Secret::new),
             cors_origins: get("CHORUS_CORS_ORIGINS")
@@ -412,30 +290,30 @@ impl Config {
                 .unwrap_or_default(),
             log_format,
             stream_replicas,
-            stall_deadline: parse_duration("CHORUS_STALL_DEADLINE", "30s")?,
-            service_timeout: parse_duration("CHORUS_SERVICE_TIMEOUT", "2s")?,
-            step_attempts: match get("CHORUS_STEP_ATTEMPTS").unwrap_or("3").parse() {
+            stall_deadline: parse_duration("CHORUS_STALL_DEADLINE")?,
+            service_timeout: parse_duration("CHORUS_SERVICE_TIMEOUT")?,
+            step_attempts: match value("CHORUS_STEP_ATTEMPTS").parse() {
                 Ok(n @ 1..=100) => n,
                 _ => {
                     return Err(err("CHORUS_STEP_ATTEMPTS", "expected a number from 1 to 100".into()));
                 }
             },
-            step_backoff: parse_duration("CHORUS_STEP_BACKOFF", "100ms")?,
-            saga_lease: parse_duration("CHORUS_SAGA_LEASE", "10s")?,
-            ack_wait: parse_duration("CHORUS_ACK_WAIT", "10s")?,
-            jwt_leeway: parse_duration("CHORUS_JWT_LEEWAY", "5s")?,
-            ws_init_timeout: parse_duration("CHORUS_WS_INIT_TIMEOUT", "10s")?,
-            http_read_timeout: parse_duration("CHORUS_HTTP_READ_TIMEOUT", "10s")?,
-            ws_ping_interval: parse_duration("CHORUS_WS_PING_INTERVAL", "15s")?,
-            max_connections: parse_count("CHORUS_MAX_CONNECTIONS", "10000")?,
-            max_connections_per_ip: parse_count("CHORUS_MAX_CONNECTIONS_PER_IP", "512")?,
-            max_response_bytes: parse_count("CHORUS_MAX_RESPONSE_BYTES", "1048576")?,
+            step_backoff: parse_duration("CHORUS_STEP_BACKOFF")?,
+            saga_lease: parse_duration("CHORUS_SAGA_LEASE")?,
+            ack_wait: parse_duration("CHORUS_ACK_WAIT")?,
+            jwt_leeway: parse_duration("CHORUS_JWT_LEEWAY")?,
+            ws_init_timeout: parse_duration("CHORUS_WS_INIT_TIMEOUT")?,
+            http_read_timeout: parse_duration("CHORUS_HTTP_READ_TIMEOUT")?,
+            ws_ping_interval: parse_duration("CHORUS_WS_PING_INTERVAL")?,
+            max_connections: parse_count("CHORUS_MAX_CONNECTIONS")?,
+            max_connections_per_ip: parse_count("CHORUS_MAX_CONNECTIONS_PER_IP")?,
+            max_response_bytes: parse_count("CHORUS_MAX_RESPONSE_BYTES")?,
             rate_limit: get("CHORUS_RATE_LIMIT").map(str::parse).transpose().map_err(|reason| err("CHORUS_RATE_LIMIT", reason))?,
             faults,
             fault_injection,
             metrics,
             durable,
-            nats_server_bin: get("CHORUS_NATS_SERVER").unwrap_or("nats-server").to_owned(),
+            nats_server_bin: value("CHORUS_NATS_SERVER").to_owned(),
         })
     }
 
@@ -513,6 +391,15 @@ mod tests {
         let limit = c.rate_limit.expect("set");
         assert_eq!((limit.count.get(), limit.per), (600, Duration::from_secs(60)));
         assert_eq!(config(&[]).expect("defaults").rate_limit, None);
+    }
+
+    #[test]
+    fn every_default_the_table_gives_parses() {
+        let c = config(&[]).expect("defaults");
+        assert_eq!(c.step_attempts, 3);
+        assert_eq!(c.nats_server_bin, "nats-server");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.max_connections_per_ip, 512);
     }
 
     #[test]
