@@ -6,10 +6,7 @@
 #[path = "../tests/platform/support.rs"]
 mod support;
 
-use chorus_contracts::{
-    catalogue::GetProducts,
-    inventory::{Line, Reserve},
-};
+use chorus_contracts::{Cart, CartLine, catalogue::GetProducts, inventory::Reserve};
 use criterion::{Criterion, criterion_group, criterion_main};
 use support::{Backend, TestApp};
 use uuid::Uuid;
@@ -30,7 +27,7 @@ fn bench(c: &mut Criterion) {
                 let request = Reserve {
                     idempotency_key: format!("{checkout_id}:reserve_stock"),
                     checkout_id,
-                    items: vec![Line { product_id: product, quantity: 1 }],
+                    items: Cart::parse(vec![CartLine { product_id: product, quantity: 1 }]).expect("cart"),
                 };
                 services.call(&request).await.expect("reserved");
             })

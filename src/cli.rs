@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use chorus_event_store::Projection;
+use chorus_event_store::{EventType, Projection};
+use strum::VariantArray;
 use chorus_workers::WorkerName;
 use uuid::Uuid;
 
@@ -48,8 +49,8 @@ pub enum Command {
         #[arg(long)]
         checkout: Option<Uuid>,
         /// Only events of this type (CheckoutInitiated, StockReserved, …).
-        #[arg(long = "type")]
-        event_type: Option<String>,
+        #[arg(long = "type", value_parser = event_type)]
+        event_type: Option<EventType>,
         /// First stream sequence to list.
         #[arg(long, default_value_t = 1)]
         from: u64,
@@ -196,4 +197,12 @@ fn parse_worker(name: &str) -> Result<WorkerName, String> {
 /// The gateway's SDL, as `schema.graphql` holds it.
 pub fn schema_sdl() -> String {
     chorus_gateway::schema::sdl()
+}
+
+/// An event type named on the command line, or the list of the known ones.
+fn event_type(raw: &str) -> Result<EventType, String> {
+    raw.parse().map_err(|_| {
+        let known: Vec<&str> = EventType::VARIANTS.iter().map(|t| t.as_str()).collect();
+        format!("unknown event type `{raw}`; one of: {}", known.join(", "))
+    })
 }

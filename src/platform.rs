@@ -140,7 +140,7 @@ impl Platform {
         }
 
         let worker_names: Vec<WorkerName> = match options.role {
-            Role::All => WorkerName::ALL.into_iter().filter(|w| !options.except_workers.contains(w)).collect(),
+            Role::All => WorkerName::ALL.iter().copied().filter(|w| !options.except_workers.contains(w)).collect(),
             Role::Worker(name) => vec![name],
             _ => Vec::new(),
         };

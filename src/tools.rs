@@ -3,7 +3,7 @@
 
 use std::{io::Write, time::Instant};
 
-use chorus_event_store::{EventStore, Projection, Projections, RecordedEvent, event::micros_rfc3339, subjects};
+use chorus_event_store::{EventStore, EventType, Projection, Projections, RecordedEvent, event::micros_rfc3339, subjects};
 use futures::StreamExt;
 use uuid::Uuid;
 
@@ -22,7 +22,7 @@ pub enum Format {
 #[derive(Clone, Debug)]
 pub struct EventsQuery {
     pub checkout: Option<Uuid>,
-    pub event_type: Option<String>,
+    pub event_type: Option<EventType>,
     pub from: u64,
     pub limit: usize,
     pub follow: bool,
@@ -47,15 +47,7 @@ async fn open(nats_url: &str) -> Result<EventStore, ChorusError> {
 
 pub async fn events(nats_url: &str, query: EventsQuery) -> Result<(), ChorusError> {
     let store = open(nats_url).await?;
-    if let Some(t) = &query.event_type
-        && !chorus_event_store::EventPayload::TYPES.contains(&t.as_str())
-    {
-        return Err(ChorusError::Usage(format!(
-            "unknown event type `{t}`; one of: {}",
-            chorus_event_store::EventPayload::TYPES.join(", ")
-        )));
-    }
-    let wanted = |e: &RecordedEvent| query.event_type.as_deref().is_none_or(|t| e.envelope.event_type() == t);
+    let wanted = |e: &RecordedEvent| query.event_type.is_none_or(|t| e.envelope.event_type() == t);
     let mut out = std::io::stdout().lock();
     if query.format == Format::Table {
         header(&mut out)?;
@@ -83,7 +75,7 @@ pub async fn events(nats_url: &str, query: EventsQuery) -> Result<(), ChorusErro
         }
         return Ok(());
     }
-    let filter = query.event_type.as_deref().map(subjects::event_type);
+    let filter = query.event_type.map(subjects::event_type);
     let mut from = query.from;
     let mut left = query.limit;
     while left > 0 {

@@ -3,33 +3,10 @@
 //! On the wire (DESIGN §2) an event is
 //! `{"id","type","checkout_id","pattern","emitted_at","causation_id","payload":{...}}`.
 
+pub use chorus_domain::{CartLine, EventType, Pattern, SagaState};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-/// Which saga style produced an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pattern {
-    Orchestrated,
-    Choreographed,
-}
-
-impl Pattern {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pattern::Orchestrated => "orchestrated",
-            Pattern::Choreographed => "choreographed",
-        }
-    }
-}
-
-/// One line of a cart.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CartLine {
-    pub product_id: Uuid,
-    pub quantity: u32,
-}
 
 /// One line of an order, with the price it was sold at.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,16 +77,15 @@ pub enum EventPayload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<Uuid>,
     },
-    /// A move of the orchestrated saga's state machine. States are strings
-    /// here because the state machine belongs to the orchestrator.
+    /// A move of the orchestrated saga's state machine.
     ///
     /// One event records one write of the saga log: when that write passed
     /// through states without a call in between (a step's end and the next
     /// one's start), they are in `via`, in order, and `to` is where the saga
     /// rests. [`EventPayload::transitions`] spells out each move.
     SagaTransitioned {
-        from: Option<String>,
-        to: String,
+        from: Option<SagaState>,
+        to: SagaState,
         /// Why the saga entered `to`.
         reason: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -120,7 +96,7 @@ pub enum EventPayload {
 /// A state a [`EventPayload::SagaTransitioned`] passed through on its way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PassedState {
-    pub state: String,
+    pub state: SagaState,
     /// Why the saga entered it.
     pub reason: Option<String>,
 }
@@ -128,36 +104,23 @@ pub struct PassedState {
 /// One move of the saga's state machine, as recorded by an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transition<'a> {
-    pub from: Option<&'a str>,
-    pub to: &'a str,
+    pub from: Option<SagaState>,
+    pub to: SagaState,
     pub reason: Option<&'a str>,
 }
 
 impl EventPayload {
-    /// Every event type name, in the order a successful checkout emits them.
-    pub const TYPES: &'static [&'static str] = &[
-        "CheckoutInitiated",
-        "StockReserved",
-        "StockReservationFailed",
-        "OrderCreated",
-        "OrderCreationFailed",
-        "StockReleased",
-        "CheckoutSucceeded",
-        "CheckoutFailed",
-        "SagaTransitioned",
-    ];
-
-    pub fn event_type(&self) -> &'static str {
+    pub fn event_type(&self) -> EventType {
         match self {
-            EventPayload::CheckoutInitiated { .. } => "CheckoutInitiated",
-            EventPayload::StockReserved { .. } => "StockReserved",
-            EventPayload::StockReservationFailed { .. } => "StockReservationFailed",
-            EventPayload::OrderCreated { .. } => "OrderCreated",
-            EventPayload::OrderCreationFailed { .. } => "OrderCreationFailed",
-            EventPayload::StockReleased { .. } => "StockReleased",
-            EventPayload::CheckoutSucceeded { .. } => "CheckoutSucceeded",
-            EventPayload::CheckoutFailed { .. } => "CheckoutFailed",
-            EventPayload::SagaTransitioned { .. } => "SagaTransitioned",
+            EventPayload::CheckoutInitiated { .. } => EventType::CheckoutInitiated,
+            EventPayload::StockReserved { .. } => EventType::StockReserved,
+            EventPayload::StockReservationFailed { .. } => EventType::StockReservationFailed,
+            EventPayload::OrderCreated { .. } => EventType::OrderCreated,
+            EventPayload::OrderCreationFailed { .. } => EventType::OrderCreationFailed,
+            EventPayload::StockReleased { .. } => EventType::StockReleased,
+            EventPayload::CheckoutSucceeded { .. } => EventType::CheckoutSucceeded,
+            EventPayload::CheckoutFailed { .. } => EventType::CheckoutFailed,
+            EventPayload::SagaTransitioned { .. } => EventType::SagaTransitioned,
         }
     }
 
@@ -167,12 +130,12 @@ impl EventPayload {
             return Vec::new();
         };
         let mut moves = Vec::with_capacity(via.len() + 1);
-        let mut previous = from.as_deref();
+        let mut previous = *from;
         for passed in via {
-            moves.push(Transition { from: previous, to: &passed.state, reason: passed.reason.as_deref() });
-            previous = Some(&passed.state);
+            moves.push(Transition { from: previous, to: passed.state, reason: passed.reason.as_deref() });
+            previous = Some(passed.state);
         }
-        moves.push(Transition { from: previous, to, reason: reason.as_deref() });
+        moves.push(Transition { from: previous, to: *to, reason: reason.as_deref() });
         moves
     }
 
@@ -223,7 +186,7 @@ impl Envelope {
         self
     }
 
-    pub fn event_type(&self) -> &'static str {
+    pub fn event_type(&self) -> EventType {
         self.payload.event_type()
     }
 }
@@ -320,31 +283,32 @@ mod tests {
     }
 
     #[test]
-    fn every_type_name_is_listed() {
-        let sample = EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None, via: Vec::new() };
-        assert!(EventPayload::TYPES.contains(&sample.event_type()));
-        assert_eq!(EventPayload::TYPES.len(), 9);
+    fn the_type_field_is_the_event_type_name() {
+        let sample = EventPayload::SagaTransitioned { from: None, to: SagaState::Pending, reason: None, via: Vec::new() };
+        let json = serde_json::to_value(Envelope::new(Uuid::nil(), Pattern::Orchestrated, sample.clone())).expect("json");
+        assert_eq!(json["type"], sample.event_type().as_str());
     }
 
     #[test]
     fn a_transition_event_spells_out_the_states_it_passed() {
-        let passed = |state: &str, reason: Option<&str>| PassedState { state: state.into(), reason: reason.map(Into::into) };
+        use SagaState::*;
+        let passed = |state, reason: Option<&str>| PassedState { state, reason: reason.map(Into::into) };
         let event = EventPayload::SagaTransitioned {
-            from: Some("VERIFYING_STOCK".into()),
-            to: "COMPENSATING".into(),
+            from: Some(VerifyingStock),
+            to: Compensating,
             reason: None,
-            via: vec![passed("FAILED_INSUFFICIENT_STOCK", Some("insufficient stock"))],
+            via: vec![passed(FailedInsufficientStock, Some("insufficient stock"))],
         };
         let moves: Vec<_> = event.transitions().iter().map(|t| (t.from, t.to, t.reason)).collect();
         assert_eq!(
             moves,
             [
-                (Some("VERIFYING_STOCK"), "FAILED_INSUFFICIENT_STOCK", Some("insufficient stock")),
-                (Some("FAILED_INSUFFICIENT_STOCK"), "COMPENSATING", None),
+                (Some(VerifyingStock), FailedInsufficientStock, Some("insufficient stock")),
+                (Some(FailedInsufficientStock), Compensating, None),
             ]
         );
         // A single move keeps the wire shape it always had: no `via`.
-        let single = EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None, via: Vec::new() };
+        let single = EventPayload::SagaTransitioned { from: None, to: Pending, reason: None, via: Vec::new() };
         let json = serde_json::to_value(&single).expect("serializes");
         assert!(json["payload"].get("via").is_none(), "{json}");
         assert_eq!(single.transitions().len(), 1);

@@ -175,7 +175,7 @@ impl EventStore {
         let acks = futures::future::try_join_all(pending).await?;
         for (event, ack) in sent.iter().zip(&acks) {
             if !ack.duplicate {
-                metrics::counter!("events_published_total", "topic" => subjects::TOPIC, "type" => event.event_type())
+                metrics::counter!("events_published_total", "topic" => subjects::TOPIC, "type" => event.event_type().as_str())
                     .increment(1);
             }
         }

@@ -1,5 +1,6 @@
 //! Every subject and filter of the event store, built in one place (DESIGN §2).
 
+use chorus_domain::EventType;
 use uuid::Uuid;
 
 /// The stream that holds every checkout event.
@@ -10,7 +11,7 @@ pub const ALL: &str = "ecommerce.checkout.>";
 pub const TOPIC: &str = "ecommerce.checkout";
 
 /// `ecommerce.checkout.<checkout_id>.<EventType>`
-pub fn event(checkout_id: Uuid, event_type: &str) -> String {
+pub fn event(checkout_id: Uuid, event_type: EventType) -> String {
     format!("{TOPIC}.{checkout_id}.{event_type}")
 }
 
@@ -20,18 +21,15 @@ pub fn checkout(checkout_id: Uuid) -> String {
 }
 
 /// One event type across checkouts: `ecommerce.checkout.*.<EventType>`.
-pub fn event_type(event_type: &str) -> String {
+pub fn event_type(event_type: EventType) -> String {
     format!("{TOPIC}.*.{event_type}")
 }
 
 /// The checkout id and event type of an event subject, if it is one.
-pub fn parse(subject: &str) -> Option<(Uuid, &str)> {
+pub fn parse(subject: &str) -> Option<(Uuid, EventType)> {
     let rest = subject.strip_prefix(TOPIC)?.strip_prefix('.')?;
     let (id, event_type) = rest.split_once('.')?;
-    if event_type.is_empty() || event_type.contains('.') {
-        return None;
-    }
-    Some((Uuid::parse_str(id).ok()?, event_type))
+    Some((Uuid::parse_str(id).ok()?, event_type.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -41,12 +39,13 @@ mod tests {
     #[test]
     fn subjects_round_trip() {
         let id = Uuid::new_v4();
-        let s = event(id, "StockReserved");
+        let s = event(id, EventType::StockReserved);
         assert_eq!(s, format!("ecommerce.checkout.{id}.StockReserved"));
-        assert_eq!(parse(&s), Some((id, "StockReserved")));
+        assert_eq!(parse(&s), Some((id, EventType::StockReserved)));
         assert_eq!(checkout(id), format!("ecommerce.checkout.{id}.*"));
-        assert_eq!(event_type("OrderCreated"), "ecommerce.checkout.*.OrderCreated");
-        assert_eq!(parse("ecommerce.checkout.not-a-uuid.X"), None);
+        assert_eq!(event_type(EventType::OrderCreated), "ecommerce.checkout.*.OrderCreated");
+        assert_eq!(parse("ecommerce.checkout.not-a-uuid.OrderCreated"), None);
         assert_eq!(parse(&format!("ecommerce.checkout.{id}.A.B")), None);
+        assert_eq!(parse(&format!("ecommerce.checkout.{id}.NoSuchEvent")), None);
     }
 }

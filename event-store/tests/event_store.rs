@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use chorus_event_store::{Envelope, EventPayload, EventStore, Pattern, RecordedEvent};
+use chorus_event_store::{Envelope, EventPayload, EventStore, Pattern, RecordedEvent, SagaState};
 use chorus_runtime::{nats_server::NatsServer, trace::TraceParent};
 use futures::StreamExt;
 use uuid::Uuid;
@@ -81,7 +81,7 @@ async fn concurrent_appenders_lose_no_event() {
             let event = Envelope::new(
                 id,
                 Pattern::Orchestrated,
-                EventPayload::SagaTransitioned { from: None, to: format!("S{i}"), reason: None, via: Vec::new() },
+                EventPayload::SagaTransitioned { from: None, to: SagaState::Pending, reason: Some(format!("move {i}")), via: Vec::new() },
             );
             tokio::spawn(async move { store.append(&event, None).await })
         })
@@ -98,7 +98,7 @@ async fn a_long_history_is_read_whole_across_batches_and_alone() {
     support::fill(f.store.jetstream(), 50).await;
     let id = Uuid::new_v4();
     let events: Vec<Envelope> = (0..600)
-        .map(|i| Envelope::new(id, Pattern::Orchestrated, EventPayload::SagaTransitioned { from: None, to: format!("S{i}"), reason: None, via: Vec::new() }))
+        .map(|i| Envelope::new(id, Pattern::Orchestrated, EventPayload::SagaTransitioned { from: None, to: SagaState::Pending, reason: Some(format!("move {i}")), via: Vec::new() }))
         .collect();
     f.store.append_all(&events, None).await.expect("append");
     support::fill(f.store.jetstream(), 50).await;

@@ -1,19 +1,25 @@
 //! The GraphQL gateway: the only door into Chorus (DESIGN §4).
 //!
-//! - [`schema`]: the GraphQL types, queries and mutations (no HTTP here);
-//! - [`views`]: checkouts, events and orders read from the event store and read models;
+//! - [`schema`]: the schema, one module per root (no HTTP here); [`types`]
+//!   and [`views`]: its object types (services' answers; checkouts, events
+//!   and orders from the event store and read models); `inputs`: its input
+//!   types and their parsing;
 //! - [`auth`]: bearer JWTs and who may do what; [`live`]: the fan-out behind subscriptions;
 //! - [`error`]: the one mapping from every failure to `extensions.code`;
-//! - this file: the axum wiring (`/graphql`, GraphiQL at `/`, `/health`,
-//!   `/metrics`) and [`serve`].
+//! - this file: the axum wiring (`/graphql`, GraphiQL at `/`, `/app`,
+//!   `/health`, `/metrics`) and [`serve`].
 
 pub mod auth;
 pub mod error;
 mod guard;
+mod inputs;
 pub mod limits;
 pub mod live;
 mod loaders;
+mod request;
+mod retry;
 pub mod schema;
+pub mod types;
 mod socket;
 pub mod views;
 

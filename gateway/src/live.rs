@@ -225,9 +225,7 @@ impl Hub {
 pub fn ends_checkout(event: &RecordedEvent) -> bool {
     match (&event.envelope.payload, event.envelope.pattern) {
         // `COMPLETED`, `CANCELLED` or `COMPENSATION_FAILED`.
-        (EventPayload::SagaTransitioned { to, .. }, Pattern::Orchestrated) => {
-            crate::schema::SagaState::parse(to).is_ok_and(|s| s.is_terminal())
-        }
+        (EventPayload::SagaTransitioned { to, .. }, Pattern::Orchestrated) => to.is_terminal(),
         (payload, Pattern::Choreographed) => payload.is_terminal(),
         _ => false,
     }

@@ -8,9 +8,16 @@ use async_graphql::dataloader::Loader;
 use chorus_contracts::{ServiceClient, catalogue::GetProducts, orders::GetOrders};
 use uuid::Uuid;
 
+use async_graphql::{ComplexObject, Context, ErrorExtensions, dataloader::DataLoader};
+use chorus_contracts::{
+    catalogue,
+    inventory::Levels,
+};
+
 use crate::{
-    GatewayError,
-    schema::{Order, Product, products_with_stock},
+    GatewayError, GatewayState,
+    inputs::parse_uuid,
+    types::{Order, OrderItem, Product},
 };
 
 /// Products (with their stock) by id: one catalogue call and one inventory
@@ -39,4 +46,37 @@ impl Loader<Uuid> for OrderLoader {
         let found = self.0.call(&GetOrders { ids: keys.to_vec() }).await.map_err(|e| Arc::new(e.into()))?;
         Ok(found.into_iter().map(|o| (o.id, Order::from(o))).collect())
     }
+}
+
+#[ComplexObject]
+impl OrderItem {
+    /// The product as it is now (price, stock); loaded in one batch for
+    /// every item of the response. Null if it was removed.
+    async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Product>> {
+        let id = parse_uuid("productId", &self.product_id).map_err(|e| e.extend())?;
+        ctx.data_unchecked::<DataLoader<ProductLoader>>().load_one(id).await.map_err(|e| e.as_ref().extend())
+    }
+}
+
+pub(crate) async fn products_with_stock(
+    services: &chorus_contracts::ServiceClient,
+    products: Vec<catalogue::Product>,
+) -> Result<Vec<Product>, GatewayError> {
+    if products.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = products.iter().map(|p| p.id).collect();
+    let levels = services.call(&Levels { product_ids: Some(ids) }).await?;
+    Ok(products
+        .into_iter()
+        .map(|p| {
+            let level = levels.iter().find(|l| l.product_id == p.id);
+            Product::from_parts(p, level)
+        })
+        .collect())
+}
+
+pub(crate) async fn product_by_id(state: &GatewayState, id: Uuid) -> Result<Option<Product>, GatewayError> {
+    let found = state.services.call(&GetProducts { ids: vec![id], checkout_id: None }).await?;
+    Ok(products_with_stock(&state.services, found).await?.pop())
 }

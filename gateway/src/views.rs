@@ -5,7 +5,7 @@
 use async_graphql::{ComplexObject, Context, ErrorExtensions, ID, Json, SimpleObject, dataloader::DataLoader};
 use uuid::Uuid;
 
-use crate::{loaders::OrderLoader, schema::Order};
+use crate::{loaders::OrderLoader, types::Order};
 use chorus_event_store::{CheckoutView, ClientOrders as ClientOrdersView, RecordedEvent, event::micros_rfc3339};
 
 /// A checkout of either pattern, from the `checkouts` read model.
@@ -100,7 +100,7 @@ impl From<RecordedEvent> for CheckoutEvent {
         CheckoutEvent {
             id: ID(envelope.id.to_string()),
             sequence: i64::try_from(e.sequence).unwrap_or(i64::MAX),
-            event_type: envelope.event_type().to_owned(),
+            event_type: envelope.event_type().to_string(),
             checkout_id: ID(envelope.checkout_id.to_string()),
             pattern: envelope.pattern.as_str().to_owned(),
             emitted_at: time_string(envelope.emitted_at),

@@ -17,6 +17,7 @@ pub enum RuntimeError {
     },
     #[error("invalid NATS_URL: {0}")]
     NatsUrl(String),
+    #[cfg(feature = "db")]
     #[error("cannot open database {url}: {source}")]
     Database {
         url: String,

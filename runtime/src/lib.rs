@@ -2,14 +2,17 @@
 //! gateway`, `chorus service <name>`, …) starts the same way:
 //!
 //! - [`config`]: the typed configuration, read once from the environment;
-//! - [`telemetry`]: tracing as JSON lines or pretty text;
+//! - `telemetry` (feature `telemetry`, the binary's): tracing as JSON lines
+//!   or pretty text, spans over OTLP;
 //! - [`metrics`]: the Prometheus recorder and its `/metrics` route;
 //! - [`nats`]: a NATS connection with retry and a clear error;
-//! - [`db`]: a sea-orm connection to SQLite (embedded default) or Postgres;
+//! - `db` (feature `db`, for the crates that own a database): a sea-orm
+//!   connection to SQLite (embedded default) or Postgres;
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one cancellation token;
 //! - [`trace`]: the W3C `traceparent` carried by every request and event.
 
 pub mod config;
+#[cfg(feature = "db")]
 pub mod db;
 mod error;
 pub mod metrics;
@@ -18,6 +21,7 @@ pub mod nats_cluster;
 pub mod nats_server;
 pub mod retry;
 pub mod shutdown;
+#[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod trace;
 

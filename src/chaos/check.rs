@@ -237,7 +237,7 @@ async fn quiesce(events: &EventStore, deadline: Instant) -> Result<(), ChorusErr
     let busy_limit = deadline.max(Instant::now() + Duration::from_secs(30));
     loop {
         let mut busy = Vec::new();
-        for worker in WorkerName::ALL.into_iter().filter(|w| *w != WorkerName::StallWatch) {
+        for worker in WorkerName::ALL.iter().copied().filter(|w| *w != WorkerName::StallWatch) {
             let mut consumer = events
                 .stream()
                 .get_consumer::<async_nats::jetstream::consumer::pull::Config>(worker.durable())

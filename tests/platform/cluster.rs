@@ -169,11 +169,11 @@ async fn through(backend: Backend, fault: Fault) {
     let mut sold = 0;
     for (id, state, _) in &seen.orchestrated {
         let events = platform.events.read_checkout(*id).await.expect("events");
-        let types: Vec<&str> = events.iter().map(|e| e.envelope.event_type()).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.envelope.event_type().as_str()).collect();
         let outcome = if state == "COMPLETED" { "CheckoutSucceeded" } else { "CheckoutFailed" };
         assert!(types.first() == Some(&"CheckoutInitiated") && types.contains(&outcome), "saga {id} {state}: {types:?}");
         assert!(
-            matches!(events.last().map(|e| &e.envelope.payload), Some(EventPayload::SagaTransitioned { to, .. }) if to == state),
+            matches!(events.last().map(|e| &e.envelope.payload), Some(EventPayload::SagaTransitioned { to, .. }) if to.as_str() == state),
             "saga {id} {state}: {types:?}"
         );
         sold += i64::from(state == "COMPLETED");
@@ -183,7 +183,7 @@ async fn through(backend: Backend, fault: Fault) {
     for (id, _) in &seen.choreographed {
         let ending = || async {
             let events = platform.events.read_checkout(*id).await.unwrap_or_default();
-            events.iter().find(|e| e.envelope.payload.is_terminal()).map(|e| e.envelope.event_type() == "CheckoutSucceeded")
+            events.iter().find(|e| e.envelope.payload.is_terminal()).map(|e| e.envelope.event_type().as_str() == "CheckoutSucceeded")
         };
         let done = eventually(Duration::from_secs(60), || async { ending().await.is_some() }).await;
         assert!(done, "choreographed checkout {id} never ended");

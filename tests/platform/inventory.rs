@@ -2,8 +2,8 @@
 //! idempotency keys decide once, and stock is always conserved.
 
 use chorus_contracts::{
-    ServiceError,
-    inventory::{CancelReservation, CheckAvailability, Commit, Levels, Line, Release, ReservationStatus, Reserve, Restock, StockLevel},
+    Cart, CartLine, ServiceError,
+    inventory::{CancelReservation, CheckAvailability, Commit, Levels, Release, ReservationStatus, Reserve, Restock, StockLevel},
 };
 use uuid::Uuid;
 
@@ -36,8 +36,12 @@ fn reserve(product: Uuid, quantity: u32) -> Reserve {
     Reserve {
         idempotency_key: format!("{checkout_id}:reserve_stock"),
         checkout_id,
-        items: vec![Line { product_id: product, quantity }],
+        items: cart(&[(product, quantity)]),
     }
+}
+
+fn cart(lines: &[(Uuid, u32)]) -> Cart {
+    Cart::parse(lines.iter().map(|&(product_id, quantity)| CartLine { product_id, quantity }).collect()).expect("a valid cart")
 }
 
 async fn concurrent_reservations_never_oversell(backend: Backend) {
@@ -140,15 +144,18 @@ async fn multi_line_reservations_are_all_or_nothing(backend: Backend) {
     let request = Reserve {
         idempotency_key: format!("{checkout_id}:reserve_stock"),
         checkout_id,
-        items: vec![Line { product_id: plenty, quantity: 10 }, Line { product_id: scarce, quantity: 2 }],
+        items: cart(&[(plenty, 10), (scarce, 2)]),
     };
     let refused = services.call(&request).await.expect_err("grinder is short");
     assert!(matches!(refused, ServiceError::InsufficientStock(ref m) if m.contains(&scarce.to_string())), "{refused}");
     assert_eq!(level(&app, plenty).await.available, 100, "partial reservation kept");
     assert_eq!(level(&app, scarce).await.available, 1);
 
-    let bad = Reserve { items: vec![], ..request.clone() };
-    assert!(matches!(services.call(&bad).await, Err(ServiceError::BadInput(_))));
+    // A body whose cart breaks a rule is refused before anything runs.
+    let empty = serde_json::json!({ "idempotency_key": "k", "checkout_id": checkout_id, "items": [] });
+    let answer = services.nats().request("inventory.reserve", empty.to_string().into()).await.expect("answered");
+    let code = answer.headers.as_ref().and_then(|h| h.get("Nats-Service-Error-Code")).map(|c| c.as_str().to_owned());
+    assert_eq!(code.as_deref(), Some("400"), "an empty cart is bad input");
     let unknown = services.call(&reserve(Uuid::new_v4(), 1)).await;
     assert!(matches!(unknown, Err(ServiceError::InsufficientStock(_))), "{unknown:?}");
     app.stop().await;
@@ -159,13 +166,13 @@ async fn availability_is_checked_without_holding_anything(backend: Backend) {
     let beans = app.create_product("Beans", 2490, 10).await;
     let grinder = app.create_product("Grinder", 12900, 1).await;
     let services = &app.platform().services;
-    let check = |items: Vec<Line>| CheckAvailability { items, checkout_id: None };
+    let check = |lines: &[(Uuid, u32)]| CheckAvailability { items: cart(lines), checkout_id: None };
 
-    let ok = services.call(&check(vec![Line { product_id: beans, quantity: 10 }])).await.expect("check");
+    let ok = services.call(&check(&[(beans, 10)])).await.expect("check");
     assert!(ok.available && ok.shortages.is_empty());
 
     let short = services
-        .call(&check(vec![Line { product_id: beans, quantity: 3 }, Line { product_id: grinder, quantity: 2 }]))
+        .call(&check(&[(beans, 3), (grinder, 2)]))
         .await
         .expect("check");
     assert!(!short.available);

@@ -71,7 +71,7 @@ async fn a_checkout_completes_in_the_seeds_order(backend: Backend) {
     assert_eq!(read["saga"]["state"], "COMPLETED");
     let id = Uuid::parse_str(saga["id"].as_str().expect("id")).expect("uuid");
     let events = app.platform().events.read_checkout(id).await.expect("events");
-    let types: Vec<&str> = events.iter().map(|e| e.envelope.event_type()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.envelope.event_type().as_str()).collect();
     // One transition event per write of the saga log (the states a write
     // passes through ride in its `via`); spelled out, they are the log.
     // Four writes: created; stock checked and products fetched (two reads,
@@ -79,12 +79,12 @@ async fn a_checkout_completes_in_the_seeds_order(backend: Backend) {
     assert_eq!(types.iter().filter(|t| **t == "SagaTransitioned").count(), 4, "{types:?}");
     assert_eq!(types.len(), 7, "{types:?}");
     let logged: Vec<&str> = read["saga"]["transitions"].as_array().expect("log").iter().filter_map(|t| t["to"].as_str()).collect();
-    let recorded: Vec<&str> = events.iter().flat_map(|e| e.envelope.payload.transitions()).map(|t| t.to).collect();
+    let recorded: Vec<&str> = events.iter().flat_map(|e| e.envelope.payload.transitions()).map(|t| t.to.as_str()).collect();
     assert_eq!(recorded, logged);
     assert_eq!(logged.len(), 10, "{logged:?}");
     assert!(types.ends_with(&["OrderCreated", "CheckoutSucceeded", "SagaTransitioned"]), "{types:?}");
     assert!(events.iter().all(|e| e.envelope.pattern == chorus_event_store::Pattern::Orchestrated));
-    assert!(matches!(events.last().map(|e| &e.envelope.payload), Some(EventPayload::SagaTransitioned { to, .. }) if to == "COMPLETED"));
+    assert!(matches!(events.last().map(|e| &e.envelope.payload), Some(EventPayload::SagaTransitioned { to, .. }) if to.as_str() == "COMPLETED"));
 
     let metrics = app.http.get(format!("http://{}/metrics", app.addr)).send().await.expect("metrics").text().await.expect("text");
     for name in ["saga_started_total", "saga_completed_total", "saga_execution_duration_seconds_bucket", "events_published_total{topic=\"ecommerce.checkout\",type=\"CheckoutSucceeded\"}", "external_service_call_duration_seconds_bucket{service=\"orders\""] {

@@ -2,7 +2,8 @@
 //! audit trail, its own append-only table (`AUDIT_DATABASE_URL`, SQLite by
 //! default), unique on the event id so a redelivery adds nothing.
 
-use chorus_event_store::{RecordedEvent, event::micros_rfc3339};
+use chorus_event_store::{EventType, RecordedEvent, event::micros_rfc3339};
+use futures::future::BoxFuture;
 use sea_orm::{
     DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
     sea_query::OnConflict, ColumnTrait,
@@ -10,9 +11,13 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{WorkerError, Workers};
+use crate::{
+    Role, Worker, WorkerError, WorkerName, Workers,
+    worker::{Delivery, Handled},
+};
 
 pub mod entry {
+    use chorus_domain::{EventType, Pattern};
     use sea_orm::entity::prelude::*;
 
     /// One event as it was recorded; never updated, never deleted.
@@ -23,8 +28,8 @@ pub mod entry {
         pub event_id: Uuid,
         pub sequence: i64,
         pub checkout_id: Uuid,
-        pub event_type: String,
-        pub pattern: String,
+        pub event_type: EventType,
+        pub pattern: Pattern,
         /// RFC 3339 with microseconds, as on the wire.
         pub emitted_at: String,
         /// The whole envelope, as JSON.
@@ -155,8 +160,8 @@ fn row(event: &RecordedEvent) -> Result<entry::ActiveModel, WorkerError> {
         event_id: Set(e.id),
         sequence: Set(i64::try_from(event.sequence).unwrap_or(i64::MAX)),
         checkout_id: Set(e.checkout_id),
-        event_type: Set(e.event_type().to_owned()),
-        pattern: Set(e.pattern.as_str().to_owned()),
+        event_type: Set(e.event_type()),
+        pattern: Set(e.pattern),
         emitted_at: Set(micros_rfc3339::format(e.emitted_at).unwrap_or_default()),
         body: Set(body),
         traceparent: Set(event.traceparent.clone()),
@@ -176,4 +181,40 @@ pub async fn trail(db: &DatabaseConnection, checkout_id: Uuid) -> Result<Vec<ent
 /// How many events the trail holds.
 pub async fn count(db: &DatabaseConnection) -> Result<u64, DbErr> {
     entry::Entity::find().count(db).await
+}
+
+/// The worker of this module.
+pub struct Audit;
+
+impl Worker for Audit {
+    fn name(&self) -> WorkerName {
+        WorkerName::Audit
+    }
+
+    fn durable(&self) -> &'static str {
+        "choreo-audit"
+    }
+
+    fn consumes(&self) -> &'static [EventType] {
+        &[]
+    }
+
+    fn role(&self) -> Role {
+        Role::Records
+    }
+
+    fn ready(&self, ctx: &Workers) -> Result<(), WorkerError> {
+        match ctx.audit {
+            Some(_) => Ok(()),
+            None => Err(WorkerError::Config("the audit worker needs its database".into())),
+        }
+    }
+
+    fn handle<'a>(&'a self, ctx: &'a Workers, event: &'a RecordedEvent, _: Delivery) -> BoxFuture<'a, Result<Handled, WorkerError>> {
+        Box::pin(async move { handle_batch(ctx, std::slice::from_ref(event)).await.map(|()| Handled::Done) })
+    }
+
+    fn handle_batch<'a>(&'a self, ctx: &'a Workers, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), WorkerError>> {
+        Box::pin(handle_batch(ctx, events))
+    }
 }

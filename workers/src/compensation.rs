@@ -2,12 +2,13 @@
 //! undoes the checkout (no order, stock released) and emits `StockReleased`
 //! + `CheckoutFailed`.
 
-use chorus_event_store::{EventPayload, Pattern, RecordedEvent};
+use chorus_event_store::{EventPayload, EventType, Pattern, RecordedEvent};
+use futures::future::BoxFuture;
 
 use crate::{
-    WorkerError, Workers,
-    consumer::Handled,
+    Worker, WorkerError, WorkerName, Workers,
     settle::{self, Checkout, Failure},
+    worker::{Delivery, Handled},
 };
 
 pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, WorkerError> {
@@ -19,4 +20,26 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
     let failure = Failure { reason: reason.clone(), step: "create_order", preface: None, source: "stock-compensation" };
     settle::abort(ctx, &checkout, event, failure).await?;
     Ok(Handled::Done)
+}
+
+/// The worker of this module; when it cannot finish, the stall watch
+/// retries the compensation until it does.
+pub struct StockCompensation;
+
+impl Worker for StockCompensation {
+    fn name(&self) -> WorkerName {
+        WorkerName::StockCompensation
+    }
+
+    fn durable(&self) -> &'static str {
+        "choreo-compensation"
+    }
+
+    fn consumes(&self) -> &'static [EventType] {
+        &[EventType::OrderCreationFailed]
+    }
+
+    fn handle<'a>(&'a self, ctx: &'a Workers, event: &'a RecordedEvent, _: Delivery) -> BoxFuture<'a, Result<Handled, WorkerError>> {
+        Box::pin(handle(ctx, event))
+    }
 }

@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    WorkerError, WorkerName, Workers, audit, compensation, notification, order, projection,
+    Role, Worker, WorkerError, WorkerName, Workers,
     recording::{self, PIN_GROUP, pin_timing},
-    reservation, stall,
+    worker::{Delivery, Handled},
 };
 
 /// Events one worker process handles at once.
@@ -41,96 +41,62 @@ const LAG_EVERY: Duration = Duration::from_secs(5);
 const OUTAGE_RETRY_CAP: Duration = Duration::from_secs(2);
 /// Pause before re-binding a consumer whose message stream ended.
 pub(crate) const REBIND_AFTER: Duration = Duration::from_secs(1);
-/// What a handler decided about an event.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Handled {
-    /// Done (or nothing to do): ack it.
-    Done,
-    /// Look again after this long (not a failure; the stall watch).
-    Later(Duration),
+/// The subjects its consumer filters on: the event types it acts on, or
+/// every event.
+pub fn filters(worker: &dyn Worker) -> Vec<String> {
+    match worker.consumes() {
+        [] => vec![subjects::ALL.to_owned()],
+        types => types.iter().map(|&t| subjects::event_type(t)).collect(),
+    }
 }
 
-/// Which delivery of the event this is.
-#[derive(Clone, Copy, Debug)]
-pub struct Delivery {
-    pub attempt: i64,
-    /// No redelivery follows this one: a failure now is final.
-    pub last: bool,
-}
-
-impl WorkerName {
-    /// The subjects its consumer filters on: the event types it acts on.
-    pub fn filters(self) -> Vec<String> {
-        match self {
-            WorkerName::StockReservation | WorkerName::StallWatch => vec![subjects::event_type("CheckoutInitiated")],
-            WorkerName::OrderCreation => vec![subjects::event_type("StockReserved")],
-            WorkerName::StockCompensation => vec![subjects::event_type("OrderCreationFailed")],
-            // Only the two terminal events: nothing else is delivered to be
-            // skipped and acked (a consumer with several filters, 2.10+).
-            WorkerName::Notification => vec![subjects::event_type("CheckoutSucceeded"), subjects::event_type("CheckoutFailed")],
-            WorkerName::Audit | WorkerName::CqrsProjection => vec![subjects::ALL.to_owned()],
-        }
-    }
-
-    /// Deliveries before giving up; `-1` (never) for the workers that must
-    /// see every event (read models, audit) or that wait on purpose (stall).
-    pub fn max_deliver(self, attempts: u32) -> i64 {
-        match self {
-            WorkerName::Audit | WorkerName::CqrsProjection | WorkerName::StallWatch => -1,
-            _ => i64::from(attempts.max(1)),
-        }
-    }
-
-    /// Workers that handle what is pulled together as one batch (one
-    /// transaction, one read-model write per checkout, one ack) instead of
-    /// one event at a time: those that only record, and never call a service.
-    pub fn batches(self) -> bool {
-        matches!(self, WorkerName::Audit | WorkerName::CqrsProjection)
-    }
-
-    fn description(self) -> String {
-        format!("Chorus worker {self}")
+/// Deliveries before giving up; `-1` (never) for the workers that must see
+/// every event (read models, audit) or that wait on purpose (stall).
+pub fn max_deliver(worker: &dyn Worker, attempts: u32) -> i64 {
+    match worker.role() {
+        Role::Acts => i64::from(attempts.max(1)),
+        Role::Records | Role::Watches => -1,
     }
 }
 
 /// The durable consumer of `worker`, exactly as `nats/consumers/` describes
 /// it. The stall watch holds each event it gets for up to `stall_deadline`
 /// in memory before it looks, so its ack wait is that much longer.
-pub fn consumer_config(worker: WorkerName, attempts: u32, ack_wait: Duration, stall_deadline: Duration) -> pull::Config {
-    let ack_wait = if worker == WorkerName::StallWatch { stall_deadline + ack_wait } else { ack_wait };
+pub fn consumer_config(name: WorkerName, attempts: u32, ack_wait: Duration, stall_deadline: Duration) -> pull::Config {
+    let worker = crate::worker(name);
+    let (watches, records) = (worker.role() == Role::Watches, worker.role() == Role::Records);
+    let ack_wait = if watches { stall_deadline + ack_wait } else { ack_wait };
     // One filter is written as `filter_subject`, as before several were allowed.
-    let (filter_subject, filter_subjects) = match worker.filters() {
+    let (filter_subject, filter_subjects) = match filters(worker) {
         mut one if one.len() == 1 => (one.remove(0), Vec::new()),
         several => (String::new(), several),
     };
     pull::Config {
         durable_name: Some(worker.durable().to_owned()),
-        description: Some(worker.description()),
+        description: Some(format!("Chorus worker {name}")),
         filter_subject,
         filter_subjects,
         deliver_policy: DeliverPolicy::All,
-        ack_policy: if worker.batches() { AckPolicy::All } else { AckPolicy::Explicit },
+        ack_policy: if records { AckPolicy::All } else { AckPolicy::Explicit },
         ack_wait,
-        max_deliver: worker.max_deliver(attempts),
-        max_ack_pending: if worker == WorkerName::StallWatch { STALL_MAX_ACK_PENDING } else { MAX_ACK_PENDING },
-        priority_policy: if worker.batches() { PriorityPolicy::PinnedClient } else { PriorityPolicy::None },
-        priority_groups: if worker.batches() { vec![PIN_GROUP.to_owned()] } else { Vec::new() },
-        priority_timeout: if worker.batches() { pin_timing(ack_wait).1 } else { Duration::ZERO },
+        max_deliver: max_deliver(worker, attempts),
+        max_ack_pending: if watches { STALL_MAX_ACK_PENDING } else { MAX_ACK_PENDING },
+        priority_policy: if records { PriorityPolicy::PinnedClient } else { PriorityPolicy::None },
+        priority_groups: if records { vec![PIN_GROUP.to_owned()] } else { Vec::new() },
+        priority_timeout: if records { pin_timing(ack_wait).1 } else { Duration::ZERO },
         ..Default::default()
     }
 }
 
 /// Creates (or updates) the worker's consumer and runs it until shutdown.
 pub async fn start(worker: WorkerName, ctx: Workers, shutdown: &Shutdown) -> Result<(), WorkerError> {
-    if worker == WorkerName::Audit && ctx.audit.is_none() {
-        return Err(WorkerError::Config("the audit worker needs its database".into()));
-    }
+    crate::worker(worker).ready(&ctx)?;
     let consumer = bind(worker, &ctx).await?;
     let token = shutdown.token.clone();
     let tracker = shutdown.tracker.clone();
     shutdown.tracker.spawn(report_lag(worker, consumer.clone(), token.clone()));
     tracing::info!(worker = %worker, consumer = worker.durable(), "worker started");
-    if worker.batches() {
+    if crate::worker(worker).role() == Role::Records {
         shutdown.tracker.spawn(recording::record(worker, ctx, consumer, token));
         return Ok(());
     }
@@ -257,7 +223,7 @@ pub(crate) async fn receive(worker: WorkerName, message: &Message) -> Option<Rec
             return None;
         }
     };
-    let event_type = event.envelope.event_type();
+    let event_type = event.envelope.event_type().as_str();
     let trace_id = event.traceparent.as_deref().and_then(|t| t.split('-').nth(1)).unwrap_or_default().to_owned();
     let span = tracing::info_span!(
         "event",
@@ -300,11 +266,11 @@ async fn process(
         return;
     };
     async {
-        let max = worker.max_deliver(ctx.settings.attempts);
+        let max = max_deliver(crate::worker(worker), ctx.settings.attempts);
         let delivery = Delivery { attempt: delivered, last: max > 0 && delivered >= max };
         let mut handled = persist(worker, ctx, &message, token, || handle(worker, ctx, &event, delivery)).await;
         if let Ok(Handled::Later(delay)) = handled
-            && worker == WorkerName::StallWatch
+            && crate::worker(worker).role() == Role::Watches
         {
             drop(permit);
             tokio::select! {
@@ -350,24 +316,7 @@ async fn process(
 }
 
 async fn handle(worker: WorkerName, ctx: &Workers, event: &RecordedEvent, delivery: Delivery) -> Result<Handled, WorkerError> {
-    match worker {
-        WorkerName::StockReservation => reservation::handle(ctx, event).await,
-        WorkerName::OrderCreation => order::handle(ctx, event).await,
-        WorkerName::StockCompensation => compensation::handle(ctx, event).await,
-        WorkerName::Notification => notification::handle(ctx, event).await,
-        WorkerName::Audit | WorkerName::CqrsProjection => {
-            handle_batch(worker, ctx, std::slice::from_ref(event)).await.map(|()| Handled::Done)
-        }
-        WorkerName::StallWatch => stall::handle(ctx, event, delivery).await,
-    }
-}
-
-pub(crate) async fn handle_batch(worker: WorkerName, ctx: &Workers, events: &[RecordedEvent]) -> Result<(), WorkerError> {
-    match worker {
-        WorkerName::Audit => audit::handle_batch(ctx, events).await,
-        WorkerName::CqrsProjection => projection::handle_batch(ctx, events).await,
-        _ => Err(WorkerError::Config(format!("{worker} does not handle batches"))),
-    }
+    crate::worker(worker).handle(ctx, event, delivery).await
 }
 
 /// The last delivery failed: end the checkout rather than leave it waiting.
@@ -381,15 +330,7 @@ async fn give_up(
     event: &RecordedEvent,
     error: &WorkerError,
 ) -> bool {
-    let given_up = persist(worker, ctx, message, token, || async {
-        match worker {
-            WorkerName::StockReservation => reservation::give_up(ctx, event, error).await,
-            WorkerName::OrderCreation => order::give_up(ctx, event, error).await,
-            // Compensation could not finish: the stall watch retries it until it does.
-            _ => Ok(()),
-        }
-    })
-    .await;
+    let given_up = persist(worker, ctx, message, token, || crate::worker(worker).give_up(ctx, event, error)).await;
     match given_up {
         Ok(()) => true,
         Err(e) if e.is_outage() => false,

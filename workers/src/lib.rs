@@ -1,6 +1,8 @@
 //! The choreographed checkout saga (DESIGN §3.2): reactive workers that talk
 //! only through events, each on its own durable JetStream pull consumer.
 //!
+//! - [`worker`]: the [`Worker`] trait every worker implements, and the one
+//!   table from a [`WorkerName`] to its worker;
 //! - [`consumer`]: the loop every worker shares (pull, decode, handle, ack
 //!   or retry with backoff, give up after `max_deliver`, lag gauges);
 //! - one module per worker: [`reservation`], [`order`], [`compensation`],
@@ -27,77 +29,27 @@ mod recording;
 pub mod reservation;
 pub mod settle;
 pub mod stall;
+pub mod worker;
 
-use std::{str::FromStr, time::Duration};
+use std::time::Duration;
 
 use chorus_contracts::ServiceClient;
 use chorus_event_store::{EventStore, Projections};
 use sea_orm::DatabaseConnection;
 
 pub use error::WorkerError;
+pub use worker::{Role, Worker, WorkerName};
 
-/// A worker, by the name `chorus worker <name>` takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WorkerName {
-    StockReservation,
-    OrderCreation,
-    StockCompensation,
-    Notification,
-    Audit,
-    CqrsProjection,
-    StallWatch,
-}
-
-impl WorkerName {
-    pub const ALL: [WorkerName; 7] = [
-        WorkerName::StockReservation,
-        WorkerName::OrderCreation,
-        WorkerName::StockCompensation,
-        WorkerName::Notification,
-        WorkerName::Audit,
-        WorkerName::CqrsProjection,
-        WorkerName::StallWatch,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerName::StockReservation => "stock-reservation",
-            WorkerName::OrderCreation => "order-creation",
-            WorkerName::StockCompensation => "stock-compensation",
-            WorkerName::Notification => "notification",
-            WorkerName::Audit => "audit",
-            WorkerName::CqrsProjection => "cqrs-projection",
-            WorkerName::StallWatch => "stall-watch",
-        }
-    }
-
-    /// The durable consumer its replicas share (DESIGN §3.2).
-    pub fn durable(self) -> &'static str {
-        match self {
-            WorkerName::StockReservation => "choreo-reservation",
-            WorkerName::OrderCreation => "choreo-order",
-            WorkerName::StockCompensation => "choreo-compensation",
-            WorkerName::Notification => "choreo-notification",
-            WorkerName::Audit => "choreo-audit",
-            WorkerName::CqrsProjection => "choreo-cqrs",
-            WorkerName::StallWatch => "choreo-stall",
-        }
-    }
-}
-
-impl std::fmt::Display for WorkerName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for WorkerName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        WorkerName::ALL.into_iter().find(|w| w.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = WorkerName::ALL.iter().map(|w| w.as_str()).collect();
-            format!("unknown worker `{s}`; one of: {}", names.join(", "))
-        })
+/// The worker a name stands for: the one table of workers.
+pub fn worker(name: WorkerName) -> &'static dyn Worker {
+    match name {
+        WorkerName::StockReservation => &reservation::StockReservation,
+        WorkerName::OrderCreation => &order::OrderCreation,
+        WorkerName::StockCompensation => &compensation::StockCompensation,
+        WorkerName::Notification => &notification::NotificationWorker,
+        WorkerName::Audit => &audit::Audit,
+        WorkerName::CqrsProjection => &projection::CqrsProjection,
+        WorkerName::StallWatch => &stall::StallWatch,
     }
 }
 

@@ -4,11 +4,16 @@
 //! (`Chorus-Event-Id`) so a client can drop a repeat.
 
 use async_nats::HeaderMap;
-use chorus_event_store::{EventPayload, RecordedEvent};
+use chorus_event_store::{EventPayload, EventType, RecordedEvent};
+use futures::future::BoxFuture;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{WorkerError, Workers, consumer::Handled, settle::Checkout};
+use crate::{
+    Worker, WorkerError, WorkerName, Workers,
+    settle::Checkout,
+    worker::{Delivery, Handled},
+};
 
 /// The subject a client's notifications go to.
 pub fn subject(client_id: Uuid) -> String {
@@ -53,4 +58,26 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
         .await
         .map_err(WorkerError::nats)?;
     Ok(Handled::Done)
+}
+
+/// The worker of this module: only the two terminal events are delivered
+/// to it (a consumer with several filters), none to skip and ack.
+pub struct NotificationWorker;
+
+impl Worker for NotificationWorker {
+    fn name(&self) -> WorkerName {
+        WorkerName::Notification
+    }
+
+    fn durable(&self) -> &'static str {
+        "choreo-notification"
+    }
+
+    fn consumes(&self) -> &'static [EventType] {
+        &[EventType::CheckoutSucceeded, EventType::CheckoutFailed]
+    }
+
+    fn handle<'a>(&'a self, ctx: &'a Workers, event: &'a RecordedEvent, _: Delivery) -> BoxFuture<'a, Result<Handled, WorkerError>> {
+        Box::pin(handle(ctx, event))
+    }
 }

@@ -9,13 +9,14 @@ use chorus_contracts::{
     inventory::{Commit, ReservationStatus},
     orders::{CancelOrderByKey, CreateOrder, OrderLine, OrderStatus},
 };
-use chorus_event_store::{EventPayload, Pattern, RecordedEvent};
+use chorus_event_store::{EventPayload, EventType, Pattern, RecordedEvent};
+use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::{
-    WorkerError, Workers,
-    consumer::Handled,
+    Worker, WorkerError, WorkerName, Workers,
     settle::{self, Checkout, ORDER},
+    worker::{Delivery, Handled},
 };
 
 const SOURCE: &str = "order-creation";
@@ -44,7 +45,7 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
     let items = if priced.is_empty() {
         let ids = checkout.items.iter().map(|l| l.product_id).collect();
         let products = ctx.services.call_traced(&GetProducts { ids, checkout_id: Some(checkout.id) }, trace.as_ref()).await?;
-        match catalogue::price(&checkout.lines(), &products) {
+        match catalogue::price(&checkout.items, &products) {
             Ok(items) => items,
             Err(reason) => return fail(ctx, &checkout, event, *reservation_id, reason, "PRODUCT_UNAVAILABLE").await,
         }
@@ -98,4 +99,29 @@ async fn fail(
     let failed = EventPayload::OrderCreationFailed { reservation_id: Some(reservation_id), reason, code: code.to_owned() };
     settle::publish(ctx, checkout.id, cause, failed).await?;
     Ok(Handled::Done)
+}
+
+/// The worker of this module.
+pub struct OrderCreation;
+
+impl Worker for OrderCreation {
+    fn name(&self) -> WorkerName {
+        WorkerName::OrderCreation
+    }
+
+    fn durable(&self) -> &'static str {
+        "choreo-order"
+    }
+
+    fn consumes(&self) -> &'static [EventType] {
+        &[EventType::StockReserved]
+    }
+
+    fn handle<'a>(&'a self, ctx: &'a Workers, event: &'a RecordedEvent, _: Delivery) -> BoxFuture<'a, Result<Handled, WorkerError>> {
+        Box::pin(handle(ctx, event))
+    }
+
+    fn give_up<'a>(&'a self, ctx: &'a Workers, event: &'a RecordedEvent, error: &'a WorkerError) -> BoxFuture<'a, Result<(), WorkerError>> {
+        Box::pin(give_up(ctx, event, error))
+    }
 }

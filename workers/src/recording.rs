@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     WorkerName, Workers,
-    consumer::{REBIND_AFTER, Received, handle_batch, next_message, opened, receive, retry_holding, settle_unless_dropped},
+    consumer::{REBIND_AFTER, Received, next_message, opened, receive, retry_holding, settle_unless_dropped},
 };
 
 /// The priority group a recording worker's replicas pull in; the server
@@ -96,7 +96,7 @@ async fn record_batch(worker: WorkerName, ctx: &Workers, messages: Vec<Message>,
             events.push(event);
         }
     }
-    let stored = retry_holding(worker, ctx, &messages, token, |_| true, || handle_batch(worker, ctx, &events)).await;
+    let stored = retry_holding(worker, ctx, &messages, token, |_| true, || crate::worker(worker).handle_batch(ctx, &events)).await;
     if let Err(e) = stored {
         tracing::info!(worker = %worker, error = %e, "stopping with a batch not stored; it is redelivered");
         return false;

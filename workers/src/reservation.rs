@@ -4,16 +4,17 @@
 //! `StockReservationFailed` + `CheckoutFailed`.
 
 use chorus_contracts::{
-    ServiceError,
+    Cart, ServiceError,
     catalogue::{self, GetProducts},
     inventory::{ReservationStatus, Reserve},
 };
-use chorus_event_store::{EventPayload, OrderLine, Pattern, RecordedEvent};
+use chorus_event_store::{EventPayload, EventType, OrderLine, Pattern, RecordedEvent};
+use futures::future::BoxFuture;
 
 use crate::{
-    WorkerError, Workers,
-    consumer::Handled,
+    Worker, WorkerError, WorkerName, Workers,
     settle::{self, Checkout, Failure, RESERVE},
+    worker::{Delivery, Handled},
 };
 
 const SOURCE: &str = "stock-reservation";
@@ -27,11 +28,17 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent) -> Result<Handled, Wor
     let trace = settle::trace_of(event);
     let ids = items.iter().map(|l| l.product_id).collect();
     let products = ctx.services.call_traced(&GetProducts { ids, checkout_id: Some(checkout.id) }, trace.as_ref()).await?;
-    let priced = match catalogue::price(&checkout.lines(), &products) {
+    let priced = match catalogue::price(items, &products) {
         Ok(lines) => lines,
         Err(reason) => return refuse(ctx, &checkout, event, reason, "PRODUCT_UNAVAILABLE").await,
     };
-    let reserve = Reserve { idempotency_key: settle::key(checkout.id, RESERVE), checkout_id: checkout.id, items: checkout.lines() };
+    // Parsed here, where the cart leaves the event for a service: an event
+    // stored with a cart that breaks the rules fails its checkout.
+    let cart = match Cart::parse(items.clone()) {
+        Ok(cart) => cart,
+        Err(reason) => return refuse(ctx, &checkout, event, reason, "BAD_USER_INPUT").await,
+    };
+    let reserve = Reserve { idempotency_key: settle::key(checkout.id, RESERVE), checkout_id: checkout.id, items: cart };
     match ctx.services.call_traced(&reserve, trace.as_ref()).await {
         Ok(reservation) if reservation.status == ReservationStatus::Released => {
             // The key was claimed by whoever failed this checkout: they
@@ -73,4 +80,29 @@ async fn refuse(ctx: &Workers, checkout: &Checkout, cause: &RecordedEvent, reaso
     let failure = Failure { reason, step: "reserve_stock", preface: Some(preface), source: SOURCE };
     settle::abort(ctx, checkout, cause, failure).await?;
     Ok(Handled::Done)
+}
+
+/// The worker of this module.
+pub struct StockReservation;
+
+impl Worker for StockReservation {
+    fn name(&self) -> WorkerName {
+        WorkerName::StockReservation
+    }
+
+    fn durable(&self) -> &'static str {
+        "choreo-reservation"
+    }
+
+    fn consumes(&self) -> &'static [EventType] {
+        &[EventType::CheckoutInitiated]
+    }
+
+    fn handle<'a>(&'a self, ctx: &'a Workers, event: &'a RecordedEvent, _: Delivery) -> BoxFuture<'a, Result<Handled, WorkerError>> {
+        Box::pin(handle(ctx, event))
+    }
+
+    fn give_up<'a>(&'a self, ctx: &'a Workers, event: &'a RecordedEvent, error: &'a WorkerError) -> BoxFuture<'a, Result<(), WorkerError>> {
+        Box::pin(give_up(ctx, event, error))
+    }
 }

@@ -4,7 +4,7 @@
 
 use chorus_contracts::{
     ServiceError,
-    inventory::{CancelReservation, Line},
+    inventory::CancelReservation,
     orders::{CancelOrderByKey, FindOrderByKey},
 };
 use chorus_event_store::{CartLine, Envelope, EventPayload, OrderLine, Pattern, RecordedEvent};
@@ -62,13 +62,6 @@ impl Checkout {
         self.history.iter().any(|e| e.envelope.payload.is_terminal())
     }
 
-    pub fn lines(&self) -> Vec<Line> {
-        lines(&self.items)
-    }
-}
-
-pub fn lines(items: &[CartLine]) -> Vec<Line> {
-    items.iter().map(|l| Line { product_id: l.product_id, quantity: l.quantity }).collect()
 }
 
 /// The trace an event continues.
@@ -91,7 +84,7 @@ pub async fn publish_all(ctx: &Workers, checkout_id: Uuid, cause: &RecordedEvent
         .into_iter()
         .map(|payload| {
             let name = payload.event_type();
-            Envelope::new(checkout_id, Pattern::Choreographed, payload).with_derived_id(name).caused_by(cause.envelope.id)
+            Envelope::new(checkout_id, Pattern::Choreographed, payload).with_derived_id(name.as_str()).caused_by(cause.envelope.id)
         })
         .collect();
     let appended = ctx.events.append_all(&events, trace_of(cause).as_ref()).await?;

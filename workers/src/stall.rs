@@ -14,13 +14,14 @@ use std::{
 };
 
 use async_nats::jetstream::consumer;
-use chorus_event_store::{EventPayload, Pattern, RecordedEvent};
+use chorus_event_store::{EventPayload, EventType, Pattern, RecordedEvent};
+use futures::future::BoxFuture;
 use time::OffsetDateTime;
 
 use crate::{
-    WorkerError, WorkerName, Workers,
-    consumer::{Delivery, Handled},
+    Role, Worker, WorkerError, WorkerName, Workers,
     settle::{self, Checkout, Failure},
+    worker::{Delivery, Handled},
 };
 
 /// Margin past the deadline before looking again, so that one look suffices.
@@ -79,7 +80,7 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent, delivery: Delivery) ->
     if idle < deadline {
         return Ok(Handled::Later(deadline - idle + SLACK));
     }
-    if next_worker_is_busy(ctx, &checkout, last).await {
+    if next_worker_is_busy(ctx, &checkout).await {
         tracing::info!(idle = ?idle, "checkout queued behind a backlog; its worker is alive");
         return Ok(Handled::Later(deadline));
     }
@@ -102,15 +103,15 @@ pub async fn handle(ctx: &Workers, event: &RecordedEvent, delivery: Delivery) ->
 /// Whether the worker that acts next on this checkout has its event still
 /// to handle and has been delivered or acked something lately (within the
 /// deadline or the ack wait, whichever is longer): then the checkout waits
-/// in a queue, it is not stalled.
-async fn next_worker_is_busy(ctx: &Workers, checkout: &Checkout, last: &RecordedEvent) -> bool {
-    let (worker, consumes) = match last.envelope.event_type() {
-        "CheckoutInitiated" | "StockReservationFailed" => (WorkerName::StockReservation, "CheckoutInitiated"),
-        "StockReserved" => (WorkerName::OrderCreation, "StockReserved"),
-        "OrderCreationFailed" | "StockReleased" => (WorkerName::StockCompensation, "OrderCreationFailed"),
-        _ => return false,
-    };
-    let Some(pending) = checkout.history.iter().rev().find(|e| e.envelope.event_type() == consumes) else {
+/// in a queue, it is not stalled. The worker that acts next is the one that
+/// consumes the latest event an acting worker consumes.
+async fn next_worker_is_busy(ctx: &Workers, checkout: &Checkout) -> bool {
+    let acting = || WorkerName::ALL.iter().map(|&name| crate::worker(name)).filter(|w| w.role() == Role::Acts);
+    let next = checkout.history.iter().rev().find_map(|e| {
+        let event_type = e.envelope.event_type();
+        acting().find(|w| w.consumes().contains(&event_type)).map(|w| (w.name(), e))
+    });
+    let Some((worker, pending)) = next else {
         return false;
     };
     let Some(info) = ctx.consumer_infos.get(ctx, worker).await else {
@@ -123,4 +124,29 @@ async fn next_worker_is_busy(ctx: &Workers, checkout: &Checkout, last: &Recorded
     let recent = |at: Option<OffsetDateTime>| at.is_some_and(|at| OffsetDateTime::now_utc() - at < window);
     let alive = recent(info.delivered.last_active) || recent(info.ack_floor.last_active);
     unhandled && alive
+}
+
+/// The worker of this module.
+pub struct StallWatch;
+
+impl Worker for StallWatch {
+    fn name(&self) -> WorkerName {
+        WorkerName::StallWatch
+    }
+
+    fn durable(&self) -> &'static str {
+        "choreo-stall"
+    }
+
+    fn consumes(&self) -> &'static [EventType] {
+        &[EventType::CheckoutInitiated]
+    }
+
+    fn role(&self) -> Role {
+        Role::Watches
+    }
+
+    fn handle<'a>(&'a self, ctx: &'a Workers, event: &'a RecordedEvent, delivery: Delivery) -> BoxFuture<'a, Result<Handled, WorkerError>> {
+        Box::pin(handle(ctx, event, delivery))
+    }
 }

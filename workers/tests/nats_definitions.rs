@@ -26,7 +26,7 @@ async fn the_nats_folder_matches_the_workers_consumers() {
     let client = async_nats::connect(server.url()).await.expect("connect");
     let events = EventStore::provision(client, 1).await.expect("provision");
     let write = std::env::var("CHORUS_TEST_WRITE_DEFS").as_deref() == Ok("1");
-    for worker in WorkerName::ALL {
+    for &worker in WorkerName::ALL {
         let mut consumer: async_nats::jetstream::consumer::PullConsumer =
             events.stream().create_consumer(consumer_config(worker, ATTEMPTS, ACK_WAIT, STALL_DEADLINE)).await.expect("consumer");
         let mut live: Config = consumer.info().await.expect("info").config.clone();

@@ -5,7 +5,7 @@
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
-use chorus_event_store::{Envelope, EventPayload, Pattern, subjects};
+use chorus_event_store::{Envelope, EventPayload, Pattern, SagaState, subjects};
 use uuid::Uuid;
 
 /// The six events of a successful choreographed checkout.
@@ -19,8 +19,8 @@ pub fn checkout_events(checkout_id: Uuid) -> Vec<Envelope> {
         EventPayload::StockReserved { reservation_id, items, priced: Vec::new(), client_id: None, initiated_at: None },
         EventPayload::OrderCreated { order_id, client_id, total_cents: 4980, items: vec![] },
         EventPayload::CheckoutSucceeded { order_id, client_id: None },
-        EventPayload::SagaTransitioned { from: None, to: "PENDING".into(), reason: None, via: Vec::new() },
-        EventPayload::SagaTransitioned { from: Some("PENDING".into()), to: "COMPLETED".into(), reason: None, via: Vec::new() },
+        EventPayload::SagaTransitioned { from: None, to: SagaState::Pending, reason: None, via: Vec::new() },
+        EventPayload::SagaTransitioned { from: Some(SagaState::Pending), to: SagaState::Completed, reason: None, via: Vec::new() },
     ];
     payloads.into_iter().map(|p| Envelope::new(checkout_id, Pattern::Choreographed, p)).collect()
 }

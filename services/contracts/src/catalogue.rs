@@ -73,7 +73,7 @@ impl Endpoint for SetProductActive {
 
 /// Prices a cart from the catalogue's answer: every product must exist and
 /// be for sale, else the reason it cannot be sold.
-pub fn price(items: &[crate::inventory::Line], products: &[Product]) -> Result<Vec<crate::orders::OrderLine>, String> {
+pub fn price(items: &[chorus_domain::CartLine], products: &[Product]) -> Result<Vec<crate::orders::OrderLine>, String> {
     items
         .iter()
         .map(|line| match products.iter().find(|p| p.id == line.product_id) {

@@ -6,14 +6,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::Endpoint;
+use chorus_domain::{Cart, CartLine};
 
-/// A cart line as inventory sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Line {
-    pub product_id: Uuid,
-    pub quantity: u32,
-}
+use crate::Endpoint;
 
 /// One product's stock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +25,7 @@ pub struct StockLevel {
 /// Whether every line could be reserved now (nothing is held).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckAvailability {
-    pub items: Vec<Line>,
+    pub items: Cart,
     #[serde(default)]
     pub checkout_id: Option<Uuid>,
 }
@@ -68,7 +63,7 @@ impl Endpoint for CheckAvailability {
 pub struct Reserve {
     pub idempotency_key: String,
     pub checkout_id: Uuid,
-    pub items: Vec<Line>,
+    pub items: Cart,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +82,7 @@ pub struct Reservation {
     pub id: Uuid,
     pub checkout_id: Uuid,
     pub status: ReservationStatus,
-    pub items: Vec<Line>,
+    pub items: Vec<CartLine>,
 }
 
 impl Endpoint for Reserve {

@@ -6,20 +6,18 @@
 //! A request type names its endpoint through [`Endpoint`], so a call cannot
 //! pair a request with the wrong subject or response type.
 
-pub mod cart;
 pub mod catalogue;
 pub mod client;
 mod error;
 pub mod faults;
 pub mod inventory;
-pub mod key;
 pub mod orchestrator;
 pub mod orders;
 pub mod server;
 
 pub use client::ServiceClient;
 pub use error::ServiceError;
-pub use key::IdempotencyKey;
+pub use chorus_domain::{Cart, CartLine, IdempotencyKey};
 
 use serde::{Serialize, de::DeserializeOwned};
 

@@ -1,25 +1,26 @@
 //! The orchestrator: the orchestrated checkout saga (DESIGN §3.1).
 
+use chorus_domain::{Cart, SagaState};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Endpoint, IdempotencyKey, inventory::Line};
+use crate::{Endpoint, IdempotencyKey};
 
 /// One logged move of a saga's state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
-    pub from: Option<String>,
-    pub to: String,
+    pub from: Option<SagaState>,
+    pub to: SagaState,
     pub reason: Option<String>,
     /// RFC 3339.
     pub at: String,
 }
 
-/// A saga as clients see it; `state` is a DESIGN §3.1 name.
+/// A saga as clients see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Saga {
     pub id: Uuid,
-    pub state: String,
+    pub state: SagaState,
     pub client_id: Uuid,
     pub order_id: Option<Uuid>,
     pub failure_reason: Option<String>,
@@ -34,7 +35,7 @@ pub struct Saga {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StartCheckout {
     pub client_id: Uuid,
-    pub items: Vec<Line>,
+    pub items: Cart,
     pub idempotency_key: Option<IdempotencyKey>,
     /// The checkout's id, chosen by the caller so that asking again (after
     /// a replica died mid-saga) names the same saga even without an
@@ -69,7 +70,7 @@ impl Endpoint for GetSaga {
 /// Sagas, newest first, optionally in one state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ListSagas {
-    pub state: Option<String>,
+    pub state: Option<SagaState>,
     pub limit: u32,
 }
 

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use chorus_contracts::{
-    cart,
-    inventory::{Availability, Line, Reservation, ReservationStatus, Reserve, Shortage, StockLevel},
+    Cart, CartLine,
+    inventory::{Availability, Reservation, ReservationStatus, Reserve, Shortage, StockLevel},
 };
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
@@ -29,13 +29,9 @@ const RELEASED: &str = "RELEASED";
 const COMMITTED: &str = "COMMITTED";
 const REJECTED: &str = "REJECTED";
 
-fn validate(items: &[Line]) -> Result<(), InventoryError> {
-    cart::validate(items.iter().map(|l| (l.product_id, l.quantity))).map_err(InventoryError::BadInput)
-}
-
 /// Whether every line could be reserved now; holds nothing.
-pub async fn check(db: &impl ConnectionTrait, items: &[Line]) -> Result<Availability, InventoryError> {
-    validate(items)?;
+pub async fn check(db: &impl ConnectionTrait, cart: &Cart) -> Result<Availability, InventoryError> {
+    let items = cart.lines();
     let levels = available_by_product(db, items).await?;
     let unknown: Vec<Uuid> = items.iter().map(|l| l.product_id).filter(|id| !levels.contains_key(id)).collect();
     let shortages: Vec<Shortage> = items
@@ -54,7 +50,6 @@ pub async fn check(db: &impl ConnectionTrait, items: &[Line]) -> Result<Availabi
 
 /// Holds stock for every line, all or nothing, once per idempotency key.
 pub async fn reserve(db: &DatabaseConnection, req: Reserve) -> Result<Reservation, InventoryError> {
-    validate(&req.items)?;
     if req.idempotency_key.is_empty() || req.idempotency_key.len() > 200 {
         return Err(InventoryError::BadInput("an idempotency key has 1 to 200 characters".into()));
     }
@@ -63,14 +58,14 @@ pub async fn reserve(db: &DatabaseConnection, req: Reserve) -> Result<Reservatio
     let txn = db.begin().await?;
     // Claim the key first: a concurrent call with the same key waits here
     // (unique index) and then finds this reservation instead of making one.
-    let claimed = claim_key(&txn, id, &req, HELD, None, now).await?;
+    let claimed = claim_key(&txn, id, (&req.idempotency_key, req.checkout_id), HELD, None, now).await?;
     if !claimed {
         txn.rollback().await?;
         return existing(db, &req.idempotency_key).await;
     }
     // Lock rows in one order (by product id) so that two multi-line
     // reservations on Postgres cannot deadlock.
-    let mut lines = req.items.clone();
+    let mut lines = req.items.lines().to_vec();
     lines.sort_by_key(|l| l.product_id);
     for line in &lines {
         let quantity = i64::from(line.quantity);
@@ -103,22 +98,22 @@ pub async fn reserve(db: &DatabaseConnection, req: Reserve) -> Result<Reservatio
     .exec_without_returning(&txn)
     .await?;
     txn.commit().await?;
-    Ok(Reservation { id, checkout_id: req.checkout_id, status: ReservationStatus::Held, items: req.items })
+    Ok(Reservation { id, checkout_id: req.checkout_id, status: ReservationStatus::Held, items: req.items.into() })
 }
 
 /// Inserts the reservation row unless the key is taken; true if inserted.
 async fn claim_key(
     db: &impl ConnectionTrait,
     id: Uuid,
-    req: &Reserve,
+    (key, checkout_id): (&str, Uuid),
     status: &str,
     failure: Option<String>,
     now: OffsetDateTime,
 ) -> Result<bool, InventoryError> {
     let row = reservation::ActiveModel {
         id: Set(id),
-        idempotency_key: Set(req.idempotency_key.clone()),
-        checkout_id: Set(req.checkout_id),
+        idempotency_key: Set(key.to_owned()),
+        checkout_id: Set(checkout_id),
         status: Set(status.to_owned()),
         failure: Set(failure),
         created_at: Set(now),
@@ -137,7 +132,7 @@ async fn claim_key(
 
 /// Records a refusal under the key, so a retry gets the same answer.
 async fn reject(db: &DatabaseConnection, req: &Reserve, reason: String) -> Result<Reservation, InventoryError> {
-    let claimed = claim_key(db, Uuid::now_v7(), req, REJECTED, Some(reason.clone()), OffsetDateTime::now_utc()).await?;
+    let claimed = claim_key(db, Uuid::now_v7(), (&req.idempotency_key, req.checkout_id), REJECTED, Some(reason.clone()), OffsetDateTime::now_utc()).await?;
     if claimed {
         Err(InventoryError::InsufficientStock(reason))
     } else {
@@ -165,7 +160,7 @@ async fn load(db: &impl ConnectionTrait, row: reservation::Model) -> Result<Rese
         .all(db)
         .await?
         .into_iter()
-        .map(|l| Line { product_id: l.product_id, quantity: u32::try_from(l.quantity).unwrap_or(u32::MAX) })
+        .map(|l| CartLine { product_id: l.product_id, quantity: u32::try_from(l.quantity).unwrap_or(u32::MAX) })
         .collect();
     Ok(Reservation { id: row.id, checkout_id: row.checkout_id, status: status(&row.status)?, items })
 }
@@ -187,9 +182,9 @@ pub async fn cancel(
     checkout_id: Uuid,
     restock_sold: bool,
 ) -> Result<Option<Reservation>, InventoryError> {
-    let tombstone = Reserve { idempotency_key: key.to_owned(), checkout_id, items: Vec::new() };
+    // A tombstone: the key claimed with nothing reserved.
     let reason = Some("cancelled before anything was reserved".to_owned());
-    if claim_key(db, Uuid::now_v7(), &tombstone, RELEASED, reason, OffsetDateTime::now_utc()).await? {
+    if claim_key(db, Uuid::now_v7(), (key, checkout_id), RELEASED, reason, OffsetDateTime::now_utc()).await? {
         return Ok(None);
     }
     let row = reservation::Entity::find()
@@ -316,7 +311,7 @@ pub async fn levels(db: &impl ConnectionTrait, ids: Option<&[Uuid]>) -> Result<V
     Ok(query.all(db).await?.into_iter().map(to_contract).collect())
 }
 
-async fn available_by_product(db: &impl ConnectionTrait, items: &[Line]) -> Result<HashMap<Uuid, i64>, InventoryError> {
+async fn available_by_product(db: &impl ConnectionTrait, items: &[CartLine]) -> Result<HashMap<Uuid, i64>, InventoryError> {
     let rows = stock_level::Entity::find()
         .filter(stock_level::Column::ProductId.is_in(items.iter().map(|l| l.product_id)))
         .all(db)

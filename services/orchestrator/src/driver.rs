@@ -9,7 +9,7 @@ use std::{
 };
 
 use chorus_contracts::{
-    IdempotencyKey, ServiceClient, cart,
+    IdempotencyKey, ServiceClient,
     orchestrator::{Saga, StartCheckout},
 };
 use chorus_event_store::EventStore;
@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use chorus_domain::{SagaEvent, SagaState};
+
 use self::steps::step_of;
 use crate::{
     OrchestratorError,
@@ -26,7 +28,6 @@ use crate::{
     events,
     outbox::{self, Relay},
     repo::{self, Created, NewSaga, Patch},
-    state::{SagaEvent, SagaState},
 };
 
 mod steps;
@@ -79,7 +80,6 @@ impl Orchestrator {
     /// Starts a checkout (or finds the one its idempotency key names) and
     /// waits until it is terminal.
     pub async fn checkout(&self, req: StartCheckout) -> Result<Saga, OrchestratorError> {
-        cart::validate(req.items.iter().map(|l| (l.product_id, l.quantity))).map_err(OrchestratorError::BadInput)?;
         let new = NewSaga {
             client_id: req.client_id,
             items: &req.items,
@@ -105,7 +105,7 @@ impl Orchestrator {
     /// Forces compensation of a saga that is not terminal.
     pub async fn compensate(&self, id: Uuid) -> Result<Saga, OrchestratorError> {
         let row = repo::find(&self.inner.db, id).await?;
-        match repo::state_of(&row)? {
+        match row.state {
             SagaState::Completed => return Err(OrchestratorError::AlreadyCompleted(id)),
             SagaState::Cancelled => return repo::view(&self.inner.db, id).await,
             _ => {}
@@ -114,7 +114,7 @@ impl Orchestrator {
         // (lease owner changed) and they stop.
         if repo::take_over(&self.inner.db, id, &self.inner.replica, self.inner.settings.lease, true).await? {
             let row = repo::find(&self.inner.db, id).await?;
-            let state = repo::state_of(&row)?;
+            let state = row.state;
             if state.is_running() {
                 let to = state.decide(SagaEvent::CompensationStarted)?;
                 let reason = format!("compensation forced by an admin in {state}");
@@ -192,7 +192,7 @@ impl Orchestrator {
         let inner = &self.inner;
         let id = row.id;
         loop {
-            let state = repo::state_of(&row)?;
+            let state = row.state;
             if state.is_terminal() {
                 return Ok(());
             }
@@ -262,7 +262,7 @@ impl Orchestrator {
         let mut told = !look_first && self.until_stored(&mut ended, id).await;
         loop {
             let saga = repo::view(&self.inner.db, id).await?;
-            let terminal = SagaState::parse(&saga.state).is_some_and(SagaState::is_terminal);
+            let terminal = saga.state.is_terminal();
             // Told that its terminal transition is stored: so is every
             // event before it (the relay publishes a checkout's rows in order).
             let stored = terminal && (told || !outbox::has_pending(&self.inner.db, id).await?);

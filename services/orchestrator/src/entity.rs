@@ -3,6 +3,7 @@
 //! events written with them and not yet stored in the event store.
 
 pub mod saga {
+    use chorus_domain::SagaState;
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -18,7 +19,7 @@ pub mod saga {
         pub items: String,
         /// The priced lines once products are fetched, as JSON.
         pub lines: Option<String>,
-        pub state: String,
+        pub state: SagaState,
         /// How many transitions are logged; the next log row's `seq`.
         pub version: i64,
         pub reservation_id: Option<Uuid>,
@@ -50,6 +51,7 @@ pub mod saga {
 }
 
 pub mod saga_log {
+    use chorus_domain::SagaState;
     use sea_orm::entity::prelude::*;
 
     /// One transition; `(saga_id, seq)` is unique, so two replicas can never
@@ -61,8 +63,8 @@ pub mod saga_log {
         pub saga_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
         pub seq: i64,
-        pub from_state: Option<String>,
-        pub to_state: String,
+        pub from_state: Option<SagaState>,
+        pub to_state: SagaState,
         pub reason: Option<String>,
         pub at: TimeDateTimeWithTimeZone,
     }

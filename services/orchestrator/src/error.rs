@@ -18,7 +18,7 @@ pub enum OrchestratorError {
     #[error("saga {0} is driven by another replica")]
     LeaseLost(Uuid),
     #[error(transparent)]
-    IllegalTransition(#[from] crate::state::IllegalTransition),
+    IllegalTransition(#[from] chorus_domain::IllegalTransition),
     /// The saga ended, but the event store has not taken its events yet
     /// (JetStream unavailable): its end is not shown until they are stored.
     #[error("checkout {0} has ended, but the event store is unavailable and its events are not stored yet; ask again")]

@@ -4,16 +4,19 @@
 //! writes the same move again after a crash produces the same ids, which the
 //! stream deduplicates.
 
-use chorus_event_store::{CartLine, Envelope, EventPayload, OrderLine, PassedState, Pattern};
+use chorus_contracts::Cart;
+use chorus_event_store::{Envelope, EventPayload, OrderLine, PassedState, Pattern};
 
-use crate::{entity::saga, repo, state::SagaState};
+use chorus_domain::SagaState;
+
+use crate::{entity::saga, repo};
 
 /// A new saga's first events: `CheckoutInitiated` (the same first event as
 /// a choreographed checkout, so read models, audit and notifications see
 /// both patterns alike) and its moves (into `PENDING` and on), logged from
 /// row 0.
-pub fn started(row: &saga::Model, items: &[chorus_contracts::inventory::Line], moves: &[repo::Move<'_>]) -> Vec<Envelope> {
-    let items = items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
+pub fn started(row: &saga::Model, items: &Cart, moves: &[repo::Move<'_>]) -> Vec<Envelope> {
+    let items = items.lines().to_vec();
     let initiated = EventPayload::CheckoutInitiated { client_id: row.client_id, items, idempotency_key: row.idempotency_key.clone() };
     let mut events = vec![event(row, initiated, "CheckoutInitiated")];
     events.extend(transition(row, 0, None, moves));
@@ -41,10 +44,10 @@ pub fn moved(row: &saga::Model, seq: i64, from: SagaState, moves: &[repo::Move<'
 fn transition(row: &saga::Model, seq: i64, from: Option<SagaState>, moves: &[repo::Move<'_>]) -> Option<Envelope> {
     let (&(to, reason), passed) = moves.split_last()?;
     let payload = EventPayload::SagaTransitioned {
-        from: from.map(|s| s.as_str().to_owned()),
-        to: to.as_str().to_owned(),
+        from,
+        to,
         reason: reason.map(str::to_owned),
-        via: passed.iter().map(|&(state, reason)| PassedState { state: state.as_str().to_owned(), reason: reason.map(str::to_owned) }).collect(),
+        via: passed.iter().map(|&(state, reason)| PassedState { state, reason: reason.map(str::to_owned) }).collect(),
     };
     Some(event(row, payload, &format!("transition:{seq}")))
 }

@@ -2,7 +2,8 @@
 //! explicit, persisted state machine with synchronous calls to the services,
 //! compensates automatically, and keeps a saga log.
 //!
-//! - [`state`]: the state machine as a type (`decide` refuses illegal moves);
+//! - the state machine is `chorus_domain::saga` (`decide` refuses illegal
+//!   moves), shared with the gateway and the events;
 //! - [`entity`], [`migration`]: tables `sagas`, `saga_log` and `outbox`;
 //! - [`repo`]: compare-and-set persistence (state, version, lease owner),
 //!   each write with its events in the same transaction ([`events`]);
@@ -24,7 +25,6 @@ pub mod events;
 pub mod migration;
 pub mod outbox;
 pub mod repo;
-pub mod state;
 
 pub use driver::{Orchestrator, Settings};
 pub use error::OrchestratorError;
@@ -33,8 +33,6 @@ use chorus_contracts::{ServiceClient, faults::Faults, orchestrator::*, server::S
 use chorus_event_store::EventStore;
 use chorus_runtime::shutdown::Shutdown;
 use sea_orm::DatabaseConnection;
-
-use crate::state::SagaState;
 
 /// Most sagas one listing returns.
 pub const MAX_LIST: u32 = 500;
@@ -45,11 +43,7 @@ pub fn service(orchestrator: Orchestrator) -> ServiceDef<Orchestrator> {
         .endpoint(|o, req: StartCheckout| async move { Ok(o.checkout(req).await?) })
         .endpoint(|o, req: GetSaga| async move { Ok(repo::view(o.db(), req.id).await?) })
         .endpoint(|o, req: ListSagas| async move {
-            let state = match req.state.as_deref() {
-                None => None,
-                Some(raw) => Some(SagaState::parse(raw).ok_or_else(|| OrchestratorError::BadInput(format!("unknown state {raw}")))?),
-            };
-            Ok(repo::list(o.db(), state, u64::from(req.limit.min(MAX_LIST))).await?)
+            Ok(repo::list(o.db(), req.state, u64::from(req.limit.min(MAX_LIST))).await?)
         })
         .endpoint(|o, req: CompensateSaga| async move { Ok(o.compensate(req.id).await?) })
 }

@@ -25,7 +25,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{OrchestratorError, entity::outbox, state::SagaState};
+use crate::{OrchestratorError, entity::outbox};
 
 /// Most rows published as one pipelined batch.
 const MAX_BATCH: u64 = 512;
@@ -86,7 +86,7 @@ pub async fn pending_count(db: &impl ConnectionTrait) -> Result<u64, Orchestrato
 
 /// Whether `event` is a saga's move into a terminal state.
 fn ends_saga(event: &Envelope) -> bool {
-    matches!(&event.payload, EventPayload::SagaTransitioned { to, .. } if SagaState::parse(to).is_some_and(SagaState::is_terminal))
+    matches!(&event.payload, EventPayload::SagaTransitioned { to, .. } if to.is_terminal())
 }
 
 /// The relay of one replica: woken by that replica's writes, and sweeping

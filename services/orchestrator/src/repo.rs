@@ -2,20 +2,20 @@
 //! state, version and lease owner, so a replica that lost its lease can
 //! never overwrite the replica that took over.
 
-use chorus_contracts::{inventory::Line, orchestrator::{Saga, Transition}, orders::OrderLine};
+use chorus_contracts::{Cart, orchestrator::{Saga, Transition}, orders::OrderLine};
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Condition, TransactionTrait, prelude::*, sea_query::{ExprTrait, OnConflict},
 };
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
+use chorus_domain::SagaState;
 use chorus_event_store::Envelope;
 
 use crate::{
     OrchestratorError,
     entity::{saga, saga_log},
     outbox,
-    state::SagaState,
 };
 
 /// What a step produced, stored with the transition that records it.
@@ -36,7 +36,7 @@ pub enum Created {
 /// A saga to create: who, what, and how callers name it.
 pub struct NewSaga<'a> {
     pub client_id: Uuid,
-    pub items: &'a [Line],
+    pub items: &'a Cart,
     pub idempotency_key: Option<&'a str>,
     /// The id the caller chose (asking again names the same saga).
     pub checkout_id: Option<Uuid>,
@@ -70,7 +70,7 @@ pub async fn create(
         idempotency_key: idempotency_key.map(str::to_owned),
         items: items_json,
         lines: None,
-        state: state.as_str().to_owned(),
+        state,
         version: moves.len() as i64,
         reservation_id: None,
         order_id: None,
@@ -109,8 +109,7 @@ pub async fn create(
         };
         let existing = existing.ok_or_else(|| OrchestratorError::KeyConflict(format!("checkout {id} belongs to another client")))?;
         // The key names that saga: only for the same cart.
-        let lines = |lines: &[Line]| lines.iter().map(|l| (l.product_id, l.quantity)).collect::<Vec<_>>();
-        if !chorus_contracts::cart::same_lines(lines(&items_of(&existing)?), lines(items)) {
+        if !items.same_lines(items_of(&existing)?.lines()) {
             return Err(OrchestratorError::KeyConflict("idempotencyKey already names a checkout of another cart".into()));
         }
         return Ok(Created::Existing(existing.id));
@@ -134,8 +133,8 @@ async fn log(
     let rows = moves.iter().zip(seq..).map(|(&(from, to, reason), seq)| saga_log::ActiveModel {
         saga_id: Set(saga_id),
         seq: Set(seq),
-        from_state: Set(from.map(|s| s.as_str().to_owned())),
-        to_state: Set(to.as_str().to_owned()),
+        from_state: Set(from),
+        to_state: Set(to),
         reason: Set(reason.map(str::to_owned)),
         at: Set(at),
     });
@@ -164,20 +163,20 @@ pub async fn transition(
     let Some(&(to, _)) = moves.last() else {
         return Ok(current.clone());
     };
-    let mut from = state_of(current)?;
+    let mut from = current.state;
     let logged: Vec<_> = moves
         .iter()
         .map(|&(to, reason)| (Some(std::mem::replace(&mut from, to)), to, reason))
         .collect();
     let now = now_micros();
     let mut next = current.clone();
-    next.state = to.as_str().to_owned();
+    next.state = to;
     next.version = current.version + moves.len() as i64;
     next.updated_at = now;
     next.lease_expires_at = Some(now + to_time(lease));
     let txn = db.begin().await?;
     let mut update = saga::Entity::update_many()
-        .col_expr(saga::Column::State, Expr::value(to.as_str()))
+        .col_expr(saga::Column::State, Expr::value(to))
         .col_expr(saga::Column::Version, Expr::value(next.version))
         .col_expr(saga::Column::UpdatedAt, Expr::value(now))
         .col_expr(saga::Column::LeaseExpiresAt, Expr::value(next.lease_expires_at));
@@ -258,7 +257,7 @@ pub async fn take_over(db: &DatabaseConnection, id: Uuid, owner: &str, lease: st
         .col_expr(saga::Column::LeaseExpiresAt, Expr::value(now + to_time(lease)))
         .col_expr(saga::Column::Attempts, Expr::col(saga::Column::Attempts).add(1))
         .filter(saga::Column::Id.eq(id))
-        .filter(saga::Column::State.is_not_in(SagaState::TERMINAL.map(SagaState::as_str)));
+        .filter(saga::Column::State.is_not_in(SagaState::TERMINAL));
     if !force {
         update = update.filter(
             Condition::any()
@@ -275,7 +274,7 @@ pub async fn orphans(db: &DatabaseConnection, limit: u64) -> Result<Vec<Uuid>, O
     let rows = saga::Entity::find()
         .select_only()
         .column(saga::Column::Id)
-        .filter(saga::Column::State.is_not_in(SagaState::TERMINAL.map(SagaState::as_str)))
+        .filter(saga::Column::State.is_not_in(SagaState::TERMINAL))
         .filter(
             Condition::any()
                 .add(saga::Column::LeaseOwner.is_null())
@@ -317,7 +316,7 @@ pub async fn view(db: &impl ConnectionTrait, id: Uuid) -> Result<Saga, Orchestra
 pub async fn list(db: &impl ConnectionTrait, state: Option<SagaState>, limit: u64) -> Result<Vec<Saga>, OrchestratorError> {
     let mut query = saga::Entity::find().order_by_desc(saga::Column::CreatedAt).order_by_desc(saga::Column::Id).limit(limit);
     if let Some(state) = state {
-        query = query.filter(saga::Column::State.eq(state.as_str()));
+        query = query.filter(saga::Column::State.eq(state));
     }
     let rows = query.all(db).await?;
     // Every listed saga's log in one query, not one per saga.
@@ -339,11 +338,7 @@ pub async fn list(db: &impl ConnectionTrait, state: Option<SagaState>, limit: u6
         .collect())
 }
 
-pub fn state_of(row: &saga::Model) -> Result<SagaState, OrchestratorError> {
-    SagaState::parse(&row.state).ok_or_else(|| OrchestratorError::Corrupt(format!("unknown state {}", row.state)))
-}
-
-pub fn items_of(row: &saga::Model) -> Result<Vec<Line>, OrchestratorError> {
+pub fn items_of(row: &saga::Model) -> Result<Cart, OrchestratorError> {
     serde_json::from_str(&row.items).map_err(|e| OrchestratorError::Corrupt(e.to_string()))
 }
 

@@ -1,7 +1,7 @@
 //! One function per orders operation; each takes the connection.
 
 use chorus_contracts::{
-    cart,
+    Cart, CartLine,
     orders::{CreateOrder, Order, OrderLine, OrderStatus},
 };
 use sea_orm::{
@@ -24,7 +24,9 @@ const VOID: &str = "VOID";
 
 /// Creates an order once per idempotency key; a repeat returns the first.
 pub async fn create(db: &DatabaseConnection, req: CreateOrder) -> Result<Order, OrdersError> {
-    cart::validate(req.items.iter().map(|l| (l.product_id, l.quantity))).map_err(OrdersError::BadInput)?;
+    // An order's lines keep the rules of the cart they were priced from.
+    Cart::parse(req.items.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect())
+        .map_err(OrdersError::BadInput)?;
     if req.items.iter().any(|l| l.unit_price_cents < 0) {
         return Err(OrdersError::BadInput("a unit price cannot be negative".into()));
     }

@@ -19,11 +19,12 @@
 use std::{collections::HashSet, time::Duration};
 
 use chorus_contracts::{
-    ServiceError,
+    Cart, ServiceError,
     catalogue::GetProducts,
-    inventory::{CancelReservation, CheckAvailability, Commit, Line, ReservationStatus, Reserve},
+    inventory::{CancelReservation, CheckAvailability, Commit, ReservationStatus, Reserve},
     orders::{CancelOrderByKey, CreateOrder},
 };
+use chorus_domain::{SagaEvent, SagaState};
 use chorus_runtime::{retry, trace::TraceParent};
 use uuid::Uuid;
 
@@ -32,7 +33,6 @@ use crate::{
     OrchestratorError,
     entity::saga,
     repo::{self, Patch},
-    state::{SagaEvent, SagaState},
 };
 
 /// What a step decided, before it is persisted: the events in the order
@@ -117,9 +117,9 @@ impl Orchestrator {
         })
     }
 
-    async fn verify(&self, row: &saga::Model, items: &[Line], trace: Option<&TraceParent>) -> Outcome {
+    async fn verify(&self, row: &saga::Model, items: &Cart, trace: Option<&TraceParent>) -> Outcome {
         use SagaState::*;
-        let request = CheckAvailability { items: items.to_vec(), checkout_id: Some(row.id) };
+        let request = CheckAvailability { items: items.clone(), checkout_id: Some(row.id) };
         match self.call(&request, trace).await {
             Ok(a) if !a.unknown.is_empty() => {
                 let ids: Vec<String> = a.unknown.iter().map(Uuid::to_string).collect();
@@ -138,11 +138,11 @@ impl Orchestrator {
         }
     }
 
-    async fn fetch(&self, row: &saga::Model, items: &[Line], trace: Option<&TraceParent>) -> Outcome {
-        let ids = items.iter().map(|l| l.product_id).collect();
+    async fn fetch(&self, row: &saga::Model, items: &Cart, trace: Option<&TraceParent>) -> Outcome {
+        let ids = items.lines().iter().map(|l| l.product_id).collect();
         let unavailable = |reason| Outcome::fail(SagaState::FailedProductUnavailable, "fetch_products", reason);
         match self.call(&GetProducts { ids, checkout_id: Some(row.id) }, trace).await {
-            Ok(products) => match chorus_contracts::catalogue::price(items, &products) {
+            Ok(products) => match chorus_contracts::catalogue::price(items.lines(), &products) {
                 Ok(lines) => Outcome::next(SagaEvent::StepSucceeded).with(Patch { lines: Some(lines), ..Patch::default() }),
                 Err(reason) => unavailable(reason),
             },
@@ -187,13 +187,13 @@ impl Orchestrator {
     /// still be in flight is undone by key, which also stops it from landing later.
     async fn compensate_steps(&self, row: &saga::Model, trace: Option<&TraceParent>) -> Result<Outcome, OrchestratorError> {
         use SagaState::*;
-        let reached: HashSet<String> = repo::transitions(&self.inner.db, row.id).await?.into_iter().map(|l| l.to_state).collect();
+        let reached: HashSet<SagaState> = repo::transitions(&self.inner.db, row.id).await?.into_iter().map(|l| l.to_state).collect();
         let undone = async {
-            if reached.contains(CreatingOrder.as_str()) {
+            if reached.contains(&CreatingOrder) {
                 let cancel = CancelOrderByKey { idempotency_key: key(row, "create_order"), client_id: row.client_id, checkout_id: row.id };
                 self.undo(&cancel, trace).await.map_err(|e| format!("orders: cannot cancel the order: {e}"))?;
             }
-            if reached.contains(ReservingStock.as_str()) {
+            if reached.contains(&ReservingStock) {
                 // Its order is cancelled by now, so stock already counted
                 // as sold (a forced compensation after the commit) goes
                 // back on sale too.

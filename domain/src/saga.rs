@@ -2,45 +2,42 @@
 //! is the only way to move, and it refuses every move the diagram does not
 //! draw, so an illegal transition is never stored.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
-/// Every state of an orchestrated checkout, with the seed's names in the docs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+// One name per state (`STOCK_RESERVED`, …) everywhere: JSON, the saga
+// tables' columns, the GraphQL enum, the events.
+/// The states of an orchestrated checkout (DESIGN §3.1).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Display, EnumString, IntoStaticStr, VariantArray,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "db", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(
+    feature = "db",
+    sea_orm(rs_type = "String", db_type = "String(sea_orm::sea_query::StringLen::None)", rename_all = "SCREAMING_SNAKE_CASE")
+)]
 pub enum SagaState {
-    /// EN_ATTENTE
+    // The seed's names (EN_ATTENTE, …) are in DESIGN §3.1.
     Pending,
-    /// VERIFICATION_STOCK
     VerifyingStock,
-    /// STOCK_VERIFIE
     StockVerified,
     FetchingProducts,
     ProductsFetched,
-    /// RESERVATION_STOCK
     ReservingStock,
-    /// STOCK_RESERVE
     StockReserved,
-    /// CREATION_COMMANDE
     CreatingOrder,
-    /// COMMANDE_CREEE
     OrderCreated,
-    /// SAGA_TERMINEE
     Completed,
-    /// ECHEC_STOCK_INSUFFISANT
     FailedInsufficientStock,
     FailedProductUnavailable,
-    /// ECHEC_RESERVATION_STOCK
     FailedStockReservation,
-    /// ECHEC_CREATION_COMMANDE
     FailedOrderCreation,
-    /// COMPENSATION_EN_COURS
     Compensating,
-    /// SAGA_ANNULEE
     Cancelled,
-    /// An undo met an error that retrying cannot cure: the saga ends here,
-    /// with the reason, for an operator (`saga_compensation_failed_total`).
+    /// An undo met an error retrying cannot cure; `failureReason` says which.
     CompensationFailed,
 }
 
@@ -73,25 +70,8 @@ impl SagaState {
     /// The states nothing follows.
     pub const TERMINAL: [SagaState; 3] = [SagaState::Completed, SagaState::Cancelled, SagaState::CompensationFailed];
 
-    pub const ALL: [SagaState; 17] = [
-        SagaState::Pending,
-        SagaState::VerifyingStock,
-        SagaState::StockVerified,
-        SagaState::FetchingProducts,
-        SagaState::ProductsFetched,
-        SagaState::ReservingStock,
-        SagaState::StockReserved,
-        SagaState::CreatingOrder,
-        SagaState::OrderCreated,
-        SagaState::Completed,
-        SagaState::FailedInsufficientStock,
-        SagaState::FailedProductUnavailable,
-        SagaState::FailedStockReservation,
-        SagaState::FailedOrderCreation,
-        SagaState::Compensating,
-        SagaState::Cancelled,
-        SagaState::CompensationFailed,
-    ];
+    /// Every state, in the order of the diagram.
+    pub const ALL: &'static [SagaState] = <SagaState as VariantArray>::VARIANTS;
 
     /// The next state after `event`, or why that move is illegal.
     pub fn decide(self, event: SagaEvent) -> Result<SagaState, IllegalTransition> {
@@ -164,35 +144,11 @@ impl SagaState {
 
     /// The name stored and shown (`STOCK_RESERVED`, …).
     pub fn as_str(self) -> &'static str {
-        match self {
-            SagaState::Pending => "PENDING",
-            SagaState::VerifyingStock => "VERIFYING_STOCK",
-            SagaState::StockVerified => "STOCK_VERIFIED",
-            SagaState::FetchingProducts => "FETCHING_PRODUCTS",
-            SagaState::ProductsFetched => "PRODUCTS_FETCHED",
-            SagaState::ReservingStock => "RESERVING_STOCK",
-            SagaState::StockReserved => "STOCK_RESERVED",
-            SagaState::CreatingOrder => "CREATING_ORDER",
-            SagaState::OrderCreated => "ORDER_CREATED",
-            SagaState::Completed => "COMPLETED",
-            SagaState::FailedInsufficientStock => "FAILED_INSUFFICIENT_STOCK",
-            SagaState::FailedProductUnavailable => "FAILED_PRODUCT_UNAVAILABLE",
-            SagaState::FailedStockReservation => "FAILED_STOCK_RESERVATION",
-            SagaState::FailedOrderCreation => "FAILED_ORDER_CREATION",
-            SagaState::Compensating => "COMPENSATING",
-            SagaState::Cancelled => "CANCELLED",
-            SagaState::CompensationFailed => "COMPENSATION_FAILED",
-        }
+        self.into()
     }
 
     pub fn parse(raw: &str) -> Option<SagaState> {
-        SagaState::ALL.into_iter().find(|s| s.as_str() == raw)
-    }
-}
-
-impl fmt::Display for SagaState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        raw.parse().ok()
     }
 }
 
@@ -282,7 +238,7 @@ mod tests {
 
     #[test]
     fn follow_ons_are_legal_and_never_end_a_saga() {
-        for state in SagaState::ALL {
+        for &state in SagaState::ALL {
             if let Some(event) = state.follow_on() {
                 let next = state.decide(event).expect("a follow-on is a legal move");
                 assert!(!next.is_terminal() && next.follow_on().is_none(), "{state} → {next}");
@@ -292,7 +248,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for state in SagaState::ALL {
+        for &state in SagaState::ALL {
             assert_eq!(SagaState::parse(state.as_str()), Some(state));
             let json = serde_json::to_string(&state).expect("json");
             assert_eq!(json, format!("\"{}\"", state.as_str()));
