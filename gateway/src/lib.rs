@@ -6,9 +6,11 @@
 //!   types and their parsing;
 //! - [`auth`]: bearer JWTs and who may do what; [`live`]: the fan-out behind subscriptions;
 //! - [`error`]: the one mapping from every failure to `extensions.code`;
-//! - this file: the axum wiring (`/graphql`, GraphiQL at `/`, `/app`,
+//! - `assets`: GraphiQL at `/`, every file of it embedded;
+//! - this file: the axum wiring (`/graphql`, `/`, `/assets/…`, `/app`,
 //!   `/health`, `/metrics`) and [`serve`].
 
+mod assets;
 pub mod auth;
 pub mod error;
 mod guard;
@@ -25,7 +27,7 @@ pub mod views;
 
 use std::{net::SocketAddr, time::Duration};
 
-use async_graphql::{ErrorExtensions, http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource}};
+use async_graphql::{ErrorExtensions, http::ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql_axum::{GraphQLRequest, rejection::GraphQLRejection};
 use axum::{
     Json, Router,
@@ -97,7 +99,8 @@ pub fn router(state: GatewayState, metrics: PrometheusHandle, cors: &[String]) -
         max_response: state.limits.max_response_bytes,
     };
     let router = Router::new()
-        .route("/", get(graphiql))
+        .route("/", get(assets::graphiql).with_state(state.clone()))
+        .route("/assets/graphiql/{file}", get(assets::file))
         .route("/app", get(example_app))
         .route("/graphql", get(graphql).post(graphql).with_state(gql))
         .route("/health", get(health).with_state(state))
@@ -435,10 +438,6 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
         stream.shutdown().await
     })
     .await;
-}
-
-async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql").title("Chorus").finish())
 }
 
 /// 200 when NATS is connected and every service answers a ping, else 503

@@ -6,17 +6,16 @@
 // GraphiQL must render and introspect the schema; the app must run one
 // choreographed and one orchestrated checkout of 1 unit of its first product
 // and show each one's terminal event. Prints what it saw; exits non-zero
-// with a message on any failure. The browser never leaves the machine:
-// GraphiQL's unpkg.com assets (react@18, react-dom@18, graphiql@4) are
-// served from this directory's node_modules, every other outside request is
-// refused, so the result does not depend on a CDN.
+// with a message on any failure. The browser never leaves the machine: every
+// request to another origin is refused, so GraphiQL must come whole from the
+// gateway (it embeds its assets), and a page that breaks its own
+// Content-Security-Policy fails. With SCREENSHOTS=<dir>, it saves
+// graphiql.png and app.png there.
 
-import { readFile, stat } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
+const SHOTS = process.env.SCREENSHOTS || "";
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SETTLE = 30_000; // a bound for each wait, not a target
 const ARGS = [
@@ -33,39 +32,34 @@ if (!/^https?:\/\/[^/]+$/.test(base)) {
 const log = (...args) => console.log("[browser]", ...args);
 const fail = (message) => { throw new Error(message); };
 
-// https://unpkg.com/<package>@<major>/<file> → node_modules/<package>/<file>,
-// when the installed package has that major version.
-async function fromNodeModules(url) {
-  const m = /^\/((?:@[^/]+\/)?[^@/]+)@([^/]+)\/(.+)$/.exec(new URL(url).pathname);
-  if (!m) return null;
-  const [, name, wanted, file] = m;
-  const root = join(HERE, "node_modules", name);
-  let version;
-  try { ({ version } = JSON.parse(await readFile(join(root, "package.json"), "utf8"))); } catch { return null; }
-  if (version.split(".")[0] !== wanted.split(".")[0]) return null;
-  const path = join(root, file);
-  if (!path.startsWith(root + "/") || !(await stat(path).catch(() => null))?.isFile()) return null;
-  const type = file.endsWith(".css") ? "text/css" : file.endsWith(".js") ? "application/javascript" : "application/octet-stream";
-  return { body: await readFile(path), contentType: type, label: `${name}@${version}/${file}` };
-}
-
 async function offline(context) {
   await context.route((url) => !url.href.startsWith(base + "/"), async (route) => {
-    const url = route.request().url();
-    const local = url.startsWith("https://unpkg.com/") ? await fromNodeModules(url) : null;
-    if (local) {
-      log(`served ${url} from node_modules (${local.label})`);
-      return route.fulfill({ status: 200, body: local.body, contentType: local.contentType, headers: { "access-control-allow-origin": "*" } });
-    }
-    log(`refused ${url} (outside the machine)`);
+    refused.push(route.request().url());
+    log(`refused ${route.request().url()} (outside the gateway)`);
     return route.abort("blockedbyclient");
   });
 }
 
+// Requests to other origins, refused: GraphiQL and the app need none.
+const refused = [];
+// Content-Security-Policy violations the pages reported.
+const violations = [];
+
 // Surfaces the page's own errors in our output.
 function watch(page, name) {
   page.on("pageerror", (e) => log(`${name}: page error: ${e.message}`));
-  page.on("console", (m) => { if (m.type() === "error") log(`${name}: console error: ${m.text().split("\n")[0]}`); });
+  page.on("console", (m) => {
+    if (m.type() !== "error") return;
+    const text = m.text().split("\n")[0];
+    if (/Content Security Policy/i.test(text)) violations.push(`${name}: ${text}`);
+    log(`${name}: console error: ${text}`);
+  });
+}
+
+async function shot(page, name) {
+  if (!SHOTS) return;
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  log(`screenshot ${join(SHOTS, `${name}.png`)}`);
 }
 
 async function graphiql(context) {
@@ -77,6 +71,8 @@ async function graphiql(context) {
   );
   const response = await page.goto(`${base}/`, { timeout: SETTLE });
   if (!response || !response.ok()) fail(`GET / answered ${response && response.status()}`);
+  const csp = response.headers()["content-security-policy"] || "";
+  if (!csp.includes("script-src 'self'")) fail(`GET / has no strict Content-Security-Policy: "${csp}"`);
   await page.locator(".graphiql-container").first().waitFor({ timeout: SETTLE })
     .catch(() => fail("GraphiQL did not render (.graphiql-container never appeared)"));
   const schema = await introspection.catch(() => fail("GraphiQL never introspected /graphql"));
@@ -86,6 +82,13 @@ async function graphiql(context) {
   // Its docs and completion need its own introspection query to pass the limits.
   if (!types) fail(`GraphiQL's introspection was refused: ${JSON.stringify(body?.errors ?? body).slice(0, 300)}`);
   log(`GraphiQL introspected ${types} types`);
+  // It opens on the examples: both saga styles and their live progress.
+  const tabs = await page.locator(".graphiql-tab").count();
+  if (tabs < 3) fail(`GraphiQL opened with ${tabs} tab(s), not the three examples`);
+  const editor = await page.locator(".graphiql-query-editor").first().textContent();
+  if (!editor.includes("checkoutOrchestrated")) fail(`GraphiQL's first tab is not the orchestrated example: ${editor.slice(0, 200)}`);
+  log(`GraphiQL opened on ${tabs} example tabs`);
+  await shot(page, "graphiql");
   await page.close();
 }
 
@@ -140,6 +143,7 @@ async function shop(context) {
     await expectText(stockCell, String(stock), `${button}: the table never showed ${stock} in stock`);
     log(`${button}: the table now shows ${stock} in stock`);
   }
+  await shot(page, "app");
   await page.close();
 }
 
@@ -160,7 +164,9 @@ try {
   await offline(context);
   await graphiql(context);
   await shop(context);
-  log("OK: GraphiQL rendered; both checkouts shown to their terminal event");
+  if (refused.length) fail(`the pages asked for what the gateway does not serve: ${refused.join(", ")}`);
+  if (violations.length) fail(`the pages broke their Content-Security-Policy: ${violations.join("; ")}`);
+  log("OK: GraphiQL rendered from the gateway alone; both checkouts shown to their terminal event");
 } catch (e) {
   console.error(`[browser] FAILED: ${e.message}`);
   process.exitCode = 1;

@@ -1,7 +1,10 @@
 //! GraphiQL and the example frontend in a real browser: headless Chromium,
 //! driven by `tests/browser/checkout.mjs` (Playwright), runs one
 //! choreographed and one orchestrated checkout through `/app` and checks the
-//! page shows each one's terminal event.
+//! page shows each one's terminal event. GraphiQL must render from the
+//! gateway alone (every other origin is refused), under its
+//! Content-Security-Policy, opened on the example operations; the script
+//! saves a screenshot of each page.
 //!
 //! Needs Chromium at `/usr/bin/chromium` (or `$CHROMIUM`) and the script's
 //! packages in `tests/browser/node_modules`; without them the test fails,
@@ -55,12 +58,18 @@ async fn graphiql_and_the_example_app_check_out_in_chromium() {
 
     let url = format!("http://{}", app.addr);
     let started = std::time::Instant::now();
-    let output = node(&dir.join("checkout.mjs"), &[url], &[("CHROMIUM", chromium().into())], SCRIPT_LIMIT).await;
+    let shots = tempfile::tempdir().expect("screenshot dir");
+    let env = [("CHROMIUM", chromium().into()), ("SCREENSHOTS", shots.path().as_os_str().to_owned())];
+    let output = node(&dir.join("checkout.mjs"), &[url], &env, SCRIPT_LIMIT).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let report = format!("--- checkout.mjs stdout\n{stdout}--- checkout.mjs stderr\n{stderr}---");
     assert!(output.status.success(), "checkout.mjs failed ({}) after {:?}:\n{report}", output.status, started.elapsed());
     eprintln!("checkout.mjs passed in {:?}\n{report}", started.elapsed());
+    for page in ["graphiql", "app"] {
+        let png = std::fs::read(shots.path().join(format!("{page}.png"))).unwrap_or_default();
+        assert!(png.starts_with(b"\x89PNG"), "no screenshot of {page}");
+    }
 
     // What the page showed happened: two units sold, nothing lost.
     let l = assert_conserved(&app, product, 10).await;

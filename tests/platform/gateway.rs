@@ -158,6 +158,7 @@ async fn health_metrics_and_playground_answer() {
 
     let page = app.http.get(format!("http://{}/", app.addr)).send().await.expect("playground");
     assert!(page.text().await.expect("html").to_lowercase().contains("graphiql"));
+    playground_is_served_whole(&app, "off").await;
     let example = app.http.get(format!("http://{}/app", app.addr)).send().await.expect("example app");
     assert!(example.text().await.expect("html").contains("checkoutProgress"));
 
@@ -273,5 +274,30 @@ async fn a_saga_listing_carries_each_sagas_own_log() {
         let last = saga["transitions"].as_array().and_then(|t| t.last()).expect("a log");
         assert_eq!(last["to"], saga["state"]);
     }
+    app.stop().await;
+}
+
+/// GraphiQL comes whole from the gateway, under a Content-Security-Policy
+/// that runs scripts from it alone, and knows whether auth is on.
+async fn playground_is_served_whole(app: &TestApp, auth: &str) {
+    let page = app.http.get(format!("http://{}/", app.addr)).send().await.expect("playground");
+    let csp = page.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"), "{csp}");
+    let html = page.text().await.expect("html");
+    assert!(html.contains(&format!("data-auth=\"{auth}\"")), "{html}");
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script>"), "no outside asset, no inline script: {html}");
+    for (file, media_type) in [("graphiql.min.js", "text/javascript"), ("graphiql.min.css", "text/css"), ("react.production.min.js", "text/javascript"), ("chorus.js", "text/javascript")] {
+        let asset = app.http.get(format!("http://{}/assets/graphiql/{file}", app.addr)).send().await.expect("asset");
+        assert_eq!(asset.status(), 200, "{file}");
+        assert_eq!(asset.headers().get("content-type").and_then(|v| v.to_str().ok()), Some(media_type), "{file}");
+    }
+    let missing = app.http.get(format!("http://{}/assets/graphiql/../Cargo.toml", app.addr)).send().await.expect("asset");
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_on_the_playground_asks_for_a_token() {
+    let app = TestApp::start_with(Backend::Sqlite, &[("CHORUS_JWT_SECRET", "a-secret-of-at-least-32-bytes-long!!")], false).await;
+    playground_is_served_whole(&app, "on").await;
     app.stop().await;
 }
