@@ -79,6 +79,10 @@ pub enum Command {
     },
     /// Print the gateway's GraphQL schema (SDL).
     Schema,
+    /// Is everything running, is anything stuck? Service replicas, consumer
+    /// backlogs, stalled sagas, the outbox and the stream, from a gateway's
+    /// `platform` query; exits 1 when it reports a problem.
+    Status(crate::status::StatusArgs),
     /// Measure both saga styles through the GraphQL API (DESIGN §7), or
     /// with `events`, the event store alone.
     #[command(args_conflicts_with_subcommands = true)]
@@ -100,6 +104,12 @@ pub async fn main() -> ExitCode {
     if let Command::Schema = cli.command {
         print!("{}", schema_sdl());
         return ExitCode::SUCCESS;
+    }
+    if let Command::Status(args) = cli.command {
+        return crate::status::run(args).await.unwrap_or_else(|e| {
+            eprintln!("chorus status: {e}");
+            ExitCode::from(2)
+        });
     }
     let config = match chorus_runtime::Config::from_env() {
         Ok(config) => config,
@@ -132,7 +142,7 @@ pub async fn main() -> ExitCode {
         Command::Gateway => Options::new(Role::Gateway),
         Command::Service { name } => Options::new(Role::Service(name)),
         Command::Worker { name } => Options::new(Role::Worker(name)),
-        Command::Schema => unreachable!("handled above"),
+        Command::Schema | Command::Status(_) => unreachable!("handled above"),
     };
     let code = match run(&config, options).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -155,7 +165,12 @@ impl Command {
             Command::Gateway => "chorus-gateway".to_owned(),
             Command::Service { name } => format!("chorus-{}", format!("{name:?}").to_lowercase()),
             Command::Worker { name } => format!("chorus-worker-{name}"),
-            Command::Events { .. } | Command::Replay { .. } | Command::Schema | Command::Bench { .. } | Command::Chaos(_) => {
+            Command::Events { .. }
+            | Command::Replay { .. }
+            | Command::Schema
+            | Command::Status(_)
+            | Command::Bench { .. }
+            | Command::Chaos(_) => {
                 "chorus-tool".to_owned()
             }
         }

@@ -16,6 +16,7 @@ pub mod cli;
 mod error;
 pub mod platform;
 pub mod seed;
+pub mod status;
 pub mod tools;
 
 pub use error::ChorusError;

@@ -17,6 +17,7 @@ mod guard;
 mod inputs;
 pub mod limits;
 pub mod live;
+mod platform;
 mod loaders;
 mod request;
 mod retry;

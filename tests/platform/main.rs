@@ -22,6 +22,7 @@ mod orders;
 mod recording;
 mod recovery;
 mod runtime;
+mod status;
 mod subscriptions;
 mod topology;
 mod trace_context;

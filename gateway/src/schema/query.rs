@@ -13,6 +13,7 @@ use crate::{
     request::{client_of, principal, state},
     inputs::parse_uuid,
     loaders::{product_by_id, products_with_stock},
+    platform::{self, Platform},
     types::{Order, Product, Saga},
     views::{Checkout, CheckoutEvent, ClientOrders, EventPage},
 };
@@ -173,6 +174,21 @@ impl QueryRoot {
             let id = parse_uuid("clientId", &client_id)?;
             who.acts_as(id)?;
             Ok::<_, GatewayError>(state.projections.orders_by_client(id).await?.map(ClientOrders::from))
+        }
+        .await
+        .extend()
+    }
+
+    /// What runs and what waits (admin; `chorus status`): service replicas,
+    /// each durable consumer's backlog, stalled sagas, the outbox, the
+    /// stream and the NATS version, with the problems found.
+    async fn platform(&self, ctx: &Context<'_>) -> async_graphql::Result<Platform> {
+        let state = state(ctx);
+        async {
+            let who = principal(ctx);
+            who.authenticated()?;
+            who.admin()?;
+            platform::read(state).await
         }
         .await
         .extend()

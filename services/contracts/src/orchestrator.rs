@@ -95,3 +95,26 @@ impl Endpoint for CompensateSaga {
         Some(self.id)
     }
 }
+
+/// What an operator asks of the orchestrator (`chorus status`, the
+/// `platform` query): sagas that stopped moving, and events not yet stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SagaHealth {}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaHealthReport {
+    /// Sagas not terminal whose last move is older than `stalled_after_ms`
+    /// (the lease: a live driver moves or hands back well within it).
+    pub stalled: u64,
+    /// When the longest-stalled of them last moved (RFC 3339).
+    pub oldest_stalled_since: Option<String>,
+    pub stalled_after_ms: u64,
+    /// Events written to the outbox and not yet in the event store.
+    pub outbox_pending: u64,
+}
+
+impl Endpoint for SagaHealth {
+    const SERVICE: &'static str = "orchestrator";
+    const OPERATION: &'static str = "health";
+    type Response = SagaHealthReport;
+}

@@ -10,7 +10,7 @@ use std::{
 
 use chorus_contracts::{
     IdempotencyKey, ServiceClient,
-    orchestrator::{Saga, StartCheckout},
+    orchestrator::{Saga, SagaHealthReport, StartCheckout},
 };
 use chorus_event_store::EventStore;
 use chorus_runtime::{shutdown::Shutdown, trace::TraceParent};
@@ -75,6 +75,20 @@ impl Orchestrator {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.inner.db
+    }
+
+    /// Sagas that stopped moving (none for longer than the lease) and the
+    /// outbox backlog, for an operator.
+    pub async fn health(&self) -> Result<SagaHealthReport, OrchestratorError> {
+        let lease = self.inner.settings.lease;
+        let before = time::OffsetDateTime::now_utc() - time::Duration::try_from(lease).unwrap_or(time::Duration::MAX);
+        let (stalled, oldest) = repo::stalled(&self.inner.db, before).await?;
+        Ok(SagaHealthReport {
+            stalled,
+            oldest_stalled_since: oldest.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            stalled_after_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+            outbox_pending: outbox::pending_count(&self.inner.db).await?,
+        })
     }
 
     /// Starts a checkout (or finds the one its idempotency key names) and

@@ -46,6 +46,7 @@ pub fn service(orchestrator: Orchestrator) -> ServiceDef<Orchestrator> {
             Ok(repo::list(o.db(), req.state, u64::from(req.limit.min(MAX_LIST))).await?)
         })
         .endpoint(|o, req: CompensateSaga| async move { Ok(o.compensate(req.id).await?) })
+        .endpoint(|o, _: SagaHealth| async move { Ok(o.health().await?) })
 }
 
 /// Migrates `db`, serves the orchestrator and starts recovery until shutdown.

@@ -288,6 +288,17 @@ pub async fn orphans(db: &DatabaseConnection, limit: u64) -> Result<Vec<Uuid>, O
     Ok(rows)
 }
 
+/// How many sagas are not terminal and have not moved since `before`, and
+/// the last move of the oldest of them.
+pub async fn stalled(db: &impl ConnectionTrait, before: OffsetDateTime) -> Result<(u64, Option<OffsetDateTime>), OrchestratorError> {
+    let query = saga::Entity::find()
+        .filter(saga::Column::State.is_not_in(SagaState::TERMINAL))
+        .filter(saga::Column::UpdatedAt.lt(before));
+    let count = query.clone().count(db).await?;
+    let oldest = if count == 0 { None } else { query.order_by_asc(saga::Column::UpdatedAt).one(db).await?.map(|s| s.updated_at) };
+    Ok((count, oldest))
+}
+
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<saga::Model, OrchestratorError> {
     saga::Entity::find_by_id(id).one(db).await?.ok_or(OrchestratorError::NotFound(id))
 }
