@@ -138,7 +138,7 @@ pub async fn main() -> ExitCode {
         }
         Command::Bench { mode: None, args } => return finish(crate::bench::run(args, &config).await),
         Command::Chaos(args) => return finish(crate::chaos::run(args, &config).await),
-        Command::Up { no_seed } => Options { seed_demo: !no_seed, ..Options::new(Role::All) },
+        Command::Up { no_seed } => Options { seed_demo: !no_seed, say_steps: true, ..Options::new(Role::All) },
         Command::Gateway => Options::new(Role::Gateway),
         Command::Service { name } => Options::new(Role::Service(name)),
         Command::Worker { name } => Options::new(Role::Worker(name)),

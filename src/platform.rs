@@ -67,11 +67,22 @@ pub struct Options {
     pub seed_demo: bool,
     /// Workers role `All` leaves out (tests: a stalled worker).
     pub except_workers: &'static [WorkerName],
+    /// Say each step of the start on stdout (`chorus up`), before the
+    /// addresses: a first start creates stores and seeds, and takes a moment.
+    pub say_steps: bool,
 }
 
 impl Options {
     pub fn new(role: Role) -> Self {
-        Options { role, seed_demo: false, except_workers: &[] }
+        Options { role, seed_demo: false, except_workers: &[], say_steps: false }
+    }
+}
+
+/// One step of a start, on stdout when asked (and in the log either way).
+fn step(options: &Options, what: &str) {
+    tracing::info!(step = what, "starting");
+    if options.say_steps {
+        println!("  {what}");
     }
 }
 
@@ -96,11 +107,18 @@ impl Platform {
         let metrics = chorus_runtime::metrics::install(config.metrics)?;
         let shutdown = Shutdown::new();
 
+        if options.say_steps {
+            let first = !config.data_dir.join("nats").exists();
+            let what = if first { format!("first start: creating {}", config.data_dir.display()) } else { format!("data in {}", config.data_dir.display()) };
+            println!("Starting Chorus ({what})");
+        }
         let embedded_nats = match (&config.nats_url, options.role) {
             (None, Role::All) => {
                 let store = config.data_dir.join("nats");
                 let extra = if config.durable { NatsServer::sync_always(&store)? } else { Vec::new() };
-                Some(NatsServer::start_free(&config.nats_server_bin, &store, extra)?)
+                let server = NatsServer::start_free(&config.nats_server_bin, &store, extra)?;
+                step(&options, &format!("nats-server started with JetStream ({}, store {})", server.url(), store.display()));
+                Some(server)
             }
             _ => None,
         };
@@ -112,6 +130,7 @@ impl Platform {
         let nats = chorus_runtime::nats::connect(&nats_url, &format!("chorus-{:?}", options.role).to_lowercase()).await?;
         let events = EventStore::provision(nats.clone(), config.stream_replicas).await?;
         let projections = Projections::provision(events.jetstream().clone(), config.stream_replicas).await?;
+        step(&options, "event stream CHECKOUT_EVENTS and read models CHECKOUTS, ORDERS_BY_CLIENT ready");
         let services = ServiceClient::new(nats.clone(), config.service_timeout);
 
         let service_names: &[ServiceName] = match options.role {
@@ -137,6 +156,11 @@ impl Platform {
             databases.push(db.clone());
             let parts = Parts { nats: nats.clone(), services: services.clone(), events: events.clone(), faults: service_faults.clone() };
             start_service(*name, db, parts, config, &shutdown).await?;
+        }
+        if !service_names.is_empty() {
+            let names: Vec<&str> = service_names.iter().map(|n| n.db().name()).collect();
+            let backend = if config.database_url(ServiceDb::Inventory).starts_with("postgres") { "Postgres" } else { "SQLite" };
+            step(&options, &format!("services migrated and serving: {} ({backend})", names.join(", ")));
         }
 
         let worker_names: Vec<WorkerName> = match options.role {
@@ -172,16 +196,21 @@ impl Platform {
                 audit,
                 consumer_infos: Default::default(),
             };
+            let count = worker_names.len();
             for name in worker_names {
                 chorus_workers::consumer::start(name, workers.clone(), &shutdown)
                     .await
                     .map_err(|e| ChorusError::Service { service: "workers", message: format!("{name}: {e}") })?;
             }
+            step(&options, &format!("{count} workers pulling from their consumers"));
         }
 
         // Before the gateway listens: a healthy gateway serves the demo products.
         if options.role == Role::All && options.seed_demo {
-            seed::seed_if_empty(&services).await?;
+            let seeded = seed::seed_if_empty(&services).await?;
+            if seeded > 0 {
+                step(&options, &format!("seeded {seeded} demo products (an empty catalogue)"));
+            }
         }
         let gateway_addr = match options.role {
             Role::All | Role::Gateway => {

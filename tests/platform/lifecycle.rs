@@ -144,6 +144,10 @@ async fn chorus_up_keeps_its_state_and_never_leaves_nats_behind() {
     })
     .await;
     assert!(printed, "{:?}", first.seen);
+    // A first start says what it does before the addresses.
+    for step in ["Starting Chorus (first start: creating", "nats-server started with JetStream", "services migrated and serving", "seeded 5 demo products"] {
+        assert!(first.seen.iter().any(|l| l.contains(step)), "no `{step}` in {:?}", first.seen);
+    }
     let products = gql(&http, &addr, "{ products { id name stock } }").await;
     let espresso = products["data"]["products"][0].clone();
     assert_eq!(espresso["name"], "Espresso beans 1 kg", "{products}");
@@ -169,6 +173,8 @@ async fn chorus_up_keeps_its_state_and_never_leaves_nats_behind() {
 
     // NATS: the services answer $SRV.PING and the stream is as DESIGN §2 says.
     let nats_url = second.line_value("NATS:").expect("NATS URL printed");
+    assert!(second.seen.iter().any(|l| l.starts_with("Starting Chorus (data in")), "{:?}", second.seen);
+    assert!(!second.seen.iter().any(|l| l.contains("seeded")), "seeded twice: {:?}", second.seen);
     let client = async_nats::connect(&nats_url).await.expect("connect");
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(inbox.clone()).await.expect("subscribe");

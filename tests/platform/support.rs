@@ -187,7 +187,7 @@ pub async fn launch(
     vars.push(("CHORUS_SERVICE_TIMEOUT".into(), "1s".into()));
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from_vars(vars).expect("valid test config");
-    Platform::start(&config, Options { role: Role::All, seed_demo, except_workers }).await.expect("platform starts")
+    Platform::start(&config, Options { role: Role::All, seed_demo, except_workers, say_steps: false }).await.expect("platform starts")
 }
 
 /// The platform, started in-process on a free port, with its own NATS and
