@@ -21,33 +21,43 @@ const PING_WINDOW: Duration = Duration::from_millis(300);
 pub struct Platform {
     /// The NATS server's version.
     pub nats_version: String,
+    /// The event stream.
     pub stream: StreamStatus,
     /// Each service and how many replicas answered a ping.
     pub services: Vec<ServiceStatus>,
     /// Each durable consumer (the workers'), with its backlog.
     pub consumers: Vec<ConsumerStatus>,
+    /// The orchestrated sagas and the orchestrator's outbox.
     pub sagas: SagaStatus,
     /// What needs an operator, in words; empty when all is well.
     pub problems: Vec<String>,
 }
 
+/// The event stream, as JetStream reports it.
 #[derive(SimpleObject, Debug)]
 pub struct StreamStatus {
+    /// `CHECKOUT_EVENTS`.
     pub name: String,
     /// Events stored.
     pub messages: i64,
+    /// Their size on the server.
     pub bytes: i64,
+    /// The oldest event's sequence.
     pub first_sequence: i64,
+    /// The newest event's sequence.
     pub last_sequence: i64,
 }
 
+/// One service (catalogue, inventory, orders, orchestrator).
 #[derive(SimpleObject, Debug)]
 pub struct ServiceStatus {
+    /// Its name on the NATS service API.
     pub name: String,
     /// Replicas that answered `$SRV.PING` within 300 ms.
     pub replicas: i32,
 }
 
+/// One durable consumer of the event stream (a worker's).
 #[derive(SimpleObject, Debug)]
 pub struct ConsumerStatus {
     /// The durable name (`choreo-…`).
@@ -63,6 +73,7 @@ pub struct ConsumerStatus {
     pub waiting: i64,
 }
 
+/// The orchestrated sagas, as the orchestrator reports them.
 #[derive(SimpleObject, Debug)]
 pub struct SagaStatus {
     /// Orchestrated sagas not terminal and not moved for longer than the
