@@ -138,11 +138,29 @@ async function shop(context) {
     if (outcome.failed) fail(`${button} checkout FAILED: ${outcome.failed.join(", ")}`);
     log(`${button}: ${outcome.checkout} SUCCEEDED; events: ${outcome.events.join(" | ")}`);
 
+    // The pattern's steps filled in live: its last step is done, and none
+    // is a compensation on a checkout that succeeded.
+    const steps = await page.evaluate((pattern) => ({
+      done: [...document.querySelectorAll(`#steps-${pattern} li.done`)].map((li) => li.textContent),
+      compensation: [...document.querySelectorAll(`#steps-${pattern} li.compensation, #steps-${pattern} li.failed`)].map((li) => li.textContent),
+      todo: [...document.querySelectorAll(`#steps-${pattern} li:not(.done)`)].map((li) => li.textContent),
+    }), button);
+    const final = button === "orchestrated" ? "COMPLETED" : "CheckoutSucceeded";
+    if (!steps.done.includes(final) || steps.compensation.length || steps.todo.length) {
+      fail(`${button}: the saga view shows ${JSON.stringify(steps)}`);
+    }
+    log(`${button}: saga view shows ${steps.done.length} steps done`);
+
     // The subscription completed and the table was reloaded: one unit fewer.
     stock -= 1;
     await expectText(stockCell, String(stock), `${button}: the table never showed ${stock} in stock`);
     log(`${button}: the table now shows ${stock} in stock`);
   }
+  // Both checkouts are listed from the read model, succeeded.
+  await page.waitForFunction(() => [...document.querySelectorAll("#recent tr")]
+    .filter((tr) => tr.textContent.includes("SUCCEEDED")).length >= 2, null, { timeout: SETTLE })
+    .catch(async () => fail(`the read model list shows: ${await page.locator("#recent").textContent()}`));
+  log("app lists both checkouts from the read model");
   await shot(page, "app");
   await page.close();
 }
