@@ -32,12 +32,6 @@ impl EventType {
     }
 }
 
-impl PartialEq<&str> for EventType {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,9 +70,6 @@ impl SagaState {
     /// The states nothing follows.
     pub const TERMINAL: [SagaState; 3] = [SagaState::Completed, SagaState::Cancelled, SagaState::CompensationFailed];
 
-    /// Every state, in the order of the diagram.
-    pub const ALL: &'static [SagaState] = <SagaState as VariantArray>::VARIANTS;
-
     /// The next state after `event`, or why that move is illegal.
     pub fn decide(self, event: SagaEvent) -> Result<SagaState, IllegalTransition> {
         use SagaEvent::*;
@@ -145,10 +142,6 @@ impl SagaState {
     /// The name stored and shown (`STOCK_RESERVED`, …).
     pub fn as_str(self) -> &'static str {
         self.into()
-    }
-
-    pub fn parse(raw: &str) -> Option<SagaState> {
-        raw.parse().ok()
     }
 }
 
@@ -238,7 +231,7 @@ mod tests {
 
     #[test]
     fn follow_ons_are_legal_and_never_end_a_saga() {
-        for &state in SagaState::ALL {
+        for &state in SagaState::VARIANTS {
             if let Some(event) = state.follow_on() {
                 let next = state.decide(event).expect("a follow-on is a legal move");
                 assert!(!next.is_terminal() && next.follow_on().is_none(), "{state} → {next}");
@@ -248,8 +241,8 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for &state in SagaState::ALL {
-            assert_eq!(SagaState::parse(state.as_str()), Some(state));
+        for &state in SagaState::VARIANTS {
+            assert_eq!(state.as_str().parse::<SagaState>(), Ok(state));
             let json = serde_json::to_string(&state).expect("json");
             assert_eq!(json, format!("\"{}\"", state.as_str()));
         }
