@@ -5,7 +5,9 @@
 # a failure mix (20% of checkouts compensate), both styles at 32 clients on
 # a three-node JetStream cluster (everything at R3) on SQLite and Postgres
 # with the time from a leader kill to the next success (`chorus chaos`),
-# then `chorus bench events` with 1M events stored.
+# then `chorus bench events` with 1M events stored. The charts of the
+# SQLite run at 32 clients (compensation timing: of the failure mix) go to
+# benchmarks/*.svg, which BENCHMARKS.md embeds.
 #
 #   scripts/benchmarks.sh            # about 4 minutes after the build
 #   DURATION=30 scripts/benchmarks.sh
@@ -27,10 +29,13 @@ bench() { # $1: label, $2: clients, then env assignments, then bench flags
     --json "$work/$label-$clients.json" --markdown "$work/$label-$clients.md" > /dev/null
 }
 
-for clients in 1 32; do bench sqlite "$clients"; done
+bench sqlite 1
+bench sqlite 32 "--charts=$work/charts"
 # What power-loss safety costs: every commit fsynced, both stores.
 bench durable 32 --durable
-"$chorus" bench --pattern both --clients 4 --duration "$duration" --fail-rate 0.2 --json "$work/fail.json" > /dev/null
+"$chorus" bench --pattern both --clients 4 --duration "$duration" --fail-rate 0.2 --json "$work/fail.json" --charts "$work/fail-charts" > /dev/null
+mkdir -p benchmarks
+cp "$work"/charts/{latency,throughput,percentiles,cost,stock}.svg "$work/fail-charts/compensation.svg" benchmarks/
 # Where the NATS messages of a checkout go (a subscriber on `>`).
 "$chorus" bench --pattern both --clients 4 --checkouts 300 --breakdown --json "$work/breakdown.json" > /dev/null
 dbs=()
@@ -88,6 +93,11 @@ for b in ("sqlite", "postgres"):
     for c in (1, 32):
         for p in ("orchestrated", "choreographed"):
             print(row(b, c, p))
+print("\nThe SQLite run at 32 clients, as `chorus bench --html` draws it (compensation timing from the failure mix below):\n")
+charts = [("latency", "Latency distribution"), ("throughput", "Throughput over the run"), ("percentiles", "Latency percentiles"),
+          ("cost", "Cost per checkout"), ("compensation", "Compensation timing"), ("stock", "Stock check")]
+for name, title in charts:
+    print(f"![{title}](benchmarks/{name}.svg)")
 fail = json.load(open(f"{work}/fail.json"))
 ok = all(r["stock_conserved"] for r in runs.values()) and fail["stock_conserved"]
 print(f"\nStock conserved in every run: {'yes' if ok else 'NO'}.\n")

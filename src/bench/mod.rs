@@ -8,9 +8,11 @@
 //! `allCheckoutEvents` subscription opened before the run.
 
 pub mod breakdown;
+pub mod charts;
 pub mod client;
 mod cpu;
 pub mod events;
+pub mod html;
 mod own;
 pub mod report;
 
@@ -77,6 +79,14 @@ pub struct BenchArgs {
     /// Write the Markdown table here.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page here: charts of
+    /// latency, throughput, cost, compensation and stock, and the two
+    /// styles compared.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Also write each chart as `<name>.svg` into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub charts: Option<PathBuf>,
     /// NATS nodes of the self-started platform: 1 (the server `chorus up`
     /// starts) or 3 (a JetStream cluster on loopback, everything at R3).
     #[arg(long = "nats-cluster", default_value_t = 1)]
@@ -170,6 +180,18 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
         let json = serde_json::to_string_pretty(&report).map_err(|e| ChorusError::Bench(e.to_string()))?;
         write(path, &json)?;
     }
+    if args.html.is_some() || args.charts.is_some() {
+        let charts = charts::all(&report)?;
+        if let Some(path) = &args.html {
+            write(path, &html::page(&report, &charts))?;
+        }
+        if let Some(dir) = &args.charts {
+            std::fs::create_dir_all(dir).map_err(ChorusError::Output)?;
+            for chart in &charts {
+                write(&dir.join(format!("{}.svg", chart.id)), &chart.svg)?;
+            }
+        }
+    }
     if let Some(own) = own {
         own.stop().await;
     }
@@ -198,6 +220,8 @@ async fn set_order_fault(api: &Api, rate: f64) -> Result<(), ChorusError> {
 struct ClientRun {
     latency: Histogram<u64>,
     ended: Vec<(Uuid, Outcome)>,
+    /// When each ended, from the start of the run (the throughput chart).
+    ends: Vec<Duration>,
     errors: u64,
     first_error: Option<String>,
 }
@@ -241,7 +265,7 @@ async fn run_pattern(
         let (limit, choreographed) = (args.checkouts, pattern == "choreographed");
         tasks.push(tokio::spawn(async move {
             let client = Uuid::new_v4();
-            let mut run = ClientRun { latency: report::histogram(), ended: Vec::new(), errors: 0, first_error: None };
+            let mut run = ClientRun { latency: report::histogram(), ended: Vec::new(), ends: Vec::new(), errors: 0, first_error: None };
             loop {
                 let more = match limit {
                     Some(n) => issued.fetch_add(1, Ordering::Relaxed) < n,
@@ -261,6 +285,7 @@ async fn run_pattern(
                     Ok((id, latency, outcome)) => {
                         report::record(&mut run.latency, latency);
                         run.ended.push((id, outcome));
+                        run.ends.push((sent + latency).saturating_duration_since(started));
                     }
                     Err(e) => {
                         run.errors += 1;
@@ -285,11 +310,13 @@ async fn run_pattern(
     });
     let mut latency = report::histogram();
     let mut ended = Vec::new();
+    let mut ends = Vec::new();
     let (mut errors, mut first_error) = (0, None);
     for task in tasks {
         let run = task.await.map_err(|e| ChorusError::Bench(format!("a bench client failed: {e}")))?;
         latency.add(&run.latency).map_err(|e| ChorusError::Bench(e.to_string()))?;
         ended.extend(run.ended);
+        ends.extend(run.ends);
         errors += run.errors;
         first_error = first_error.or(run.first_error);
     }
@@ -360,6 +387,9 @@ async fn run_pattern(
         db_statements,
         cpu_by_thread,
         by_subject,
+        latency_cdf: report::cdf(&latency),
+        // About forty points whatever the length of the run.
+        timeline: report::timeline(&ends, elapsed, (elapsed / 40).max(Duration::from_millis(100))),
     };
     Ok((run, checks))
 }

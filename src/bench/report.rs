@@ -64,6 +64,14 @@ pub struct Run {
     /// `--breakdown`: messages per checkout by subject shape, most first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by_subject: Option<Vec<SubjectCost>>,
+    /// The latency distribution: `[ms, share of checkouts at or below it]`,
+    /// for the report's chart (empty in reports written before it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_cdf: Vec<[f64; 2]>,
+    /// Checkouts ended per second over the run, as `[seconds from the
+    /// start, checkouts/s in the bucket ending there]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<[f64; 2]>,
 }
 
 /// Messages per checkout on one subject shape (`checkout.*.StockReserved`).
@@ -109,6 +117,32 @@ impl Latency {
             max: ms(h.max()),
         }
     }
+}
+
+/// `[ms, share]` points of `h`'s cumulative distribution: every percent,
+/// then the tail at finer steps (where the patterns differ most).
+pub fn cdf(h: &Histogram<u64>) -> Vec<[f64; 2]> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let quantiles = (0..100).map(|p| f64::from(p) / 100.0).chain([0.995, 0.999, 1.0]);
+    quantiles.map(|q| [h.value_at_quantile(q) as f64 / 1000.0, q]).collect()
+}
+
+/// Checkouts per second in whole buckets of `width` over `span`, from
+/// each checkout's end (time since the run began). The partial bucket at
+/// the end (the last clients finishing) is left out: it would read as a
+/// drop in throughput that did not happen.
+pub fn timeline(ends: &[Duration], span: Duration, width: Duration) -> Vec<[f64; 2]> {
+    let width_s = width.as_secs_f64().max(1e-3);
+    let buckets = (span.as_secs_f64() / width_s).floor().max(1.0) as usize;
+    let mut counts = vec![0u64; buckets];
+    for end in ends {
+        if let Some(n) = counts.get_mut((end.as_secs_f64() / width_s) as usize) {
+            *n += 1;
+        }
+    }
+    counts.iter().enumerate().map(|(i, &n)| [((i + 1) as f64 * width_s * 1000.0).round() / 1000.0, n as f64 / width_s]).collect()
 }
 
 /// A histogram of latencies, 1 µs to 10 min, 3 significant figures.
@@ -290,6 +324,8 @@ mod tests {
             db_statements: None,
             cpu_by_thread: None,
             by_subject: None,
+            latency_cdf: Vec::new(),
+            timeline: Vec::new(),
         }
     }
 
@@ -349,5 +385,16 @@ mod tests {
         assert!((l.p50 - 50.0).abs() < 0.1, "{l:?}");
         assert!((l.p99 - 99.0).abs() < 0.1, "{l:?}");
         assert!((l.max - 100.0).abs() < 0.1, "{l:?}");
+        let cdf = cdf(&h);
+        assert_eq!(cdf.first().map(|p| p[1]), Some(0.0));
+        assert_eq!(cdf.last().map(|p| p[1]), Some(1.0));
+        assert!(cdf.windows(2).all(|w| w[0][0] <= w[1][0] && w[0][1] < w[1][1]), "{cdf:?}");
+    }
+
+    #[test]
+    fn the_timeline_counts_each_end_in_its_whole_bucket() {
+        let ends: Vec<Duration> = [0.1, 0.2, 0.6, 1.4, 5.0].iter().map(|&s| Duration::from_secs_f64(s)).collect();
+        let t = timeline(&ends, Duration::from_millis(2200), Duration::from_millis(500));
+        assert_eq!(t, vec![[0.5, 4.0], [1.0, 2.0], [1.5, 2.0], [2.0, 0.0]]);
     }
 }

@@ -76,3 +76,42 @@ async fn graphiql_and_the_example_app_check_out_in_chromium() {
     assert_eq!((l.available, l.reserved, l.sold), (8, 0, 2), "{l:?}");
     app.stop().await;
 }
+
+/// `chorus bench --html` on its own platform, with failures so that every
+/// chart has something to draw, then `tests/browser/report.mjs` opens the
+/// page offline in Chromium and checks each chart rendered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_report_page_draws_every_chart_in_chromium() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if skip_browser(&dir) {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let (html, charts) = (work.path().join("report.html"), work.path().join("charts"));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["bench", "--pattern", "both", "--checkouts", "16", "--clients", "2", "--fail-rate", "0.5"])
+        .arg("--html")
+        .arg(&html)
+        .arg("--charts")
+        .arg(&charts)
+        .env_remove("NATS_URL")
+        .env("CHORUS_DATA_DIR", work.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("chorus bench runs");
+    assert!(out.status.success(), "bench failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // The same charts as files, for BENCHMARKS.md to embed.
+    for chart in ["latency", "throughput", "percentiles", "cost", "compensation", "stock"] {
+        let svg = std::fs::read_to_string(charts.join(format!("{chart}.svg"))).unwrap_or_default();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{chart}.svg is not an SVG: {svg:.200}");
+    }
+
+    let shots = tempfile::tempdir().expect("screenshot dir");
+    let env = [("CHROMIUM", chromium().into()), ("SCREENSHOTS", shots.path().as_os_str().to_owned())];
+    let output = node(&dir.join("report.mjs"), &[html.display().to_string()], &env, SCRIPT_LIMIT).await;
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "report.mjs failed ({}):\n{report}", output.status);
+    let png = std::fs::read(shots.path().join("report.png")).unwrap_or_default();
+    assert!(png.starts_with(b"\x89PNG"), "no screenshot of the report:\n{report}");
+}
