@@ -13,6 +13,8 @@
 pub mod bench;
 pub mod chaos;
 pub mod cli;
+pub mod client;
+pub mod cluster;
 mod error;
 pub mod platform;
 pub mod seed;

@@ -7,7 +7,7 @@ use std::{io::Write, process::ExitCode};
 
 use serde_json::{Value, json};
 
-use crate::{ChorusError, bench::client::Api};
+use crate::{ChorusError, client::Api};
 
 const QUERY: &str = "{ platform {
     natsVersion

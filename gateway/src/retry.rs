@@ -10,24 +10,22 @@ use chorus_runtime::trace::TraceParent;
 
 use crate::{GatewayError, GatewayState};
 
-/// How long one ask of the orchestrator for a keyed checkout may go
-/// unanswered before it is asked again.
-const ASK_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// A replica that dies mid-saga never answers. Asking again is safe (the
 /// checkout id and any idempotency key name the same saga, which another
 /// replica takes over), so a checkout is asked in slices instead of waiting
-/// out the whole limit on a dead replica (found by `chorus chaos`).
+/// out the whole limit on a dead replica (found by `chorus chaos`); each
+/// slice is the saga lease ([`crate::limits::Limits::ask_again_after`]).
 pub(crate) async fn ask_again_until_answered(
     state: &GatewayState,
     request: &StartCheckout,
 ) -> Result<Saga, ServiceError> {
+    let ask_again_after = state.limits.ask_again_after;
     let deadline = std::time::Instant::now() + state.checkouts.timeout();
-    let slice = state.checkouts.with_timeout(ASK_AGAIN_AFTER);
+    let slice = state.checkouts.with_timeout(ask_again_after);
     loop {
         match slice.call(request).await {
             Err(ServiceError::Timeout(_) | ServiceError::Unavailable(_))
-                if std::time::Instant::now() + ASK_AGAIN_AFTER < deadline =>
+                if std::time::Instant::now() + ask_again_after < deadline =>
             {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }

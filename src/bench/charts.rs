@@ -60,10 +60,10 @@ fn colour(pattern: &str) -> RGBColor {
 }
 
 /// The share of checkouts that ended within x ms: both patterns' curves,
-/// cut at the larger P99.9 so that one slow outlier does not flatten them.
+/// cut at one and a half times the larger P99 so that a few slow outliers
+/// (a killed replica's checkouts) do not flatten them.
 fn latency(area: &Area, runs: &[Run]) -> Result<(), DrawError> {
-    let tail = |r: &Run| r.latency_cdf.iter().rev().find(|p| p[1] <= 0.999).map_or(r.latency_ms.max, |p| p[0]);
-    let x_max = runs.iter().map(tail).fold(1.0, f64::max) * 1.05;
+    let x_max = runs.iter().map(|r| r.latency_ms.p99).fold(1.0, f64::max) * 1.5;
     let mut chart = ChartBuilder::on(area)
         .margin(12)
         .x_label_area_size(40)
@@ -91,12 +91,20 @@ fn throughput(area: &Area, runs: &[Run]) -> Result<(), DrawError> {
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
     chart.configure_mesh().x_desc("seconds into the run").y_desc("checkouts/s").label_style((FONT, 13)).draw()?;
-    for run in runs {
+    for (i, run) in runs.iter().enumerate() {
         let c = colour(&run.pattern);
         chart
             .draw_series(LineSeries::new(run.timeline.iter().map(|p| (p[0], p[1])), c.stroke_width(2)))?
             .label(format!("{} ({:.0}/s over the run)", run.pattern, run.throughput_per_s))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        // `--crash`: where the replica died, in the pattern's colour.
+        if let Some(crash) = &run.crash {
+            let at = crash.at_s;
+            chart.draw_series(DashedLineSeries::new([(at, 0.0), (at, y_max)], 6, 4, COMPENSATION.stroke_width(2)))?;
+            let style = TextStyle::from((FONT, 12).into_font()).color(&c);
+            let y = y_max * (0.95 - 0.07 * i as f64);
+            chart.draw_series([Text::new(format!(" {} killed", crash.killed), (at, y), style)])?;
+        }
     }
     legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
@@ -120,9 +128,22 @@ fn cost(area: &Area, runs: &[Run]) -> Result<(), DrawError> {
         ("database statements", |r| r.db_statements.as_ref().map(|s| s.values().sum())),
     ];
     for (panel, (name, figure)) in area.split_evenly((2, 2)).iter().zip(figures) {
+        if runs.iter().all(|r| figure(r).is_none()) {
+            note(panel, &format!("{name}: measured only on the bench's own `chorus up`"))?;
+            continue;
+        }
         let series: Vec<_> = runs.iter().map(|r| (r.pattern.as_str(), colour(&r.pattern), vec![figure(r)])).collect();
         bars(panel, "per checkout", &[name], &series, None)?;
     }
+    Ok(())
+}
+
+/// A line of grey text in the middle of `area`, where a chart has nothing to draw.
+fn note(area: &Area, text: &str) -> Result<(), DrawError> {
+    let style = TextStyle::from((FONT, 14).into_font()).color(&GREY).pos(Pos::new(HPos::Center, VPos::Center));
+    let (w, h) = area.dim_in_pixel();
+    let middle = (i32::try_from(w / 2).unwrap_or(0), i32::try_from(h / 2).unwrap_or(0));
+    area.draw(&Text::new(text, middle, style))?;
     Ok(())
 }
 
@@ -130,11 +151,7 @@ fn cost(area: &Area, runs: &[Run]) -> Result<(), DrawError> {
 /// the run had failures (`--fail-rate`); otherwise says so.
 fn compensation(area: &Area, runs: &[Run]) -> Result<(), DrawError> {
     if runs.iter().all(|r| r.stock_freed_ms.is_none()) {
-        let style = TextStyle::from((FONT, 16).into_font()).color(&GREY).pos(Pos::new(HPos::Center, VPos::Center));
-        let (w, h) = area.dim_in_pixel();
-        let middle = (i32::try_from(w / 2).unwrap_or(0), i32::try_from(h / 2).unwrap_or(0));
-        area.draw(&Text::new("No checkout failed in this run: run with --fail-rate 0.2 to time compensation", middle, style))?;
-        return Ok(());
+        return note(area, "No checkout failed in this run: run with --fail-rate 0.2 to time compensation");
     }
     let series: Vec<_> = runs
         .iter()

@@ -120,6 +120,14 @@ pub fn comparison(report: &Report) -> Vec<String> {
             if report.stock_conserved { "yes" } else { "NO" }
         )
     });
+    if o.crash.is_some() || c.crash.is_some() {
+        let told: Vec<String> = [o, c].iter().filter_map(|r| r.crash.as_ref().map(|k| escape(&k.describe(&r.pattern)))).collect();
+        lines.push(format!(
+            "<b>Recovery.</b> {}. An orchestrator's sagas wait for their lease to lapse before another replica takes them over; a \
+             worker's events wait for their ack wait before another replica gets them: neither loses a checkout, both make some wait.",
+            told.join("; ")
+        ));
+    }
     lines.push(
         "<b>Coupling.</b> Orchestrated: one orchestrator knows every step and calls each service; its saga log says where any \
          checkout is and why, and compensation is one place's code, at the price of its database writes on every step and a \

@@ -9,7 +9,7 @@
 
 pub mod breakdown;
 pub mod charts;
-pub mod client;
+pub mod crash;
 mod cpu;
 pub mod events;
 pub mod html;
@@ -33,7 +33,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::ChorusError;
-use client::{Api, Feed, Outcome};
+use crate::client::{Api, Feed, Outcome};
 use own::OwnPlatform;
 use report::{Report, Run, StockCheck};
 
@@ -99,6 +99,12 @@ pub struct BenchArgs {
     /// bench's own nats-server) and print messages per checkout by subject.
     #[arg(long)]
     pub breakdown: bool,
+    /// Kill one replica mid-run (SIGKILL), on a platform of separate
+    /// processes: an orchestrator (orchestrated), an order-creation worker
+    /// (choreographed); the report says how many checkouts waited and when
+    /// the last of them ended.
+    #[arg(long)]
+    pub crash: bool,
     /// Bearer token (an admin's) for a gateway with auth.
     #[arg(long, env = "CHORUS_BENCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -126,17 +132,24 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
     if args.breakdown && (args.url.is_some() || args.nats_cluster != 1) {
         return Err(ChorusError::Usage("--breakdown counts on the bench's own single nats-server: no --url, no --nats-cluster".into()));
     }
+    if args.crash && (args.url.is_some() || args.nats_cluster != 1 || args.durable || args.breakdown) {
+        return Err(ChorusError::Usage("--crash runs its own platform of separate processes: no --url, --nats-cluster, --durable or --breakdown".into()));
+    }
     if args.checkouts.is_none() && !(args.duration > 0.0 && args.duration.is_finite()) {
         return Err(ChorusError::Usage(format!("--duration must be a positive number of seconds, not {}", args.duration)));
     }
-    let own = match &args.url {
-        Some(_) => None,
-        None => Some(OwnPlatform::start(config, args.nats_cluster, args.durable).await?),
+    let mut processes = if args.crash { Some(crash::platform(config).await?) } else { None };
+    let own = match (&args.url, &processes) {
+        (None, None) => Some(OwnPlatform::start(config, args.nats_cluster, args.durable).await?),
+        _ => None,
     };
-    let (base, target) = match (&args.url, &own) {
-        (Some(url), _) => (url.clone(), url.clone()),
-        (None, Some(own)) => (own.url.clone(), format!("a self-started `chorus up` ({})", own.backend)),
-        (None, None) => unreachable!("one of them is set"),
+    let (base, target) = match (&args.url, &own, &processes) {
+        (Some(url), _, _) => (url.clone(), url.clone()),
+        (None, Some(own), _) => (own.url.clone(), format!("a self-started `chorus up` ({})", own.backend)),
+        (None, None, Some(p)) => {
+            (p.api.base().to_owned(), "every role its own process, two orchestrators and two order-creation workers (`--crash`)".to_owned())
+        }
+        (None, None, None) => unreachable!("one of them is set"),
     };
     let api = Api::new(&base, args.token.clone())?;
     api.wait_healthy(Duration::from_secs(60)).await?;
@@ -154,7 +167,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
     let mut stock = Vec::new();
     let mut outcome = Ok(());
     for pattern in patterns {
-        match run_pattern(pattern, &args, &api, &feed, own.as_ref()).await {
+        match run_pattern(pattern, &args, &api, &feed, own.as_ref(), processes.as_mut()).await {
             Ok((run, checks)) => {
                 runs.push(run);
                 stock.extend(checks);
@@ -170,7 +183,11 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
     }
     outcome?;
     let mut report = Report::new(runs, stock, target, args.fail_rate);
-    report.durability = own.as_ref().map(OwnPlatform::durability);
+    report.durability = match (&own, &processes) {
+        (Some(own), _) => Some(own.durability()),
+        (None, Some(_)) => Some(own::durability(own::backend(config), false, false)),
+        (None, None) => None,
+    };
     let markdown = report.markdown();
     println!("{markdown}");
     if let Some(path) = &args.markdown {
@@ -194,6 +211,9 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
     }
     if let Some(own) = own {
         own.stop().await;
+    }
+    if let Some(processes) = processes {
+        processes.stop();
     }
     if report.stock_conserved { Ok(()) } else { Err(ChorusError::Bench("stock was not conserved".into())) }
 }
@@ -220,8 +240,9 @@ async fn set_order_fault(api: &Api, rate: f64) -> Result<(), ChorusError> {
 struct ClientRun {
     latency: Histogram<u64>,
     ended: Vec<(Uuid, Outcome)>,
-    /// When each ended, from the start of the run (the throughput chart).
-    ends: Vec<Duration>,
+    /// When each was sent and ended, from the start of the run (the
+    /// throughput chart, `--crash`).
+    spans: Vec<(Duration, Duration)>,
     errors: u64,
     first_error: Option<String>,
 }
@@ -232,6 +253,7 @@ async fn run_pattern(
     api: &Api,
     feed: &Feed,
     own: Option<&OwnPlatform>,
+    processes: Option<&mut crate::cluster::Cluster>,
 ) -> Result<(Run, Vec<StockCheck>), ChorusError> {
     let mut products = Vec::new();
     for i in 0..args.items {
@@ -265,7 +287,7 @@ async fn run_pattern(
         let (limit, choreographed) = (args.checkouts, pattern == "choreographed");
         tasks.push(tokio::spawn(async move {
             let client = Uuid::new_v4();
-            let mut run = ClientRun { latency: report::histogram(), ended: Vec::new(), ends: Vec::new(), errors: 0, first_error: None };
+            let mut run = ClientRun { latency: report::histogram(), ended: Vec::new(), spans: Vec::new(), errors: 0, first_error: None };
             loop {
                 let more = match limit {
                     Some(n) => issued.fetch_add(1, Ordering::Relaxed) < n,
@@ -285,7 +307,8 @@ async fn run_pattern(
                     Ok((id, latency, outcome)) => {
                         report::record(&mut run.latency, latency);
                         run.ended.push((id, outcome));
-                        run.ends.push((sent + latency).saturating_duration_since(started));
+                        let since = |at: Instant| at.saturating_duration_since(started);
+                        run.spans.push((since(sent), since(sent + latency)));
                     }
                     Err(e) => {
                         run.errors += 1;
@@ -308,15 +331,31 @@ async fn run_pattern(
             }
         }
     });
+    // `--crash`: halfway through (in time, or in checkouts sent), one replica dies.
+    let killed = match processes {
+        Some(processes) => {
+            match args.checkouts {
+                Some(n) => {
+                    while progress.position() < n / 2 && !tasks.iter().all(|t| t.is_finished()) {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                None => tokio::time::sleep(Duration::from_secs_f64(args.duration / 2.0)).await,
+            }
+            processes.kill(crash::victim(pattern))?;
+            Some(started.elapsed())
+        }
+        None => None,
+    };
     let mut latency = report::histogram();
     let mut ended = Vec::new();
-    let mut ends = Vec::new();
+    let mut spans = Vec::new();
     let (mut errors, mut first_error) = (0, None);
     for task in tasks {
         let run = task.await.map_err(|e| ChorusError::Bench(format!("a bench client failed: {e}")))?;
         latency.add(&run.latency).map_err(|e| ChorusError::Bench(e.to_string()))?;
         ended.extend(run.ended);
-        ends.extend(run.ends);
+        spans.extend(run.spans);
         errors += run.errors;
         first_error = first_error.or(run.first_error);
     }
@@ -389,7 +428,8 @@ async fn run_pattern(
         by_subject,
         latency_cdf: report::cdf(&latency),
         // About forty points whatever the length of the run.
-        timeline: report::timeline(&ends, elapsed, (elapsed / 40).max(Duration::from_millis(100))),
+        timeline: report::timeline(&spans.iter().map(|s| s.1).collect::<Vec<_>>(), elapsed, (elapsed / 40).max(Duration::from_millis(100))),
+        crash: killed.map(|at| crash::Crash::measure(crash::victim(pattern), at, &spans)),
     };
     Ok((run, checks))
 }

@@ -6,7 +6,8 @@ use std::{process::Stdio, time::Duration};
 
 use chorus_runtime::{Config, config::ServiceDb, nats_server::free_port};
 
-use super::{client::Api, cpu, report};
+use super::{cpu, report};
+use crate::client::Api;
 use crate::ChorusError;
 
 /// `chorus up` in a temp dir, on its own embedded nats-server.
@@ -62,7 +63,7 @@ impl OwnPlatform {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| ChorusError::Bench(format!("cannot start `chorus up`: {e}")))?;
-        let backend = if config.database_url(ServiceDb::Inventory).starts_with("postgres") { "postgres" } else { "sqlite" };
+        let backend = backend(config);
         let own = OwnPlatform { child, url: format!("http://127.0.0.1:{port}"), backend, nats, server, dir, durable };
         let api = Api::new(&own.url, None)?;
         if let Err(e) = api.wait_healthy(Duration::from_secs(60)).await {
@@ -100,11 +101,7 @@ impl OwnPlatform {
 
     /// How its databases and JetStream write to disk, said beside the figures.
     pub(super) fn durability(&self) -> String {
-        let sqlite = if self.durable { "SQLite `synchronous=FULL`" } else { "SQLite `synchronous=NORMAL` (WAL)" };
-        let db = if self.backend == "postgres" { "Postgres (its `synchronous_commit`)" } else { sqlite };
-        let js = if self.durable { "JetStream `sync_interval: always`" } else { "JetStream's default sync interval (2 min)" };
-        let replicas = if self.nats.is_some() { ", three nodes at R3" } else { "" };
-        format!("{db}, {js}{replicas}")
+        durability(self.backend, self.durable, self.nats.is_some())
     }
 
     /// The single server's `in_msgs` and `out_msgs` (`/varz`).
@@ -148,4 +145,19 @@ impl NatsCounters {
             cpu_ms: round((later.cpu_s - self.cpu_s) * 1000.0 / n),
         })
     }
+}
+
+/// `postgres` or `sqlite`: what the inventory database (and so, with the
+/// usual variables, every other) is.
+pub(super) fn backend(config: &Config) -> &'static str {
+    if config.database_url(ServiceDb::Inventory).starts_with("postgres") { "postgres" } else { "sqlite" }
+}
+
+/// How a platform the bench started writes to disk, for the report.
+pub(super) fn durability(backend: &str, durable: bool, cluster: bool) -> String {
+    let sqlite = if durable { "SQLite `synchronous=FULL`" } else { "SQLite `synchronous=NORMAL` (WAL)" };
+    let db = if backend == "postgres" { "Postgres (its `synchronous_commit`)" } else { sqlite };
+    let js = if durable { "JetStream `sync_interval: always`" } else { "JetStream's default sync interval (2 min)" };
+    let replicas = if cluster { ", three nodes at R3" } else { "" };
+    format!("{db}, {js}{replicas}")
 }

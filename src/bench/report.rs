@@ -72,6 +72,9 @@ pub struct Run {
     /// start, checkouts/s in the bucket ending there]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<[f64; 2]>,
+    /// `--crash`: the process killed mid-run and what the clients saw of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash: Option<super::crash::Crash>,
 }
 
 /// Messages per checkout on one subject shape (`checkout.*.StockReserved`).
@@ -247,6 +250,11 @@ impl Report {
         }
         out.push('\n');
         for r in &self.runs {
+            if let Some(crash) = &r.crash {
+                out.push_str(&format!("Crash: {}.\n", crash.describe(&r.pattern)));
+            }
+        }
+        for r in &self.runs {
             let Some(per_db) = &r.db_statements else { continue };
             let total: f64 = per_db.values().sum();
             let each: Vec<String> = per_db.iter().map(|(db, n)| format!("{db} {n:.1}")).collect();
@@ -326,6 +334,7 @@ mod tests {
             by_subject: None,
             latency_cdf: Vec::new(),
             timeline: Vec::new(),
+            crash: None,
         }
     }
 

@@ -17,11 +17,8 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{
-    cluster::Cluster,
-    load::{Accepted, LoadLog, Pattern, Shelf},
-};
-use crate::{ChorusError, bench::client::Api};
+use super::load::{Accepted, LoadLog, Pattern, Shelf};
+use crate::{ChorusError, client::Api, cluster::Cluster};
 
 /// One invariant's verdict.
 #[derive(Clone, Debug, Serialize)]

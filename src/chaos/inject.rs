@@ -9,8 +9,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Scenario, cluster::Cluster};
-use crate::{ChorusError, bench::client::Api};
+use super::Scenario;
+use crate::{ChorusError, client::Api, cluster::Cluster};
 
 /// Breaks the platform the scenario's way for `duration`; returns when each
 /// fault struck.

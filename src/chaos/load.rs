@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::H
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::bench::client::Api;
+use crate::client::Api;
 
 /// How long a client keeps retrying one checkout before it counts it unanswered.
 const ANSWER_WITHIN: Duration = Duration::from_secs(90);

@@ -5,7 +5,6 @@
 //! quiescence and checks the invariants from outside ([`check`]).
 
 pub mod check;
-pub mod cluster;
 mod inject;
 pub mod load;
 
@@ -19,11 +18,10 @@ use uuid::Uuid;
 
 use self::{
     check::{Ends, Invariant},
-    cluster::Cluster,
     inject::inject,
     load::{Load, Shelf},
 };
-use crate::{ChorusError, bench::client::Api};
+use crate::{ChorusError, client::Api, cluster::Cluster};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]

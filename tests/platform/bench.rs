@@ -119,6 +119,7 @@ fn bad_arguments_are_refused_before_anything_starts() {
         (&["--duration", "5", "--checkouts", "10"][..], "cannot be used with"),
         (&["--breakdown", "--nats-cluster", "3"][..], "--breakdown counts on the bench's own single nats-server"),
         (&["--durable", "--url", "http://127.0.0.1:9"][..], "--durable applies to the bench's own platform"),
+        (&["--crash", "--url", "http://127.0.0.1:9"][..], "--crash runs its own platform of separate processes"),
     ] {
         let out = bench(args, dir.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -126,6 +127,31 @@ fn bad_arguments_are_refused_before_anything_starts() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     assert!(std::fs::read_dir(dir.path()).expect("dir").next().is_none(), "nothing was started or written");
+}
+
+/// `--crash`: a replica of each pattern killed halfway through, on a
+/// platform of separate processes. Nothing is lost: every checkout ends,
+/// and the report says how many were in flight, how many waited, and when
+/// the last of them ended.
+#[test]
+fn a_crash_run_kills_a_replica_of_each_pattern_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("report.json");
+    let out = bench(&["--crash", "--pattern", "both", "--checkouts", "80", "--clients", "4", "--json", json.to_str().expect("utf-8")], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).expect("json");
+    assert_eq!(report["stock_conserved"], true, "{report:#}");
+    for (run, killed) in report["runs"].as_array().expect("runs").iter().zip(["orchestrator-1", "order-creation"]) {
+        assert_eq!((run["checkouts"].as_u64(), run["errors"].as_u64()), (Some(80), Some(0)), "{run:#}");
+        assert_eq!(run["succeeded"], 80, "{run:#}");
+        let crash = &run["crash"];
+        assert_eq!(crash["killed"], killed, "{crash}");
+        let (in_flight, waited) = (crash["in_flight"].as_u64().expect("in_flight"), crash["waited"].as_u64().expect("waited"));
+        assert!(waited <= in_flight && in_flight <= 4, "{crash}");
+        assert!(crash["recovered_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{crash}");
+    }
+    assert!(stdout.contains("Crash: orchestrated: `orchestrator-1` killed at"), "{stdout}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The platform as separate processes on this machine, for the chaos suite:
+//! The platform as separate processes on this machine, for the chaos suite
+//! and `chorus bench --crash`:
 //! one nats-server or a cluster of them (their JetStream stores kept across
 //! restarts, every stream at R3 on a cluster), each service,
 //! two orchestrator replicas, each worker and the gateway as its own
@@ -19,7 +20,7 @@ use chorus_runtime::{
 use chorus_workers::WorkerName;
 use nix::{sys::signal::Signal, unistd::Pid};
 
-use crate::{ChorusError, bench::client::Api};
+use crate::{ChorusError, client::Api};
 
 fn chaos_err(message: impl std::fmt::Display) -> ChorusError {
     ChorusError::Chaos(message.to_string())
@@ -127,6 +128,13 @@ impl Cluster {
         die_with_parent(&mut command);
         proc.child = Some(command.spawn().map_err(|e| chaos_err(format!("cannot start {}: {e}", proc.name)))?);
         Ok(())
+    }
+
+    /// Starts one more process of a role (a second replica of a worker,
+    /// say) as `name`, with the same environment as the rest.
+    pub fn add(&mut self, name: &str, args: &[&str]) -> Result<(), ChorusError> {
+        self.procs.push(Proc { name: name.to_owned(), args: args.iter().map(|a| (*a).to_owned()).collect(), child: None });
+        self.spawn(self.procs.len() - 1)
     }
 
     /// SIGKILL: no graceful stop, no hand-back, nothing flushed.

@@ -1,6 +1,7 @@
-//! What `chorus bench` sees of the platform: the public GraphQL API over
-//! HTTP, and one `allCheckoutEvents` subscription over WebSocket that every
-//! client of the run shares.
+//! What `chorus bench`, `chorus chaos` and `chorus status` see of the
+//! platform: the public GraphQL API over HTTP, and (the bench's) one
+//! `allCheckoutEvents` subscription over WebSocket that every client of a
+//! run shares.
 
 use std::{
     collections::HashMap,
