@@ -26,15 +26,15 @@ fn bench(c: &mut Criterion) {
                 let checkout_id = Uuid::new_v4();
                 let request = Reserve {
                     idempotency_key: format!("{checkout_id}:reserve_stock"),
-                    checkout_id,
-                    items: Cart::parse(vec![CartLine { product_id: product, quantity: 1 }]).expect("cart"),
+                    checkout_id: checkout_id.into(),
+                    items: Cart::parse(vec![CartLine { product_id: product.into(), quantity: 1 }]).expect("cart"),
                 };
                 services.call(&request).await.expect("reserved");
             })
         });
         group.bench_function("catalogue.get (one product)", |b| {
             b.to_async(&rt).iter(|| async {
-                let found = services.call(&GetProducts { ids: vec![product], checkout_id: None }).await.expect("get");
+                let found = services.call(&GetProducts { ids: vec![product.into()], checkout_id: None }).await.expect("get");
                 assert_eq!(found.len(), 1);
             })
         });

@@ -122,7 +122,7 @@ async fn main() {
                 Some(id) if i % 2 == 0 => *id,
                 _ => Uuid::new_v4(),
             };
-            let event = Envelope::new(checkout, Pattern::Choreographed, EventPayload::StockReleased { reservation_id: Uuid::nil() });
+            let event = Envelope::new(checkout.into(), Pattern::Choreographed, EventPayload::StockReleased { reservation_id: Uuid::nil() });
             store.append(&event, None).await.expect("append");
         }
     });

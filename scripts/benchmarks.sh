@@ -36,6 +36,8 @@ bench durable 32 --durable
 "$chorus" bench --pattern both --clients 4 --duration "$duration" --fail-rate 0.2 --json "$work/fail.json" --charts "$work/fail-charts" > /dev/null
 mkdir -p benchmarks
 cp "$work"/charts/{latency,throughput,percentiles,cost,stock}.svg "$work/fail-charts/compensation.svg" benchmarks/
+# A replica of each pattern killed mid-run: the recovery figure.
+"$chorus" bench --pattern both --crash --clients 8 --duration "$duration" --json "$work/crash.json" > /dev/null
 # Where the NATS messages of a checkout go (a subscriber on `>`).
 "$chorus" bench --pattern both --clients 4 --checkouts 300 --breakdown --json "$work/breakdown.json" > /dev/null
 dbs=()
@@ -171,6 +173,18 @@ for b in ("sqlite", "postgres"):
     ms = lambda v: "–" if v is None else f"{v:,} ms"
     print(f"| {b} | {ch['faults_injected']} | {ch['accepted']} | {ch['lost']} | {ms(ch['recover_ms_median'])} | {ms(ch['recover_ms_max'])} "
           f"| {'all ' + str(len(ch['invariants'])) + ' hold' if ok else 'FAILED'} |")
+print()
+crash = json.load(open(f"{work}/crash.json"))
+print("## When a replica dies\n")
+print("```\nchorus bench --pattern both --crash --clients 8 --duration %s   # SQLite, every role its own process\n```\n" % duration)
+print("Halfway through each pattern's run one replica is SIGKILLed: an orchestrator (its sagas wait for their lease, 3 s here,")
+print("to lapse; the gateway then asks the other replica), an order-creation worker (its unacked events wait for their ack wait,")
+print("3 s here, and go to the other worker). \"Waited\": in flight at the kill and slower than the P99 before it.\n")
+print("| pattern | killed | in flight | waited | last of them ended after the kill | checkouts | errors | throughput |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for r in crash["runs"]:
+    k = r["crash"]
+    print(f"| {r['pattern']} | `{k['killed']}` | {k['in_flight']} | {k['waited']} | {k['recovered_ms']:,.0f} ms | {r['checkouts']} | {r['errors']} | {r['throughput_per_s']:.0f}/s |")
 print()
 print("## The event store\n")
 print("```\nchorus bench events --events %d\n```\n" % ev["events_stored"])

@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use chorus_event_store::{EventType, Projection};
 use strum::VariantArray;
 use chorus_workers::WorkerName;
-use uuid::Uuid;
 
 use crate::{
     bench::{BenchArgs, BenchMode},
@@ -47,7 +46,7 @@ pub enum Command {
     Events {
         /// Only this checkout's events (read by its subject, no scan).
         #[arg(long)]
-        checkout: Option<Uuid>,
+        checkout: Option<chorus_event_store::CheckoutId>,
         /// Only events of this type (CheckoutInitiated, StockReserved, …).
         #[arg(long = "type", value_parser = event_type)]
         event_type: Option<EventType>,
@@ -67,7 +66,7 @@ pub enum Command {
     Replay {
         /// Replay this checkout's events, in order.
         #[arg(long, conflicts_with = "rebuild")]
-        checkout: Option<Uuid>,
+        checkout: Option<chorus_event_store::CheckoutId>,
         /// Drop and rebuild a read model: checkouts, orders_by_client or all.
         #[arg(long, value_parser = ["checkouts", "orders_by_client", "all"])]
         rebuild: Option<String>,

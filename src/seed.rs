@@ -1,7 +1,7 @@
 //! Demo products, so that a first `chorus up` has something to sell.
 
 use chorus_contracts::{
-    ServiceClient, ServiceError,
+    ProductId, ServiceClient, ServiceError,
     catalogue::{CreateProduct, ListProducts},
     inventory::Restock,
 };
@@ -27,7 +27,7 @@ pub async fn seed_if_empty(services: &ServiceClient) -> Result<usize, ServiceErr
         return Ok(0);
     }
     for (name, price_cents, stock) in DEMO_PRODUCTS {
-        let id = demo_id(name);
+        let id = ProductId::from(demo_id(name));
         services.call(&CreateProduct { id, name: (*name).to_owned(), price_cents: *price_cents }).await?;
         services.call(&Restock { product_id: id, quantity: *stock }).await?;
     }

@@ -3,9 +3,8 @@
 
 use std::{io::Write, time::Instant};
 
-use chorus_event_store::{EventStore, EventType, Projection, Projections, RecordedEvent, event::micros_rfc3339, subjects};
+use chorus_event_store::{CheckoutId, EventStore, EventType, Projection, Projections, RecordedEvent, event::micros_rfc3339, subjects};
 use futures::StreamExt;
-use uuid::Uuid;
 
 use crate::ChorusError;
 
@@ -21,7 +20,7 @@ pub enum Format {
 /// What `chorus events` lists.
 #[derive(Clone, Debug)]
 pub struct EventsQuery {
-    pub checkout: Option<Uuid>,
+    pub checkout: Option<CheckoutId>,
     pub event_type: Option<EventType>,
     pub from: u64,
     pub limit: usize,
@@ -33,7 +32,7 @@ pub struct EventsQuery {
 #[derive(Clone, Debug)]
 pub enum Replay {
     /// One checkout's events, read by its subject (no scan).
-    Checkout(Uuid, Format),
+    Checkout(CheckoutId, Format),
     /// Drop and rebuild read models from the stream.
     Rebuild(Vec<Projection>),
     /// Read the whole stream from a sequence and report the rate.

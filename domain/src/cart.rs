@@ -5,12 +5,13 @@
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+
+use crate::ProductId;
 
 /// One line of a cart: a product and how many.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CartLine {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub quantity: u32,
 }
 
@@ -79,13 +80,13 @@ impl From<Cart> for Vec<CartLine> {
 mod tests {
     use super::*;
 
-    fn cart(lines: &[(Uuid, u32)]) -> Result<Cart, String> {
+    fn cart(lines: &[(ProductId, u32)]) -> Result<Cart, String> {
         Cart::parse(lines.iter().map(|&(product_id, quantity)| CartLine { product_id, quantity }).collect())
     }
 
     #[test]
     fn the_rules_of_a_cart() {
-        let p = Uuid::new_v4;
+        let p = ProductId::new_v4;
         assert!(cart(&[(p(), 1)]).is_ok());
         assert!(cart(&[(p(), 1000)]).is_ok());
         assert!(cart(&[]).expect_err("empty").contains("at least one"));
@@ -100,7 +101,7 @@ mod tests {
     #[test]
     fn a_body_with_a_bad_cart_does_not_decode() {
         assert!(serde_json::from_str::<Cart>("[]").is_err());
-        let id = Uuid::new_v4();
+        let id = ProductId::new_v4();
         let twice = format!(r#"[{{"product_id":"{id}","quantity":1}},{{"product_id":"{id}","quantity":2}}]"#);
         assert!(serde_json::from_str::<Cart>(&twice).expect_err("dup").to_string().contains("twice"));
         let good: Cart = serde_json::from_str(&format!(r#"[{{"product_id":"{id}","quantity":3}}]"#)).expect("decodes");
@@ -109,7 +110,7 @@ mod tests {
 
     #[test]
     fn the_same_lines_in_any_order_are_the_same_cart() {
-        let (a, b) = (CartLine { product_id: Uuid::new_v4(), quantity: 1 }, CartLine { product_id: Uuid::new_v4(), quantity: 2 });
+        let (a, b) = (CartLine { product_id: ProductId::new_v4(), quantity: 1 }, CartLine { product_id: ProductId::new_v4(), quantity: 2 });
         let cart = Cart::parse(vec![a, b]).expect("valid");
         assert!(cart.same_lines(&[b, a]));
         assert!(!cart.same_lines(&[a]));

@@ -10,11 +10,13 @@
 pub mod cart;
 pub mod checkout;
 pub mod event_type;
+pub mod id;
 pub mod key;
 pub mod saga;
 
 pub use cart::{Cart, CartLine};
 pub use checkout::{CheckoutStatus, Pattern};
 pub use event_type::EventType;
+pub use id::{CheckoutId, ClientId, ProductId};
 pub use key::IdempotencyKey;
 pub use saga::{IllegalTransition, SagaEvent, SagaState};

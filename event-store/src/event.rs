@@ -3,7 +3,7 @@
 //! On the wire (DESIGN §2) an event is
 //! `{"id","type","checkout_id","pattern","emitted_at","causation_id","payload":{...}}`.
 
-pub use chorus_domain::{CartLine, EventType, Pattern, SagaState};
+pub use chorus_domain::{CartLine, CheckoutId, ClientId, EventType, Pattern, ProductId, SagaState};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 /// One line of an order, with the price it was sold at.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub quantity: u32,
     pub unit_price_cents: i64,
 }
@@ -22,7 +22,7 @@ pub struct OrderLine {
 #[serde(tag = "type", content = "payload")]
 pub enum EventPayload {
     CheckoutInitiated {
-        client_id: Uuid,
+        client_id: ClientId,
         items: Vec<CartLine>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idempotency_key: Option<String>,
@@ -39,7 +39,7 @@ pub enum EventPayload {
         /// so that the order step need not read the history; absent from
         /// events stored before they were added: the history is read then.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        client_id: Option<Uuid>,
+        client_id: Option<ClientId>,
         #[serde(default, skip_serializing_if = "Option::is_none", with = "micros_rfc3339::option")]
         initiated_at: Option<OffsetDateTime>,
     },
@@ -49,7 +49,7 @@ pub enum EventPayload {
     },
     OrderCreated {
         order_id: Uuid,
-        client_id: Uuid,
+        client_id: ClientId,
         total_cents: i64,
         items: Vec<OrderLine>,
     },
@@ -67,7 +67,7 @@ pub enum EventPayload {
         /// the checkout's history (absent from events stored before it
         /// was added: the history is read then).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        client_id: Option<Uuid>,
+        client_id: Option<ClientId>,
     },
     CheckoutFailed {
         reason: String,
@@ -75,7 +75,7 @@ pub enum EventPayload {
         step: String,
         /// As in `CheckoutSucceeded`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        client_id: Option<Uuid>,
+        client_id: Option<ClientId>,
     },
     /// A move of the orchestrated saga's state machine.
     ///
@@ -150,7 +150,7 @@ impl EventPayload {
 pub struct Envelope {
     /// Unique; also the `Nats-Msg-Id`, so publishing it twice stores it once.
     pub id: Uuid,
-    pub checkout_id: Uuid,
+    pub checkout_id: CheckoutId,
     pub pattern: Pattern,
     #[serde(with = "micros_rfc3339")]
     pub emitted_at: OffsetDateTime,
@@ -162,7 +162,7 @@ pub struct Envelope {
 
 impl Envelope {
     /// A new event with a fresh id.
-    pub fn new(checkout_id: Uuid, pattern: Pattern, payload: EventPayload) -> Self {
+    pub fn new(checkout_id: CheckoutId, pattern: Pattern, payload: EventPayload) -> Self {
         Envelope {
             id: Uuid::now_v7(),
             checkout_id,
@@ -177,7 +177,7 @@ impl Envelope {
     /// worker that re-publishes after a crash produces the same id and the
     /// stream's dedupe drops the copy.
     pub fn with_derived_id(mut self, name: &str) -> Self {
-        self.id = Uuid::new_v5(&self.checkout_id, name.as_bytes());
+        self.id = Uuid::new_v5(&self.checkout_id.0, name.as_bytes());
         self
     }
 
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn the_wire_shape_is_the_contract() {
-        let checkout = Uuid::new_v4();
+        let checkout = CheckoutId::new_v4();
         let event = Envelope::new(
             checkout,
             Pattern::Choreographed,
@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn derived_ids_are_stable_per_checkout_and_name() {
-        let checkout = Uuid::new_v4();
+        let checkout = CheckoutId::new_v4();
         let a = Envelope::new(checkout, Pattern::Choreographed, EventPayload::StockReleased { reservation_id: Uuid::nil() });
         let b = a.clone();
         assert_eq!(a.with_derived_id("release").id, b.with_derived_id("release").id);
@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn the_type_field_is_the_event_type_name() {
         let sample = EventPayload::SagaTransitioned { from: None, to: SagaState::Pending, reason: None, via: Vec::new() };
-        let json = serde_json::to_value(Envelope::new(Uuid::nil(), Pattern::Orchestrated, sample.clone())).expect("json");
+        let json = serde_json::to_value(Envelope::new(CheckoutId::default(), Pattern::Orchestrated, sample.clone())).expect("json");
         assert_eq!(json["type"], sample.event_type().as_str());
     }
 

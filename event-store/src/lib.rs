@@ -21,6 +21,6 @@ pub mod store;
 pub mod subjects;
 
 pub use error::EventStoreError;
-pub use event::{CartLine, Envelope, EventPayload, EventType, OrderLine, PassedState, Pattern, RecordedEvent, SagaState, Transition};
+pub use event::{CartLine, CheckoutId, ClientId, Envelope, EventPayload, EventType, OrderLine, PassedState, Pattern, ProductId, RecordedEvent, SagaState, Transition};
 pub use projections::{CheckoutStatus, CheckoutView, ClientOrders, Projection, Projections};
 pub use store::{EventStore, Page};

@@ -19,7 +19,7 @@ use chorus_runtime::{
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use uuid::Uuid;
 
-use crate::{EventStoreError, Envelope, RecordedEvent, known::Known, subjects};
+use crate::{CheckoutId, EventStoreError, Envelope, RecordedEvent, known::Known, subjects};
 
 /// How long events are kept (DESIGN §2).
 pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -185,7 +185,7 @@ impl EventStore {
     /// One checkout's events in stream order, each id once: one batch
     /// direct get by subject (`ecommerce.checkout.<id>.*`). Never scans the
     /// stream (nats-server 2.11 finds a subject's messages by itself).
-    pub async fn read_checkout(&self, checkout_id: Uuid) -> Result<Vec<RecordedEvent>, EventStoreError> {
+    pub async fn read_checkout(&self, checkout_id: CheckoutId) -> Result<Vec<RecordedEvent>, EventStoreError> {
         let mut events = crate::direct::read_subject(&self.js.client(), &subjects::checkout(checkout_id)).await?;
         // An event re-published after the stream's dedupe window is stored
         // twice (same id, two sequences); a replay shows it once, first.
@@ -196,7 +196,7 @@ impl EventStore {
 
     /// The sequence of the checkout's last stored event, if it has any: one
     /// direct get of the last message under its subjects.
-    pub async fn last_of_checkout(&self, checkout_id: Uuid) -> Result<Option<u64>, EventStoreError> {
+    pub async fn last_of_checkout(&self, checkout_id: CheckoutId) -> Result<Option<u64>, EventStoreError> {
         match self.stream.direct_get_last_for_subject(subjects::checkout(checkout_id)).await {
             Ok(msg) => Ok(Some(msg.sequence)),
             Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),

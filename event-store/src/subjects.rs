@@ -1,7 +1,6 @@
 //! Every subject and filter of the event store, built in one place (DESIGN §2).
 
-use chorus_domain::EventType;
-use uuid::Uuid;
+use chorus_domain::{CheckoutId, EventType};
 
 /// The stream that holds every checkout event.
 pub const STREAM: &str = "CHECKOUT_EVENTS";
@@ -11,12 +10,12 @@ pub const ALL: &str = "ecommerce.checkout.>";
 pub const TOPIC: &str = "ecommerce.checkout";
 
 /// `ecommerce.checkout.<checkout_id>.<EventType>`
-pub fn event(checkout_id: Uuid, event_type: EventType) -> String {
+pub fn event(checkout_id: CheckoutId, event_type: EventType) -> String {
     format!("{TOPIC}.{checkout_id}.{event_type}")
 }
 
 /// Every event of one checkout: `ecommerce.checkout.<checkout_id>.*`.
-pub fn checkout(checkout_id: Uuid) -> String {
+pub fn checkout(checkout_id: CheckoutId) -> String {
     format!("{TOPIC}.{checkout_id}.*")
 }
 
@@ -26,10 +25,10 @@ pub fn event_type(event_type: EventType) -> String {
 }
 
 /// The checkout id and event type of an event subject, if it is one.
-pub fn parse(subject: &str) -> Option<(Uuid, EventType)> {
+pub fn parse(subject: &str) -> Option<(CheckoutId, EventType)> {
     let rest = subject.strip_prefix(TOPIC)?.strip_prefix('.')?;
     let (id, event_type) = rest.split_once('.')?;
-    Some((Uuid::parse_str(id).ok()?, event_type.parse().ok()?))
+    Some((id.parse().ok()?, event_type.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -38,7 +37,7 @@ mod tests {
 
     #[test]
     fn subjects_round_trip() {
-        let id = Uuid::new_v4();
+        let id = CheckoutId::new_v4();
         let s = event(id, EventType::StockReserved);
         assert_eq!(s, format!("ecommerce.checkout.{id}.StockReserved"));
         assert_eq!(parse(&s), Some((id, EventType::StockReserved)));

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use chorus_event_store::{Envelope, EventPayload, EventStore, Pattern, RecordedEvent, SagaState};
+use chorus_event_store::{CheckoutId, Envelope, EventPayload, EventStore, Pattern, RecordedEvent, SagaState};
 use chorus_runtime::{nats_server::NatsServer, trace::TraceParent};
 use futures::StreamExt;
 use uuid::Uuid;
@@ -31,7 +31,7 @@ fn envelopes(events: &[RecordedEvent]) -> Vec<Envelope> {
 #[tokio::test]
 async fn a_checkout_reads_back_in_order_with_its_trace() {
     let f = fixture().await;
-    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let (a, b) = (CheckoutId::new_v4(), CheckoutId::new_v4());
     let (events_a, events_b) = (support::checkout_events(a), support::checkout_events(b));
     let trace = TraceParent::new_root();
     for (ea, eb) in events_a.iter().zip(&events_b) {
@@ -47,13 +47,13 @@ async fn a_checkout_reads_back_in_order_with_its_trace() {
         assert_eq!(parsed.trace_id(), trace.trace_id(), "one checkout, one trace");
     }
     assert_eq!(envelopes(&f.store.read_checkout(b).await.expect("read b")), events_b);
-    assert!(f.store.read_checkout(Uuid::new_v4()).await.expect("unknown").is_empty());
+    assert!(f.store.read_checkout(CheckoutId::new_v4()).await.expect("unknown").is_empty());
 }
 
 #[tokio::test]
 async fn a_republished_event_is_stored_once() {
     let f = fixture().await;
-    let id = Uuid::new_v4();
+    let id = CheckoutId::new_v4();
     let event = Envelope::new(id, Pattern::Choreographed, EventPayload::CheckoutSucceeded { order_id: Uuid::new_v4(), client_id: None });
     let first = f.store.append(&event, None).await.expect("first");
     let again = f.store.append(&event, None).await.expect("again");
@@ -74,7 +74,7 @@ async fn a_republished_event_is_stored_once() {
 #[tokio::test]
 async fn concurrent_appenders_lose_no_event() {
     let f = fixture().await;
-    let id = Uuid::new_v4();
+    let id = CheckoutId::new_v4();
     let tasks: Vec<_> = (0..25)
         .map(|i| {
             let store = f.store.clone();
@@ -96,7 +96,7 @@ async fn concurrent_appenders_lose_no_event() {
 async fn a_long_history_is_read_whole_across_batches_and_alone() {
     let f = fixture().await;
     support::fill(f.store.jetstream(), 50).await;
-    let id = Uuid::new_v4();
+    let id = CheckoutId::new_v4();
     let events: Vec<Envelope> = (0..600)
         .map(|i| Envelope::new(id, Pattern::Orchestrated, EventPayload::SagaTransitioned { from: None, to: SagaState::Pending, reason: Some(format!("move {i}")), via: Vec::new() }))
         .collect();
@@ -107,8 +107,8 @@ async fn a_long_history_is_read_whole_across_batches_and_alone() {
     assert!(read.iter().all(|e| e.envelope.checkout_id == id), "only that checkout's events");
     assert!(read.windows(2).all(|w| w[0].sequence < w[1].sequence), "in stream order");
     assert_eq!(f.store.last_of_checkout(id).await.expect("last"), read.last().map(|e| e.sequence));
-    assert!(f.store.read_checkout(Uuid::new_v4()).await.expect("read").is_empty());
-    assert_eq!(f.store.last_of_checkout(Uuid::new_v4()).await.expect("last"), None);
+    assert!(f.store.read_checkout(CheckoutId::new_v4()).await.expect("read").is_empty());
+    assert_eq!(f.store.last_of_checkout(CheckoutId::new_v4()).await.expect("last"), None);
 }
 
 #[tokio::test]
@@ -137,7 +137,7 @@ async fn pages_walk_the_whole_stream() {
 #[tokio::test]
 async fn history_survives_a_server_restart() {
     let mut f = fixture().await;
-    let id = Uuid::new_v4();
+    let id = CheckoutId::new_v4();
     let events = support::checkout_events(id);
     for e in &events[..3] {
         f.store.append(e, None).await.expect("append");
@@ -154,7 +154,7 @@ async fn history_survives_a_server_restart() {
 #[tokio::test]
 async fn follow_replays_then_goes_live() {
     let f = fixture().await;
-    let id = Uuid::new_v4();
+    let id = CheckoutId::new_v4();
     let events = support::checkout_events(id);
     let mut sequences = Vec::new();
     for e in &events[..3] {
@@ -177,7 +177,7 @@ async fn one_checkout_among_100k_events_is_read_without_a_scan() {
     let f = fixture().await;
     let js = f.store.jetstream().clone();
     support::fill(&js, 8_500).await;
-    let id = Uuid::new_v4();
+    let id = CheckoutId::new_v4();
     let events = support::checkout_events(id);
     for e in &events[..3] {
         f.store.append(e, None).await.expect("append");

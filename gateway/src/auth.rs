@@ -13,7 +13,7 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use chorus_domain::ClientId;
 
 use crate::GatewayError;
 
@@ -62,7 +62,7 @@ pub enum Principal {
     Open,
     /// A secret is configured and no token was sent.
     Anonymous,
-    Client(Uuid),
+    Client(ClientId),
     Admin(String),
 }
 
@@ -85,7 +85,7 @@ impl Principal {
     }
 
     /// Only the client itself (or an admin).
-    pub fn acts_as(&self, client_id: Uuid) -> Result<(), GatewayError> {
+    pub fn acts_as(&self, client_id: ClientId) -> Result<(), GatewayError> {
         match self {
             Principal::Open | Principal::Admin(_) => Ok(()),
             Principal::Anonymous => Err(GatewayError::Unauthenticated),
@@ -97,7 +97,7 @@ impl Principal {
     /// Only the owner of a checkout (or an admin). When the owner is not
     /// known (a history without the event that names it), only an admin:
     /// an unknown owner must not mean anyone may read it.
-    pub fn owns(&self, owner: Option<Uuid>) -> Result<(), GatewayError> {
+    pub fn owns(&self, owner: Option<ClientId>) -> Result<(), GatewayError> {
         match owner {
             Some(client_id) => self.acts_as(client_id),
             None => self.admin(),
@@ -166,7 +166,7 @@ impl Auth {
         let expiry = Expiry(std::time::UNIX_EPOCH + std::time::Duration::from_secs(claims.exp) + self.leeway);
         let principal = match claims.role {
             Role::Admin => Principal::Admin(claims.sub),
-            Role::Client => Uuid::parse_str(&claims.sub).map(Principal::Client).map_err(|_| GatewayError::Unauthenticated)?,
+            Role::Client => claims.sub.parse::<ClientId>().map(Principal::Client).map_err(|_| GatewayError::Unauthenticated)?,
         };
         Ok((principal, Some(expiry)))
     }
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn tokens_name_their_principal_and_bad_ones_are_refused() {
         let auth = Auth::new(Some("s3cret"));
-        let client = Uuid::new_v4();
+        let client = ClientId::new_v4();
         let token = issue("s3cret", &client.to_string(), Role::Client, Duration::from_secs(60)).expect("token");
         assert_eq!(auth.principal(Some(&format!("Bearer {token}"))).expect("valid"), Principal::Client(client));
         let admin = issue("s3cret", "ops", Role::Admin, Duration::from_secs(60)).expect("token");
@@ -226,10 +226,10 @@ mod tests {
 
     #[test]
     fn clients_act_only_as_themselves() {
-        let me = Uuid::new_v4();
+        let me = ClientId::new_v4();
         let p = Principal::Client(me);
         assert!(p.acts_as(me).is_ok());
-        assert!(matches!(p.acts_as(Uuid::new_v4()), Err(GatewayError::Forbidden(_))));
+        assert!(matches!(p.acts_as(ClientId::new_v4()), Err(GatewayError::Forbidden(_))));
         assert!(matches!(p.admin(), Err(GatewayError::Forbidden(_))));
         assert!(matches!(Principal::Anonymous.acts_as(me), Err(GatewayError::Unauthenticated)));
         assert!(Principal::Admin("ops".into()).acts_as(me).is_ok());

@@ -4,13 +4,16 @@
 
 use async_graphql::{ID, InputObject};
 use chorus_domain::{Cart, CartLine, IdempotencyKey};
+use chorus_domain::{ClientId, ProductId};
 use uuid::Uuid;
 
 use crate::GatewayError;
 
-/// Parses a GraphQL `ID` that must be a uuid.
-pub fn parse_uuid(field: &str, id: &ID) -> Result<Uuid, GatewayError> {
+/// Parses a GraphQL `ID` that must be a uuid into the id it names
+/// (`CheckoutId`, `ProductId`, `ClientId`, or a plain `Uuid`).
+pub fn parse_id<T: From<Uuid>>(field: &str, id: &ID) -> Result<T, GatewayError> {
     Uuid::parse_str(id.as_str())
+        .map(T::from)
         .map_err(|_| GatewayError::BadUserInput(format!("{field}: `{}` is not a uuid", id.as_str())))
 }
 
@@ -36,7 +39,7 @@ pub struct CheckoutInput {
 
 /// A checkout, parsed and checked: what the services are given.
 pub(crate) struct Checkout {
-    pub client_id: Uuid,
+    pub client_id: ClientId,
     pub cart: Cart,
     pub idempotency_key: Option<IdempotencyKey>,
 }
@@ -44,13 +47,13 @@ pub(crate) struct Checkout {
 impl CheckoutInput {
     /// Every rule of DESIGN §3 on the input, before anything is written.
     pub(crate) fn parse(self) -> Result<Checkout, GatewayError> {
-        let client_id = parse_uuid("clientId", &self.client_id)?;
+        let client_id: ClientId = parse_id("clientId", &self.client_id)?;
         let lines = self
             .items
             .iter()
             .enumerate()
             .map(|(i, item)| {
-                let product_id = parse_uuid(&format!("items[{i}].productId"), &item.product_id)?;
+                let product_id: ProductId = parse_id(&format!("items[{i}].productId"), &item.product_id)?;
                 let quantity = u32::try_from(item.quantity).map_err(|_| {
                     GatewayError::BadUserInput(format!("items[{i}]: quantity {} is outside 1..={}", item.quantity, Cart::MAX_QUANTITY))
                 })?;

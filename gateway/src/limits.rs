@@ -131,7 +131,7 @@ impl Drop for Admitted {
 /// address it came from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum RateKey {
-    Client(uuid::Uuid),
+    Client(chorus_domain::ClientId),
     Admin(String),
     Ip(IpAddr),
 }
@@ -211,13 +211,13 @@ mod tests {
         let limit = RateLimit { count: NonZeroU32::new(2).expect("2"), per: Duration::from_secs(60) };
         let limiter = RateLimiter::new(limit);
         let ip = Some(ClientIp([127, 0, 0, 1].into()));
-        let client = Principal::Client(uuid::Uuid::new_v4());
+        let client = Principal::Client(chorus_domain::ClientId::new_v4());
         assert!(limiter.check(Some(&client), ip).is_ok());
         assert!(limiter.check(Some(&client), ip).is_ok());
         let wait = limiter.check(Some(&client), ip).expect_err("third in a minute");
         assert!(wait > Duration::from_secs(20) && wait <= Duration::from_secs(30), "{wait:?}");
         // Another client, and the address without a token, have their own.
-        assert!(limiter.check(Some(&Principal::Client(uuid::Uuid::new_v4())), ip).is_ok());
+        assert!(limiter.check(Some(&Principal::Client(chorus_domain::ClientId::new_v4())), ip).is_ok());
         assert!(limiter.check(Some(&Principal::Open), ip).is_ok());
         assert!(limiter.check(None, None).is_ok());
     }

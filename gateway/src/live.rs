@@ -15,11 +15,10 @@ use std::{
     time::Duration,
 };
 
-use chorus_event_store::{EventPayload, EventStore, Pattern, RecordedEvent};
+use chorus_event_store::{CheckoutId, EventPayload, EventStore, Pattern, RecordedEvent};
 use chorus_runtime::shutdown::Shutdown;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 use crate::GatewayError;
 
@@ -40,7 +39,7 @@ type Event = Arc<RecordedEvent>;
 #[derive(Default)]
 struct State {
     next_id: u64,
-    by_checkout: HashMap<Uuid, Vec<(u64, mpsc::Sender<Event>)>>,
+    by_checkout: HashMap<CheckoutId, Vec<(u64, mpsc::Sender<Event>)>>,
     firehose: Vec<(u64, mpsc::Sender<Event>)>,
     recent: VecDeque<Event>,
     per_caller: HashMap<String, usize>,
@@ -62,7 +61,7 @@ impl std::fmt::Debug for Hub {
 /// What a subscription listens to.
 #[derive(Clone, Copy, Debug)]
 pub enum Scope {
-    Checkout(Uuid),
+    Checkout(CheckoutId),
     All,
 }
 
@@ -203,7 +202,7 @@ impl Hub {
     pub async fn checkout(
         &self,
         events: &EventStore,
-        checkout: Uuid,
+        checkout: CheckoutId,
         caller: &str,
     ) -> Result<impl Stream<Item = Result<Event, GatewayError>> + use<>, GatewayError> {
         let (registration, rx, recent) = self.register(Scope::Checkout(checkout), caller)?;

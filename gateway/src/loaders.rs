@@ -5,7 +5,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::dataloader::Loader;
-use chorus_contracts::{ServiceClient, catalogue::GetProducts, orders::GetOrders};
+use chorus_contracts::{ProductId, ServiceClient, catalogue::GetProducts, orders::GetOrders};
 use uuid::Uuid;
 
 use async_graphql::{ComplexObject, Context, ErrorExtensions, dataloader::DataLoader};
@@ -16,7 +16,7 @@ use chorus_contracts::{
 
 use crate::{
     GatewayError, GatewayState,
-    inputs::parse_uuid,
+    inputs::parse_id,
     types::{Order, OrderItem, Product},
 };
 
@@ -24,14 +24,14 @@ use crate::{
 /// call per batch.
 pub struct ProductLoader(pub ServiceClient);
 
-impl Loader<Uuid> for ProductLoader {
+impl Loader<ProductId> for ProductLoader {
     type Value = Product;
     type Error = Arc<GatewayError>;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Product>, Self::Error> {
+    async fn load(&self, keys: &[ProductId]) -> Result<HashMap<ProductId, Product>, Self::Error> {
         let found = self.0.call(&GetProducts { ids: keys.to_vec(), checkout_id: None }).await.map_err(|e| Arc::new(e.into()))?;
         let products = products_with_stock(&self.0, found).await.map_err(Arc::new)?;
-        Ok(products.into_iter().filter_map(|p| Some((Uuid::parse_str(p.id.as_str()).ok()?, p))).collect())
+        Ok(products.into_iter().filter_map(|p| Some((p.id.as_str().parse::<ProductId>().ok()?, p))).collect())
     }
 }
 
@@ -53,7 +53,7 @@ impl OrderItem {
     /// The product as it is now (price, stock); loaded in one batch for
     /// every item of the response. Null if it was removed.
     async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Product>> {
-        let id = parse_uuid("productId", &self.product_id).map_err(|e| e.extend())?;
+        let id: ProductId = parse_id("productId", &self.product_id).map_err(|e| e.extend())?;
         ctx.data_unchecked::<DataLoader<ProductLoader>>().load_one(id).await.map_err(|e| e.as_ref().extend())
     }
 }
@@ -76,7 +76,7 @@ pub(crate) async fn products_with_stock(
         .collect())
 }
 
-pub(crate) async fn product_by_id(state: &GatewayState, id: Uuid) -> Result<Option<Product>, GatewayError> {
+pub(crate) async fn product_by_id(state: &GatewayState, id: ProductId) -> Result<Option<Product>, GatewayError> {
     let found = state.services.call(&GetProducts { ids: vec![id], checkout_id: None }).await?;
     Ok(products_with_stock(&state.services, found).await?.pop())
 }

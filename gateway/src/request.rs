@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_graphql::{Context, ErrorExtensions};
 use chorus_event_store::{EventPayload, RecordedEvent};
 use futures::{Stream, StreamExt};
-use uuid::Uuid;
+use chorus_domain::ClientId;
 
 use crate::{GatewayError, GatewayState, auth::Principal};
 
@@ -48,7 +48,7 @@ pub(crate) fn request_trace(ctx: &Context<'_>) -> chorus_runtime::trace::TracePa
 }
 
 /// The client a checkout's history belongs to.
-pub(crate) fn client_of(events: &[chorus_event_store::RecordedEvent]) -> Option<Uuid> {
+pub(crate) fn client_of(events: &[chorus_event_store::RecordedEvent]) -> Option<ClientId> {
     events.iter().find_map(|e| match &e.envelope.payload {
         EventPayload::CheckoutInitiated { client_id, .. } | EventPayload::OrderCreated { client_id, .. } => Some(*client_id),
         _ => None,

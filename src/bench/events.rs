@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use chorus_event_store::{CartLine, Envelope, EventPayload, EventStore, OrderLine, Pattern};
+use chorus_event_store::{CartLine, CheckoutId, ClientId, Envelope, EventPayload, EventStore, OrderLine, Pattern, ProductId};
 use chorus_runtime::{Config, nats_server::NatsServer};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -75,9 +75,9 @@ impl EventsReport {
 
 /// A choreographed success's four events.
 fn checkout_events() -> Vec<Envelope> {
-    let checkout = Uuid::now_v7();
-    let client_id = Uuid::new_v4();
-    let product_id = Uuid::new_v4();
+    let checkout = CheckoutId::now_v7();
+    let client_id = ClientId::new_v4();
+    let product_id = ProductId::new_v4();
     let order_id = Uuid::new_v4();
     let items = vec![CartLine { product_id, quantity: 1 }];
     [

@@ -289,9 +289,9 @@ async fn orders(
     let mut live: HashMap<Uuid, Vec<&order::Model>> = HashMap::new();
     let mut rows: HashMap<Uuid, usize> = HashMap::new();
     for o in &all {
-        *rows.entry(o.checkout_id).or_default() += usize::from(o.status != "VOID");
+        *rows.entry(o.checkout_id.0).or_default() += usize::from(o.status != "VOID");
         if o.status == "CREATED" {
-            live.entry(o.checkout_id).or_default().push(o);
+            live.entry(o.checkout_id.0).or_default().push(o);
         }
     }
     let mut violations = Vec::new();
@@ -312,7 +312,7 @@ async fn orders(
     let live_ids: HashSet<Uuid> = all.iter().filter(|o| o.status == "CREATED").map(|o| o.id).collect();
     let mut ordered: HashMap<Uuid, i64> = HashMap::new();
     for item in items.iter().filter(|i| live_ids.contains(&i.order_id)) {
-        *ordered.entry(item.product_id).or_default() += item.quantity;
+        *ordered.entry(item.product_id.0).or_default() += item.quantity;
     }
     let data = cluster.api.gql("{ products { id sold } }", json!({})).await.map_err(chaos_err)?;
     for p in data["products"].as_array().into_iter().flatten() {

@@ -98,7 +98,7 @@ async fn a_checkout_whose_owner_is_unknown_is_read_by_admins_only() {
     // as an operator replaying or a bug might).
     let id = Uuid::now_v7();
     let failed = EventPayload::CheckoutFailed { reason: "written by hand".into(), step: "verify_stock".into(), client_id: None };
-    app.platform().events.append(&Envelope::new(id, Pattern::Choreographed, failed), None).await.expect("append");
+    app.platform().events.append(&Envelope::new(id.into(), Pattern::Choreographed, failed), None).await.expect("append");
     let alice = token(&Uuid::new_v4().to_string(), Role::Client);
     let admin = token("ops", Role::Admin);
     let events = "query($id: ID!) { checkoutEvents(checkoutId: $id) { type } }";

@@ -61,7 +61,7 @@ pub async fn event_types(app: &TestApp, id: Uuid) -> Vec<String> {
 }
 
 pub async fn level(app: &TestApp, product: Uuid) -> StockLevel {
-    let levels = app.platform().services.call(&Levels { product_ids: Some(vec![product]) }).await.expect("levels");
+    let levels = app.platform().services.call(&Levels { product_ids: Some(vec![product.into()]) }).await.expect("levels");
     levels.into_iter().next().expect("a stock level")
 }
 
@@ -113,7 +113,7 @@ async fn happy_path(backend: Backend) {
     // The audit trail holds each event once.
     let audit = audit_db(&app).await;
     let trail_ok = eventually(SETTLE, || async {
-        chorus_workers::audit::trail(&audit, id).await.map(|t| t.len() == 4).unwrap_or(false)
+        chorus_workers::audit::trail(&audit, id.into()).await.map(|t| t.len() == 4).unwrap_or(false)
     })
     .await;
     assert!(trail_ok, "audit trail incomplete");
@@ -219,11 +219,11 @@ async fn a_terminal_event_that_does_not_name_its_client_still_notifies_it() {
     let mut notes = app.platform().nats.subscribe(format!("notifications.{client}")).await.expect("subscribe");
     // As stored before terminal events carried `client_id` (orchestrated,
     // so that no choreographed worker acts on the cart).
-    let items = vec![chorus_event_store::CartLine { product_id: Uuid::new_v4(), quantity: 1 }];
-    let initiated = EventPayload::CheckoutInitiated { client_id: client, items, idempotency_key: None };
+    let items = vec![chorus_event_store::CartLine { product_id: Uuid::new_v4().into(), quantity: 1 }];
+    let initiated = EventPayload::CheckoutInitiated { client_id: client.into(), items, idempotency_key: None };
     let failed = EventPayload::CheckoutFailed { reason: "an old failure".into(), step: "create_order".into(), client_id: None };
     for payload in [initiated, failed] {
-        app.platform().events.append(&Envelope::new(id, Pattern::Orchestrated, payload), None).await.expect("append");
+        app.platform().events.append(&Envelope::new(id.into(), Pattern::Orchestrated, payload), None).await.expect("append");
     }
     let note = tokio::time::timeout(SETTLE, notes.next()).await.expect("a notification").expect("message");
     let note: Value = serde_json::from_slice(&note.payload).expect("json");
@@ -238,19 +238,19 @@ async fn a_stock_reservation_stored_before_it_named_its_client_still_gets_its_or
     let app = TestApp::start_without(Backend::Sqlite, &[], false, &[WorkerName::StockReservation]).await;
     let product = app.create_product("Old", 250, 5).await;
     let (client, id) = (Uuid::new_v4(), Uuid::now_v7());
-    let items = vec![chorus_event_store::CartLine { product_id: product, quantity: 2 }];
+    let items = vec![chorus_event_store::CartLine { product_id: product.into(), quantity: 2 }];
     let events = &app.platform().events;
-    let initiated = EventPayload::CheckoutInitiated { client_id: client, items: items.clone(), idempotency_key: None };
-    events.append(&Envelope::new(id, Pattern::Choreographed, initiated).with_derived_id("CheckoutInitiated"), None).await.expect("append");
+    let initiated = EventPayload::CheckoutInitiated { client_id: client.into(), items: items.clone(), idempotency_key: None };
+    events.append(&Envelope::new(id.into(), Pattern::Choreographed, initiated).with_derived_id("CheckoutInitiated"), None).await.expect("append");
     let reserve = chorus_contracts::inventory::Reserve {
         idempotency_key: format!("{id}:reserve"),
-        checkout_id: id,
+        checkout_id: id.into(),
         items: chorus_contracts::Cart::parse(items.clone()).expect("cart"),
     };
     let reservation = app.platform().services.call(&reserve).await.expect("reserved");
     let reserved =
         EventPayload::StockReserved { reservation_id: reservation.id, items, priced: Vec::new(), client_id: None, initiated_at: None };
-    events.append(&Envelope::new(id, Pattern::Choreographed, reserved).with_derived_id("StockReserved"), None).await.expect("append");
+    events.append(&Envelope::new(id.into(), Pattern::Choreographed, reserved).with_derived_id("StockReserved"), None).await.expect("append");
     let view = terminal(&app, id).await;
     assert_eq!(view["status"], "SUCCEEDED", "{view}");
     let theirs = eventually(SETTLE, || async {
@@ -283,7 +283,7 @@ async fn a_repeated_key_or_event_changes_nothing_twice() {
     // The same CheckoutInitiated published again (same id: deduplicated),
     // and a copy under a new id (past the dedupe window): neither reserves
     // or orders a second time.
-    let history = app.platform().events.read_checkout(id).await.expect("history");
+    let history = app.platform().events.read_checkout(id.into()).await.expect("history");
     let initiated = history[0].envelope.clone();
     app.platform().events.append(&initiated, None).await.expect("re-publish");
     let mut copy = initiated.clone();
@@ -295,7 +295,7 @@ async fn a_repeated_key_or_event_changes_nothing_twice() {
     })
     .await;
     assert!(handled, "the copy was never handled");
-    let types: Vec<&str> = events.read_checkout(id).await.expect("history").iter().map(|e| e.envelope.event_type().as_str()).collect();
+    let types: Vec<&str> = events.read_checkout(id.into()).await.expect("history").iter().map(|e| e.envelope.event_type().as_str()).collect();
     assert_eq!(types, ["CheckoutInitiated", "StockReserved", "OrderCreated", "CheckoutSucceeded", "CheckoutInitiated"]);
     let l = assert_conserved(&app, product, 10).await;
     assert_eq!((l.available, l.reserved, l.sold), (8, 0, 2));
@@ -370,8 +370,8 @@ async fn a_checkout_nobody_reserves_for_is_failed_after_the_deadline() {
     late = late.with_timeout(Duration::from_secs(2));
     let reserve = chorus_contracts::inventory::Reserve {
         idempotency_key: format!("{id}:reserve"),
-        checkout_id: id,
-        items: chorus_contracts::Cart::parse(vec![chorus_event_store::CartLine { product_id: product, quantity: 1 }]).expect("cart"),
+        checkout_id: id.into(),
+        items: chorus_contracts::Cart::parse(vec![chorus_event_store::CartLine { product_id: product.into(), quantity: 1 }]).expect("cart"),
     };
     let answer = late.call(&reserve).await.expect("answered");
     assert_eq!(answer.status, chorus_contracts::inventory::ReservationStatus::Released);
@@ -504,7 +504,7 @@ async fn a_plain_ordered_consumer_replays_what_checkout_events_returns() {
         .events
         .stream()
         .create_consumer(OrderedConfig {
-            filter_subject: subjects::checkout(id),
+            filter_subject: subjects::checkout(id.into()),
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
         })
@@ -527,7 +527,7 @@ async fn a_plain_ordered_consumer_replays_what_checkout_events_returns() {
     assert_eq!(listed, replayed);
     assert_eq!(data["checkoutEvents"][0]["pattern"], Pattern::Choreographed.as_str());
     assert!(matches!(
-        app.platform().events.read_checkout(id).await.expect("read")[1].envelope.payload,
+        app.platform().events.read_checkout(id.into()).await.expect("read")[1].envelope.payload,
         EventPayload::StockReserved { .. }
     ));
     app.stop().await;
@@ -628,11 +628,11 @@ async fn a_checkout_queued_behind_a_backlog_is_not_stalled() {
     let ids: Vec<Uuid> = (0..400).map(|_| Uuid::now_v7()).collect();
     let appends = ids.iter().map(|id| {
         let payload = EventPayload::CheckoutInitiated {
-            client_id: Uuid::new_v4(),
-            items: vec![chorus_event_store::CartLine { product_id: product, quantity: 1 }],
+            client_id: Uuid::new_v4().into(),
+            items: vec![chorus_event_store::CartLine { product_id: product.into(), quantity: 1 }],
             idempotency_key: None,
         };
-        let event = Envelope::new(*id, Pattern::Choreographed, payload).with_derived_id("CheckoutInitiated");
+        let event = Envelope::new((*id).into(), Pattern::Choreographed, payload).with_derived_id("CheckoutInitiated");
         async move { events.append(&event, None).await.expect("append") }
     });
     futures::future::join_all(appends).await;
@@ -713,7 +713,7 @@ async fn while_the_event_store_is_down_a_checkout_is_refused_retryably_and_write
     tokio::task::block_in_place(|| app.nats.server.start_again()).expect("NATS comes back");
 
     let expected = Uuid::new_v5(&client, b"choreographed:during-outage");
-    let stored = app.platform().events.read_checkout(expected).await.expect("read");
+    let stored = app.platform().events.read_checkout(expected.into()).await.expect("read");
     assert!(stored.is_empty(), "a refused checkout wrote {stored:?}");
 
     let accepted = eventually(Duration::from_secs(30), || async {
@@ -722,11 +722,11 @@ async fn while_the_event_store_is_down_a_checkout_is_refused_retryably_and_write
     .await;
     assert!(accepted, "the retry was not accepted once NATS was back");
     let ended = eventually(Duration::from_secs(30), || async {
-        let events = app.platform().events.read_checkout(expected).await.unwrap_or_default();
+        let events = app.platform().events.read_checkout(expected.into()).await.unwrap_or_default();
         events.iter().any(|e| e.envelope.event_type().as_str() == "CheckoutSucceeded")
     })
     .await;
     assert!(ended, "the checkout never succeeded");
-    let initiated = app.platform().events.read_checkout(expected).await.expect("read");
+    let initiated = app.platform().events.read_checkout(expected.into()).await.expect("read");
     assert_eq!(initiated.iter().filter(|e| e.envelope.event_type().as_str() == "CheckoutInitiated").count(), 1);
 }

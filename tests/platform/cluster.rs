@@ -168,7 +168,7 @@ async fn through(backend: Backend, fault: Fault) {
 
     let mut sold = 0;
     for (id, state, _) in &seen.orchestrated {
-        let events = platform.events.read_checkout(*id).await.expect("events");
+        let events = platform.events.read_checkout((*id).into()).await.expect("events");
         let types: Vec<&str> = events.iter().map(|e| e.envelope.event_type().as_str()).collect();
         let outcome = if state == "COMPLETED" { "CheckoutSucceeded" } else { "CheckoutFailed" };
         assert!(types.first() == Some(&"CheckoutInitiated") && types.contains(&outcome), "saga {id} {state}: {types:?}");
@@ -182,7 +182,7 @@ async fn through(backend: Backend, fault: Fault) {
     }
     for (id, _) in &seen.choreographed {
         let ending = || async {
-            let events = platform.events.read_checkout(*id).await.unwrap_or_default();
+            let events = platform.events.read_checkout((*id).into()).await.unwrap_or_default();
             events.iter().find(|e| e.envelope.payload.is_terminal()).map(|e| e.envelope.event_type().as_str() == "CheckoutSucceeded")
         };
         let done = eventually(Duration::from_secs(60), || async { ending().await.is_some() }).await;
@@ -194,11 +194,11 @@ async fn through(backend: Backend, fault: Fault) {
 
     // Stock is conserved, nothing is left reserved, and sold is what succeeded.
     let settled = eventually(Duration::from_secs(30), || async {
-        let levels = platform.services.call(&Levels { product_ids: Some(vec![product]) }).await;
+        let levels = platform.services.call(&Levels { product_ids: Some(vec![product.into()]) }).await;
         levels.ok().and_then(|l| l.into_iter().next()).is_some_and(|l| l.reserved == 0)
     })
     .await;
-    let level = platform.services.call(&Levels { product_ids: Some(vec![product]) }).await.expect("levels");
+    let level = platform.services.call(&Levels { product_ids: Some(vec![product.into()]) }).await.expect("levels");
     let level = level.into_iter().next().expect("a level");
     assert!(settled, "stock left reserved: {level:?}");
     assert_eq!(level.available + level.reserved + level.sold, STOCK, "{level:?}");

@@ -22,7 +22,7 @@ both_backends!(
 );
 
 async fn level(app: &TestApp, product: Uuid) -> StockLevel {
-    let levels = app.platform().services.call(&Levels { product_ids: Some(vec![product]) }).await.expect("levels");
+    let levels = app.platform().services.call(&Levels { product_ids: Some(vec![product.into()]) }).await.expect("levels");
     levels.into_iter().next().expect("a level")
 }
 
@@ -35,13 +35,13 @@ fn reserve(product: Uuid, quantity: u32) -> Reserve {
     let checkout_id = Uuid::new_v4();
     Reserve {
         idempotency_key: format!("{checkout_id}:reserve_stock"),
-        checkout_id,
+        checkout_id: checkout_id.into(),
         items: cart(&[(product, quantity)]),
     }
 }
 
 fn cart(lines: &[(Uuid, u32)]) -> Cart {
-    Cart::parse(lines.iter().map(|&(product_id, quantity)| CartLine { product_id, quantity }).collect()).expect("a valid cart")
+    Cart::parse(lines.iter().map(|&(product_id, quantity)| CartLine { product_id: product_id.into(), quantity }).collect()).expect("a valid cart")
 }
 
 async fn concurrent_reservations_never_oversell(backend: Backend) {
@@ -95,7 +95,7 @@ async fn a_repeated_key_changes_nothing(backend: Backend) {
     let too_big = reserve(product, 4);
     let refused = services.call(&too_big).await.expect_err("only 2 left");
     assert!(matches!(refused, ServiceError::InsufficientStock(_)), "{refused}");
-    services.call(&Restock { product_id: product, quantity: 10 }).await.expect("restock");
+    services.call(&Restock { product_id: product.into(), quantity: 10 }).await.expect("restock");
     let still = services.call(&too_big).await.expect_err("same answer");
     assert_eq!(still, refused);
     let after = level(&app, product).await;
@@ -143,7 +143,7 @@ async fn multi_line_reservations_are_all_or_nothing(backend: Backend) {
     let checkout_id = Uuid::new_v4();
     let request = Reserve {
         idempotency_key: format!("{checkout_id}:reserve_stock"),
-        checkout_id,
+        checkout_id: checkout_id.into(),
         items: cart(&[(plenty, 10), (scarce, 2)]),
     };
     let refused = services.call(&request).await.expect_err("grinder is short");
@@ -177,7 +177,7 @@ async fn availability_is_checked_without_holding_anything(backend: Backend) {
         .expect("check");
     assert!(!short.available);
     assert_eq!(short.shortages.len(), 1);
-    assert_eq!((short.shortages[0].product_id, short.shortages[0].available), (grinder, 1));
+    assert_eq!((short.shortages[0].product_id, short.shortages[0].available), (grinder.into(), 1));
     assert_eq!(level(&app, beans).await.available, 10, "a check held stock");
     app.stop().await;
 }

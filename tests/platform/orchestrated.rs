@@ -31,7 +31,7 @@ async fn checkout(app: &TestApp, client: Uuid, items: Value, key: Option<&str>) 
 }
 
 async fn level(app: &TestApp, product: Uuid) -> StockLevel {
-    let levels = app.platform().services.call(&Levels { product_ids: Some(vec![product]) }).await.expect("levels");
+    let levels = app.platform().services.call(&Levels { product_ids: Some(vec![product.into()]) }).await.expect("levels");
     levels.into_iter().next().expect("a level")
 }
 
@@ -70,7 +70,7 @@ async fn a_checkout_completes_in_the_seeds_order(backend: Backend) {
     let read = app.gql_ok("query($id: ID!) { saga(id: $id) { state transitions { to } } }", json!({ "id": saga["id"] })).await;
     assert_eq!(read["saga"]["state"], "COMPLETED");
     let id = Uuid::parse_str(saga["id"].as_str().expect("id")).expect("uuid");
-    let events = app.platform().events.read_checkout(id).await.expect("events");
+    let events = app.platform().events.read_checkout(id.into()).await.expect("events");
     let types: Vec<&str> = events.iter().map(|e| e.envelope.event_type().as_str()).collect();
     // One transition event per write of the saga log (the states a write
     // passes through ride in its `via`); spelled out, they are the log.
@@ -129,7 +129,7 @@ async fn every_failure_is_compensated(backend: Backend) {
         let after = level(&app, product).await;
         assert_eq!((after.available, after.reserved, after.sold), (stock, 0, 0), "{name}: {after:?}");
         let client_orders = app.platform().services.call(&chorus_contracts::orders::ListOrdersByClient {
-            client_id: Uuid::parse_str(saga["clientId"].as_str().expect("client")).expect("uuid"),
+            client_id: Uuid::parse_str(saga["clientId"].as_str().expect("client")).expect("uuid").into(),
             limit: None,
         }).await.expect("orders");
         assert!(client_orders.is_empty(), "{name}: an order survived compensation");
@@ -191,7 +191,7 @@ async fn a_repeated_idempotency_key_is_one_checkout(backend: Backend) {
     let other = checkout(&app, Uuid::new_v4(), items, Some("cart-1")).await;
     assert_ne!(other["id"], a["id"]);
 
-    let orders = app.platform().services.call(&chorus_contracts::orders::ListOrdersByClient { client_id: client, limit: None }).await.expect("orders");
+    let orders = app.platform().services.call(&chorus_contracts::orders::ListOrdersByClient { client_id: client.into(), limit: None }).await.expect("orders");
     assert_eq!(orders.len(), 2, "a repeated key made another order");
     let after = level(&app, product).await;
     assert_eq!(after.available + after.reserved + after.sold, 10, "stock not conserved");

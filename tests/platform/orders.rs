@@ -21,11 +21,11 @@ async fn orders_are_created_once_read_and_cancelled(backend: Backend) {
     let checkout_id = Uuid::new_v4();
     let request = CreateOrder {
         idempotency_key: format!("{checkout_id}:create_order"),
-        client_id,
-        checkout_id,
+        client_id: client_id.into(),
+        checkout_id: checkout_id.into(),
         items: vec![
-            OrderLine { product_id: Uuid::new_v4(), quantity: 2, unit_price_cents: 2490 },
-            OrderLine { product_id: Uuid::new_v4(), quantity: 1, unit_price_cents: 690 },
+            OrderLine { product_id: Uuid::new_v4().into(), quantity: 2, unit_price_cents: 2490 },
+            OrderLine { product_id: Uuid::new_v4().into(), quantity: 1, unit_price_cents: 690 },
         ],
     };
     let order = services.call(&request).await.expect("created");
@@ -34,7 +34,7 @@ async fn orders_are_created_once_read_and_cancelled(backend: Backend) {
     let again = services.call(&request).await.expect("same order");
     assert_eq!(again, order);
 
-    let listed = services.call(&ListOrdersByClient { client_id, limit: None }).await.expect("list");
+    let listed = services.call(&ListOrdersByClient { client_id: client_id.into(), limit: None }).await.expect("list");
     assert_eq!(listed, vec![order.clone()], "a repeated key created a second order");
     assert_eq!(services.call(&GetOrder { id: order.id }).await.expect("get"), order);
 
@@ -62,12 +62,12 @@ async fn a_clients_orders_are_read_in_two_statements_however_many(backend: Backe
     let client_id = Uuid::new_v4();
     for _ in 0..5 {
         let checkout_id = Uuid::new_v4();
-        let line = OrderLine { product_id: Uuid::new_v4(), quantity: 1, unit_price_cents: 100 };
-        let create = CreateOrder { idempotency_key: format!("{checkout_id}:create_order"), client_id, checkout_id, items: vec![line] };
+        let line = OrderLine { product_id: Uuid::new_v4().into(), quantity: 1, unit_price_cents: 100 };
+        let create = CreateOrder { idempotency_key: format!("{checkout_id}:create_order"), client_id: client_id.into(), checkout_id: checkout_id.into(), items: vec![line] };
         services.call(&create).await.expect("created");
     }
     let before = order_statements(&app).await;
-    let listed = services.call(&ListOrdersByClient { client_id, limit: None }).await.expect("list");
+    let listed = services.call(&ListOrdersByClient { client_id: client_id.into(), limit: None }).await.expect("list");
     assert_eq!(listed.len(), 5);
     assert!(listed.iter().all(|o| o.items.len() == 1), "every order with its line");
     assert_eq!(order_statements(&app).await - before, 2.0, "the orders, then all their lines: not one query per order");

@@ -47,7 +47,7 @@ async fn consumed(http: &reqwest::Client, port: u16) -> Option<u64> {
 /// Whether the read model (the bucket itself, not the gateway, which folds
 /// the stream when the bucket lags) has `id` succeeded.
 async fn projected(app: &TestApp, id: Uuid) -> bool {
-    let view = app.platform().projections.checkout(id).await.ok().flatten();
+    let view = app.platform().projections.checkout(id.into()).await.ok().flatten();
     view.is_some_and(|v| v.status == chorus_event_store::CheckoutStatus::Succeeded)
 }
 
@@ -67,7 +67,7 @@ async fn all_projected(app: &TestApp, ids: &[Uuid]) {
 /// Waits until every event of `id` up to its end is in the stream.
 async fn stored(app: &TestApp, id: Uuid) {
     let ended = eventually(SETTLE, || async {
-        let events = app.platform().events.read_checkout(id).await.unwrap_or_default();
+        let events = app.platform().events.read_checkout(id.into()).await.unwrap_or_default();
         events.iter().any(|e| matches!(e.envelope.payload, EventPayload::CheckoutSucceeded { .. }))
     })
     .await;
@@ -142,7 +142,7 @@ async fn a_consumer_with_explicit_acks_is_replaced_from_its_ack_floor() {
     assert_eq!(info.config.priority_policy, PriorityPolicy::PinnedClient);
     assert_eq!(info.config.deliver_policy, DeliverPolicy::ByStartSequence { start_sequence: last + 1 });
     // Nothing the old consumer had acked was delivered again.
-    assert!(app.platform().projections.checkout(acked).await.expect("read model").is_none(), "replayed what was acked");
+    assert!(app.platform().projections.checkout(acked.into()).await.expect("read model").is_none(), "replayed what was acked");
     info = stream.consumer_info(WorkerName::CqrsProjection.durable()).await.expect("consumer");
     assert!(info.ack_floor.stream_sequence > last, "{:?}", info.ack_floor);
     app.stop().await;

@@ -325,7 +325,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_not_buffered() {
     for _ in 0..40 {
         let batch = (0..1_000).map(|_| {
             let payload = chorus_event_store::EventPayload::CheckoutFailed { reason: "x".repeat(400), step: "test".into(), client_id: None };
-            let event = chorus_event_store::Envelope::new(Uuid::new_v4(), chorus_event_store::Pattern::Choreographed, payload);
+            let event = chorus_event_store::Envelope::new(Uuid::new_v4().into(), chorus_event_store::Pattern::Choreographed, payload);
             async move { events.append(&event, None).await.expect("append") }
         });
         futures::future::join_all(batch).await;

@@ -2,6 +2,7 @@
 //! audit trail, its own append-only table (`AUDIT_DATABASE_URL`, SQLite by
 //! default), unique on the event id so a redelivery adds nothing.
 
+use chorus_domain::{CheckoutId};
 use chorus_event_store::{EventType, RecordedEvent, event::micros_rfc3339};
 use futures::future::BoxFuture;
 use sea_orm::{
@@ -9,7 +10,6 @@ use sea_orm::{
     sea_query::OnConflict, ColumnTrait,
 };
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::{
     Role, Worker, WorkerError, WorkerName, Workers,
@@ -17,7 +17,7 @@ use crate::{
 };
 
 pub mod entry {
-    use chorus_domain::{EventType, Pattern};
+    use chorus_domain::{CheckoutId, EventType, Pattern};
     use sea_orm::entity::prelude::*;
 
     /// One event as it was recorded; never updated, never deleted.
@@ -27,7 +27,7 @@ pub mod entry {
         #[sea_orm(primary_key, auto_increment = false)]
         pub event_id: Uuid,
         pub sequence: i64,
-        pub checkout_id: Uuid,
+        pub checkout_id: CheckoutId,
         pub event_type: EventType,
         pub pattern: Pattern,
         /// RFC 3339 with microseconds, as on the wire.
@@ -170,7 +170,7 @@ fn row(event: &RecordedEvent) -> Result<entry::ActiveModel, WorkerError> {
 }
 
 /// One checkout's trail, in stream order.
-pub async fn trail(db: &DatabaseConnection, checkout_id: Uuid) -> Result<Vec<entry::Model>, DbErr> {
+pub async fn trail(db: &DatabaseConnection, checkout_id: CheckoutId) -> Result<Vec<entry::Model>, DbErr> {
     entry::Entity::find()
         .filter(entry::Column::CheckoutId.eq(checkout_id))
         .order_by_asc(entry::Column::Sequence)

@@ -13,7 +13,7 @@ pub enum WorkerError {
     #[error("NATS: {0}")]
     Nats(#[source] async_nats::Error),
     #[error("checkout {0} has no CheckoutInitiated event")]
-    NoInitiation(uuid::Uuid),
+    NoInitiation(chorus_domain::CheckoutId),
     #[error("{0}")]
     Config(String),
 }

@@ -3,6 +3,7 @@
 //! At least once: the message carries the terminal event's id
 //! (`Chorus-Event-Id`) so a client can drop a repeat.
 
+use chorus_domain::{CheckoutId, ClientId};
 use async_nats::HeaderMap;
 use chorus_event_store::{EventPayload, EventType, RecordedEvent};
 use futures::future::BoxFuture;
@@ -16,14 +17,14 @@ use crate::{
 };
 
 /// The subject a client's notifications go to.
-pub fn subject(client_id: Uuid) -> String {
+pub fn subject(client_id: ClientId) -> String {
     format!("notifications.{client_id}")
 }
 
 /// What a client is told.
 #[derive(Debug, Serialize)]
 pub struct Notification<'a> {
-    pub checkout_id: Uuid,
+    pub checkout_id: CheckoutId,
     pub pattern: &'static str,
     /// `SUCCEEDED` or `FAILED`.
     pub status: &'static str,

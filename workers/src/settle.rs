@@ -2,6 +2,7 @@
 //! idempotency keys of its steps, publishing follow-up events under derived
 //! ids, and [`abort`], the one way a choreographed checkout is failed.
 
+use chorus_domain::{CheckoutId, ClientId};
 use chorus_contracts::{
     ServiceError,
     inventory::CancelReservation,
@@ -10,7 +11,6 @@ use chorus_contracts::{
 use chorus_event_store::{CartLine, Envelope, EventPayload, OrderLine, Pattern, RecordedEvent};
 use chorus_runtime::trace::TraceParent;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::{WorkerError, Workers};
 
@@ -19,15 +19,15 @@ pub const RESERVE: &str = "reserve";
 pub const ORDER: &str = "order";
 
 /// The idempotency key of one step of one checkout.
-pub fn key(checkout_id: Uuid, step: &str) -> String {
+pub fn key(checkout_id: CheckoutId, step: &str) -> String {
     format!("{checkout_id}:{step}")
 }
 
 /// A choreographed checkout, as its `CheckoutInitiated` describes it.
 #[derive(Clone, Debug)]
 pub struct Checkout {
-    pub id: Uuid,
-    pub client_id: Uuid,
+    pub id: CheckoutId,
+    pub client_id: ClientId,
     pub items: Vec<CartLine>,
     /// When its `CheckoutInitiated` was emitted, if known.
     pub started_at: Option<OffsetDateTime>,
@@ -38,7 +38,7 @@ pub struct Checkout {
 
 impl Checkout {
     /// Reads the checkout's history (index + direct gets, no scan).
-    pub async fn load(ctx: &Workers, id: Uuid) -> Result<Self, WorkerError> {
+    pub async fn load(ctx: &Workers, id: CheckoutId) -> Result<Self, WorkerError> {
         let history = ctx.events.read_checkout(id).await?;
         let (client_id, items, started_at) = history
             .iter()
@@ -73,13 +73,13 @@ pub fn trace_of(event: &RecordedEvent) -> Option<TraceParent> {
 /// id derived from the checkout and the event type: publishing it again
 /// (a redelivery, a racing worker) is dropped by the stream's dedupe.
 /// Returns whether it was new.
-pub async fn publish(ctx: &Workers, checkout_id: Uuid, cause: &RecordedEvent, payload: EventPayload) -> Result<bool, WorkerError> {
+pub async fn publish(ctx: &Workers, checkout_id: CheckoutId, cause: &RecordedEvent, payload: EventPayload) -> Result<bool, WorkerError> {
     Ok(publish_all(ctx, checkout_id, cause, vec![payload]).await?.pop().unwrap_or(false))
 }
 
 /// Several follow-ups at once, in order: one pipelined append and one
 /// index write, instead of a round trip each. Says for each whether it is new.
-pub async fn publish_all(ctx: &Workers, checkout_id: Uuid, cause: &RecordedEvent, payloads: Vec<EventPayload>) -> Result<Vec<bool>, WorkerError> {
+pub async fn publish_all(ctx: &Workers, checkout_id: CheckoutId, cause: &RecordedEvent, payloads: Vec<EventPayload>) -> Result<Vec<bool>, WorkerError> {
     let events: Vec<Envelope> = payloads
         .into_iter()
         .map(|payload| {

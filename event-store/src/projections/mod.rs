@@ -14,9 +14,9 @@ use bytes::Bytes;
 use chorus_runtime::nats::until_provisioned;
 use futures::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
-use uuid::Uuid;
 
 use crate::{
+    CheckoutId, ClientId,
     EventStore, EventStoreError, RecordedEvent,
     known::Known,
     store::{cas, kv_stream_config},
@@ -151,14 +151,14 @@ impl Projections {
 
     /// The stored view of a checkout (maybe behind the stream: see
     /// [`Self::checkout_fresh`]).
-    pub async fn checkout(&self, id: Uuid) -> Result<Option<CheckoutView>, EventStoreError> {
+    pub async fn checkout(&self, id: CheckoutId) -> Result<Option<CheckoutView>, EventStoreError> {
         read(&self.checkouts, &id.to_string()).await
     }
 
     /// The view of a checkout including every event already stored: the
     /// read model when it has applied the checkout's last event, else a
     /// fold of the checkout's events (read-your-writes right after a mutation).
-    pub async fn checkout_fresh(&self, events: &EventStore, id: Uuid) -> Result<Option<CheckoutView>, EventStoreError> {
+    pub async fn checkout_fresh(&self, events: &EventStore, id: CheckoutId) -> Result<Option<CheckoutView>, EventStoreError> {
         let (stored, last) = futures::try_join!(self.checkout(id), events.last_of_checkout(id))?;
         match (stored, last) {
             (_, None) => Ok(None),
@@ -167,7 +167,7 @@ impl Projections {
         }
     }
 
-    pub async fn orders_by_client(&self, client_id: Uuid) -> Result<Option<ClientOrders>, EventStoreError> {
+    pub async fn orders_by_client(&self, client_id: ClientId) -> Result<Option<ClientOrders>, EventStoreError> {
         read(&self.orders_by_client, &client_id.to_string()).await
     }
 

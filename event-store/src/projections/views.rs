@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::{CheckoutId, ClientId};
+
 use crate::{EventPayload, Pattern, RecordedEvent, event::micros_rfc3339};
 
 pub use chorus_domain::CheckoutStatus;
@@ -12,10 +14,10 @@ pub use chorus_domain::CheckoutStatus;
 /// The `checkouts` read model: one checkout as a reader wants it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckoutView {
-    pub checkout_id: Uuid,
+    pub checkout_id: CheckoutId,
     pub pattern: Pattern,
     pub status: CheckoutStatus,
-    pub client_id: Option<Uuid>,
+    pub client_id: Option<ClientId>,
     pub order_id: Option<Uuid>,
     pub failure_reason: Option<String>,
     pub failed_step: Option<String>,
@@ -111,7 +113,7 @@ impl CheckoutView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientOrder {
     pub order_id: Uuid,
-    pub checkout_id: Uuid,
+    pub checkout_id: CheckoutId,
     pub pattern: Pattern,
     pub total_cents: i64,
     pub sequence: u64,
@@ -122,10 +124,10 @@ pub struct ClientOrder {
 /// The `orders_by_client` read model (the seed's): a client's orders.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientOrders {
-    pub client_id: Uuid,
+    pub client_id: ClientId,
     pub total_orders: u64,
     pub last_order_id: Option<Uuid>,
-    pub last_checkout_id: Option<Uuid>,
+    pub last_checkout_id: Option<CheckoutId>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_update_ts: Option<OffsetDateTime>,
     /// In stream order.
@@ -221,13 +223,13 @@ mod tests {
     use super::*;
     use crate::Envelope;
 
-    fn at(seq: u64, checkout: Uuid, payload: EventPayload) -> RecordedEvent {
+    fn at(seq: u64, checkout: CheckoutId, payload: EventPayload) -> RecordedEvent {
         let mut envelope = Envelope::new(checkout, Pattern::Choreographed, payload);
         envelope.emitted_at = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(seq as i64);
         RecordedEvent { sequence: seq, envelope, traceparent: None }
     }
 
-    fn happy(checkout: Uuid, client: Uuid, order: Uuid) -> Vec<RecordedEvent> {
+    fn happy(checkout: CheckoutId, client: ClientId, order: Uuid) -> Vec<RecordedEvent> {
         vec![
             at(3, checkout, EventPayload::CheckoutInitiated { client_id: client, items: vec![], idempotency_key: None }),
             at(5, checkout, EventPayload::StockReserved { reservation_id: Uuid::nil(), items: vec![], priced: vec![], client_id: None, initiated_at: None }),
@@ -238,7 +240,7 @@ mod tests {
 
     #[test]
     fn a_checkout_view_does_not_depend_on_order_or_repetition() {
-        let (checkout, client, order) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (checkout, client, order) = (CheckoutId::new_v4(), ClientId::new_v4(), Uuid::new_v4());
         let events = happy(checkout, client, order);
         let forward = CheckoutView::fold(&events).expect("view");
         assert_eq!(forward.status, CheckoutStatus::Succeeded);
@@ -254,7 +256,7 @@ mod tests {
 
     #[test]
     fn the_first_terminal_event_in_the_stream_decides() {
-        let checkout = Uuid::new_v4();
+        let checkout = CheckoutId::new_v4();
         let failed = at(4, checkout, EventPayload::CheckoutFailed { reason: "stalled".into(), step: "stalled".into(), client_id: None });
         let late = at(7, checkout, EventPayload::CheckoutSucceeded { order_id: Uuid::new_v4(), client_id: None });
         for events in [vec![&failed, &late], vec![&late, &failed]] {
@@ -266,8 +268,8 @@ mod tests {
 
     #[test]
     fn client_orders_count_each_order_once_and_track_the_last() {
-        let client = Uuid::new_v4();
-        let (c1, c2) = (Uuid::new_v4(), Uuid::new_v4());
+        let client = ClientId::new_v4();
+        let (c1, c2) = (CheckoutId::new_v4(), CheckoutId::new_v4());
         let (o1, o2) = (Uuid::new_v4(), Uuid::new_v4());
         let e1 = at(10, c1, EventPayload::OrderCreated { order_id: o1, client_id: client, total_cents: 1, items: vec![] });
         let e2 = at(20, c2, EventPayload::OrderCreated { order_id: o2, client_id: client, total_cents: 2, items: vec![] });

@@ -5,15 +5,15 @@
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
-use chorus_event_store::{Envelope, EventPayload, Pattern, SagaState, subjects};
+use chorus_event_store::{CheckoutId, ClientId, Envelope, EventPayload, Pattern, ProductId, SagaState, subjects};
 use uuid::Uuid;
 
 /// The six events of a successful choreographed checkout.
-pub fn checkout_events(checkout_id: Uuid) -> Vec<Envelope> {
-    let client_id = Uuid::new_v4();
+pub fn checkout_events(checkout_id: CheckoutId) -> Vec<Envelope> {
+    let client_id = ClientId::new_v4();
     let reservation_id = Uuid::new_v4();
     let order_id = Uuid::new_v4();
-    let items = vec![chorus_event_store::CartLine { product_id: Uuid::new_v4(), quantity: 2 }];
+    let items = vec![chorus_event_store::CartLine { product_id: ProductId::new_v4(), quantity: 2 }];
     let payloads = vec![
         EventPayload::CheckoutInitiated { client_id, items: items.clone(), idempotency_key: None },
         EventPayload::StockReserved { reservation_id, items, priced: Vec::new(), client_id: None, initiated_at: None },
@@ -26,14 +26,14 @@ pub fn checkout_events(checkout_id: Uuid) -> Vec<Envelope> {
 }
 
 /// Stores `checkouts` checkouts of six events each; returns their ids.
-pub async fn fill(js: &jetstream::Context, checkouts: usize) -> Vec<Uuid> {
+pub async fn fill(js: &jetstream::Context, checkouts: usize) -> Vec<CheckoutId> {
     const BATCH: usize = 500;
     let mut ids = Vec::with_capacity(checkouts);
     let mut remaining = checkouts;
     while remaining > 0 {
         let n = remaining.min(BATCH);
         remaining -= n;
-        let batch: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+        let batch: Vec<CheckoutId> = (0..n).map(|_| CheckoutId::new_v4()).collect();
         let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(n * 6);
         for id in &batch {
             for event in checkout_events(*id) {

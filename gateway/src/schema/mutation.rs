@@ -7,7 +7,7 @@ use chorus_contracts::{
     inventory::{Levels, Restock},
     orchestrator::{CompensateSaga, StartCheckout},
 };
-use chorus_domain::Cart;
+use chorus_domain::{Cart, CheckoutId, ProductId};
 use chorus_event_store::{Envelope, EventPayload, Pattern};
 use chorus_runtime::config::FaultSpec;
 use tracing::Instrument;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     GatewayError,
     request::{principal, request_trace, state},
-    inputs::{CheckoutInput, parse_uuid},
+    inputs::{CheckoutInput, parse_id},
     retry::{ask_again_until_answered, store_initiation},
     types::{FaultMode, Product, Saga},
     views::CheckoutAccepted,
@@ -49,7 +49,7 @@ impl MutationRoot {
                 client_id: checkout.client_id,
                 items: checkout.cart,
                 idempotency_key: checkout.idempotency_key,
-                checkout_id: Some(Uuid::now_v7()),
+                checkout_id: Some(CheckoutId::now_v7()),
                 traceparent: Some(trace.child().to_string()),
             };
             Ok::<_, GatewayError>(Saga::from(ask_again_until_answered(state, &request).await?))
@@ -76,8 +76,8 @@ impl MutationRoot {
             let checkout_id = match &checkout.idempotency_key {
                 // The same client and key name the same checkout, and its
                 // first event the same message id: a racing repeat is deduplicated.
-                Some(key) => Uuid::new_v5(&checkout.client_id, format!("choreographed:{key}").as_bytes()),
-                None => Uuid::now_v7(),
+                Some(key) => CheckoutId(Uuid::new_v5(&checkout.client_id.0, format!("choreographed:{key}").as_bytes())),
+                None => CheckoutId::now_v7(),
             };
             let cart = &checkout.cart;
             if checkout.idempotency_key.is_some()
@@ -119,7 +119,7 @@ impl MutationRoot {
         async {
             let who = principal(ctx);
             who.authenticated()?;
-            let id = parse_uuid("id", &id)?;
+            let id: CheckoutId = parse_id("id", &id)?;
             who.admin()?;
             match state.checkouts.call(&CompensateSaga { id }).await {
                 Err(chorus_contracts::ServiceError::Conflict(m)) => Err(GatewayError::BadUserInput(m)),
@@ -153,7 +153,7 @@ impl MutationRoot {
                 return Err(GatewayError::BadUserInput("stock: cannot be negative".into()));
             }
             who.admin()?;
-            let id = Uuid::now_v7();
+            let id = ProductId::now_v7();
             let product = state
                 .services
                 .call(&CreateProduct { id, name: name.to_owned(), price_cents: i64::from(price_cents) })
@@ -171,7 +171,7 @@ impl MutationRoot {
         async {
             let who = principal(ctx);
             who.authenticated()?;
-            let id = parse_uuid("productId", &product_id)?;
+            let id: ProductId = parse_id("productId", &product_id)?;
             if quantity < 1 || i64::from(quantity) > MAX_STOCK {
                 return Err(GatewayError::BadUserInput(format!("quantity: 1 to {MAX_STOCK}")));
             }
@@ -198,7 +198,7 @@ impl MutationRoot {
         async {
             let who = principal(ctx);
             who.authenticated()?;
-            let id = parse_uuid("productId", &product_id)?;
+            let id: ProductId = parse_id("productId", &product_id)?;
             who.admin()?;
             let product = state.services.call(&SetProductActive { id, active }).await?;
             let levels = state.services.call(&Levels { product_ids: Some(vec![id]) }).await?;

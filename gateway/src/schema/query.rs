@@ -6,12 +6,13 @@ use chorus_contracts::{
     orchestrator::{GetSaga, ListSagas},
     orders::GetOrder,
 };
-use chorus_domain::SagaState;
+use chorus_domain::{CheckoutId, ClientId, ProductId, SagaState};
+use uuid::Uuid;
 
 use crate::{
     GatewayError,
     request::{client_of, principal, state},
-    inputs::parse_uuid,
+    inputs::parse_id,
     loaders::{product_by_id, products_with_stock},
     platform::{self, Platform},
     types::{Order, Product, Saga},
@@ -44,7 +45,7 @@ impl QueryRoot {
         async {
             let who = principal(ctx);
             who.authenticated()?;
-            let id = parse_uuid("id", &id)?;
+            let id: Uuid = parse_id("id", &id)?;
             match state.services.call(&GetOrder { id }).await {
                 Ok(order) => {
                     who.acts_as(order.client_id)?;
@@ -64,7 +65,7 @@ impl QueryRoot {
         async {
             let who = principal(ctx);
             who.authenticated()?;
-            let id = parse_uuid("id", &id)?;
+            let id: CheckoutId = parse_id("id", &id)?;
             match state.services.call(&GetSaga { id }).await {
                 Ok(saga) => {
                     who.acts_as(saga.client_id)?;
@@ -107,7 +108,7 @@ impl QueryRoot {
         async {
             let who = principal(ctx);
             who.authenticated()?;
-            let id = parse_uuid("id", &id)?;
+            let id: CheckoutId = parse_id("id", &id)?;
             let view = state.projections.checkout_fresh(&state.events, id).await?;
             if let Some(view) = &view {
                 who.owns(view.client_id)?;
@@ -125,7 +126,7 @@ impl QueryRoot {
         async {
             let who = principal(ctx);
             who.authenticated()?;
-            let id = parse_uuid("checkoutId", &checkout_id)?;
+            let id: CheckoutId = parse_id("checkoutId", &checkout_id)?;
             let events = state.events.read_checkout(id).await?;
             if !events.is_empty() {
                 who.owns(client_of(&events))?;
@@ -171,7 +172,7 @@ impl QueryRoot {
         async {
             let who = principal(ctx);
             who.authenticated()?;
-            let id = parse_uuid("clientId", &client_id)?;
+            let id: ClientId = parse_id("clientId", &client_id)?;
             who.acts_as(id)?;
             Ok::<_, GatewayError>(state.projections.orders_by_client(id).await?.map(ClientOrders::from))
         }
@@ -199,7 +200,7 @@ impl QueryRoot {
         let state = state(ctx);
         async {
             principal(ctx).authenticated()?;
-            let id = parse_uuid("id", &id)?;
+            let id: ProductId = parse_id("id", &id)?;
             product_by_id(state, id).await
         }
         .await

@@ -1,12 +1,13 @@
 //! Live views of checkouts (WebSocket, `graphql-transport-ws` or `graphql-ws`).
 
 use async_graphql::{Context, ErrorExtensions, ID, ResultExt, Subscription};
+use chorus_domain::CheckoutId;
 use futures::{Stream, StreamExt};
 
 use crate::{
     GatewayError,
     request::{caller, owned_by, principal, state, until_expiry},
-    inputs::parse_uuid,
+    inputs::parse_id,
     types::SagaTransition,
     views::CheckoutEvent,
 };
@@ -29,7 +30,7 @@ impl SubscriptionRoot {
         let who = principal(ctx);
         async {
             who.authenticated()?;
-            let id = parse_uuid("checkoutId", &checkout_id)?;
+            let id: CheckoutId = parse_id("checkoutId", &checkout_id)?;
             let live = state.hub.checkout(&state.events, id, &caller(ctx, &who)).await?;
             Ok::<_, GatewayError>(owned_by(live, who).map(|e| e.map(|e| CheckoutEvent::from((*e).clone())).map_err(|e| e.extend())))
         }
@@ -52,7 +53,7 @@ impl SubscriptionRoot {
             who.authenticated()?;
             let live = match saga_id {
                 Some(id) => {
-                    let id = parse_uuid("sagaId", &id)?;
+                    let id: CheckoutId = parse_id("sagaId", &id)?;
                     owned_by(state.hub.checkout(&state.events, id, &caller(ctx, &who)).await?, who).boxed()
                 }
                 None => {

@@ -1,13 +1,14 @@
 //! The catalogue's tables.
 
 pub mod product {
+    use chorus_domain::ProductId;
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "products")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+        pub id: ProductId,
         pub name: String,
         pub price_cents: i64,
         pub active: bool,

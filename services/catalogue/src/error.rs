@@ -1,5 +1,5 @@
+use chorus_domain::ProductId;
 use chorus_contracts::ServiceError;
-use uuid::Uuid;
 
 /// Everything the catalogue can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
@@ -7,9 +7,9 @@ pub enum CatalogueError {
     #[error("{0}")]
     BadInput(String),
     #[error("product {0} not found")]
-    NotFound(Uuid),
+    NotFound(ProductId),
     #[error("product {0} exists with another name or price")]
-    Conflict(Uuid),
+    Conflict(ProductId),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error("NATS: {0}")]

@@ -1,6 +1,7 @@
 //! One function per catalogue operation; each takes the connection, so a
 //! caller may pass a transaction.
 
+use chorus_domain::ProductId;
 use chorus_contracts::catalogue::{CreateProduct, Product};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, prelude::*};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -21,7 +22,7 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<Product>, CatalogueEr
     Ok(rows.into_iter().map(to_contract).collect())
 }
 
-pub async fn get_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<Product>, CatalogueError> {
+pub async fn get_many(db: &impl ConnectionTrait, ids: &[ProductId]) -> Result<Vec<Product>, CatalogueError> {
     if ids.len() > MAX_IDS {
         return Err(CatalogueError::BadInput(format!("at most {MAX_IDS} ids per request")));
     }
@@ -65,7 +66,7 @@ pub async fn create(db: &impl ConnectionTrait, req: CreateProduct) -> Result<Pro
     Ok(to_contract(stored))
 }
 
-pub async fn set_active(db: &impl ConnectionTrait, id: Uuid, active: bool) -> Result<Product, CatalogueError> {
+pub async fn set_active(db: &impl ConnectionTrait, id: ProductId, active: bool) -> Result<Product, CatalogueError> {
     let updated = product::Entity::update_many()
         .col_expr(product::Column::Active, Expr::value(active))
         .filter(product::Column::Id.eq(id))

@@ -1,14 +1,13 @@
 //! Catalogue: products and prices.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::Endpoint;
+use crate::{CheckoutId, Endpoint, ProductId};
 
 /// A product as the catalogue knows it (stock lives in inventory).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
-    pub id: Uuid,
+    pub id: ProductId,
     pub name: String,
     pub price_cents: i64,
     pub active: bool,
@@ -29,16 +28,16 @@ impl Endpoint for ListProducts {
 /// The products with these ids; unknown ids are left out of the answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GetProducts {
-    pub ids: Vec<Uuid>,
+    pub ids: Vec<ProductId>,
     #[serde(default)]
-    pub checkout_id: Option<Uuid>,
+    pub checkout_id: Option<CheckoutId>,
 }
 
 impl Endpoint for GetProducts {
     const SERVICE: &'static str = "catalogue";
     const OPERATION: &'static str = "get";
     type Response = Vec<Product>;
-    fn checkout_id(&self) -> Option<Uuid> {
+    fn checkout_id(&self) -> Option<CheckoutId> {
         self.checkout_id
     }
 }
@@ -47,7 +46,7 @@ impl Endpoint for GetProducts {
 /// (same id) returns the product instead of adding a second one.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CreateProduct {
-    pub id: Uuid,
+    pub id: ProductId,
     pub name: String,
     pub price_cents: i64,
 }
@@ -61,7 +60,7 @@ impl Endpoint for CreateProduct {
 /// Makes a product sellable or not.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SetProductActive {
-    pub id: Uuid,
+    pub id: ProductId,
     pub active: bool,
 }
 

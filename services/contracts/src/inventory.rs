@@ -8,12 +8,12 @@ use uuid::Uuid;
 
 use chorus_domain::{Cart, CartLine};
 
-use crate::Endpoint;
+use crate::{CheckoutId, Endpoint, ProductId};
 
 /// One product's stock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockLevel {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     /// Can still be sold.
     pub available: i64,
     /// Held by reservations not yet turned into orders.
@@ -27,13 +27,13 @@ pub struct StockLevel {
 pub struct CheckAvailability {
     pub items: Cart,
     #[serde(default)]
-    pub checkout_id: Option<Uuid>,
+    pub checkout_id: Option<CheckoutId>,
 }
 
 /// A line that cannot be served in full.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shortage {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub requested: u32,
     pub available: i64,
 }
@@ -44,14 +44,14 @@ pub struct Availability {
     pub shortages: Vec<Shortage>,
     /// Products inventory has never stocked (not in the catalogue, most likely).
     #[serde(default)]
-    pub unknown: Vec<Uuid>,
+    pub unknown: Vec<ProductId>,
 }
 
 impl Endpoint for CheckAvailability {
     const SERVICE: &'static str = "inventory";
     const OPERATION: &'static str = "check";
     type Response = Availability;
-    fn checkout_id(&self) -> Option<Uuid> {
+    fn checkout_id(&self) -> Option<CheckoutId> {
         self.checkout_id
     }
 }
@@ -62,7 +62,7 @@ impl Endpoint for CheckAvailability {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Reserve {
     pub idempotency_key: String,
-    pub checkout_id: Uuid,
+    pub checkout_id: CheckoutId,
     pub items: Cart,
 }
 
@@ -80,7 +80,7 @@ pub enum ReservationStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
     pub id: Uuid,
-    pub checkout_id: Uuid,
+    pub checkout_id: CheckoutId,
     pub status: ReservationStatus,
     pub items: Vec<CartLine>,
 }
@@ -89,7 +89,7 @@ impl Endpoint for Reserve {
     const SERVICE: &'static str = "inventory";
     const OPERATION: &'static str = "reserve";
     type Response = Reservation;
-    fn checkout_id(&self) -> Option<Uuid> {
+    fn checkout_id(&self) -> Option<CheckoutId> {
         Some(self.checkout_id)
     }
 }
@@ -123,7 +123,7 @@ impl Endpoint for Commit {
 /// Adds stock (and creates the product's stock level on first use).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Restock {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub quantity: i64,
 }
 
@@ -137,7 +137,7 @@ impl Endpoint for Restock {
 /// inventory has never seen has no level.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Levels {
-    pub product_ids: Option<Vec<Uuid>>,
+    pub product_ids: Option<Vec<ProductId>>,
 }
 
 impl Endpoint for Levels {
@@ -155,7 +155,7 @@ impl Endpoint for Levels {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CancelReservation {
     pub idempotency_key: String,
-    pub checkout_id: Uuid,
+    pub checkout_id: CheckoutId,
     #[serde(default)]
     pub restock_sold: bool,
 }
@@ -165,7 +165,7 @@ impl Endpoint for CancelReservation {
     const OPERATION: &'static str = "cancel";
     /// The released reservation, or `None` when nothing had been reserved.
     type Response = Option<Reservation>;
-    fn checkout_id(&self) -> Option<Uuid> {
+    fn checkout_id(&self) -> Option<CheckoutId> {
         Some(self.checkout_id)
     }
 }

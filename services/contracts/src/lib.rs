@@ -17,7 +17,7 @@ pub mod server;
 
 pub use client::ServiceClient;
 pub use error::ServiceError;
-pub use chorus_domain::{Cart, CartLine, IdempotencyKey};
+pub use chorus_domain::{Cart, CartLine, CheckoutId, ClientId, IdempotencyKey, ProductId};
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -31,7 +31,7 @@ pub trait Endpoint: Serialize + DeserializeOwned + Send + Sync + 'static {
     type Response: Serialize + DeserializeOwned + Send + 'static;
 
     /// The checkout this request is part of, for logs.
-    fn checkout_id(&self) -> Option<uuid::Uuid> {
+    fn checkout_id(&self) -> Option<CheckoutId> {
         None
     }
 }

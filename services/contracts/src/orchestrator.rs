@@ -4,7 +4,7 @@ use chorus_domain::{Cart, SagaState};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Endpoint, IdempotencyKey};
+use crate::{CheckoutId, ClientId, Endpoint, IdempotencyKey};
 
 /// One logged move of a saga's state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,9 +19,9 @@ pub struct Transition {
 /// A saga as clients see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Saga {
-    pub id: Uuid,
+    pub id: CheckoutId,
     pub state: SagaState,
-    pub client_id: Uuid,
+    pub client_id: ClientId,
     pub order_id: Option<Uuid>,
     pub failure_reason: Option<String>,
     pub transitions: Vec<Transition>,
@@ -34,14 +34,14 @@ pub struct Saga {
 /// it, too) and starts nothing.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StartCheckout {
-    pub client_id: Uuid,
+    pub client_id: ClientId,
     pub items: Cart,
     pub idempotency_key: Option<IdempotencyKey>,
     /// The checkout's id, chosen by the caller so that asking again (after
     /// a replica died mid-saga) names the same saga even without an
     /// idempotency key; a new id when absent.
     #[serde(default)]
-    pub checkout_id: Option<Uuid>,
+    pub checkout_id: Option<CheckoutId>,
     /// W3C trace context of the caller, continued by every step.
     #[serde(default)]
     pub traceparent: Option<String>,
@@ -55,14 +55,14 @@ impl Endpoint for StartCheckout {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GetSaga {
-    pub id: Uuid,
+    pub id: CheckoutId,
 }
 
 impl Endpoint for GetSaga {
     const SERVICE: &'static str = "orchestrator";
     const OPERATION: &'static str = "get";
     type Response = Saga;
-    fn checkout_id(&self) -> Option<Uuid> {
+    fn checkout_id(&self) -> Option<CheckoutId> {
         Some(self.id)
     }
 }
@@ -84,14 +84,14 @@ impl Endpoint for ListSagas {
 /// is `CANCELLED`; a `COMPLETED` saga is a `Conflict`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CompensateSaga {
-    pub id: Uuid,
+    pub id: CheckoutId,
 }
 
 impl Endpoint for CompensateSaga {
     const SERVICE: &'static str = "orchestrator";
     const OPERATION: &'static str = "compensate";
     type Response = Saga;
-    fn checkout_id(&self) -> Option<Uuid> {
+    fn checkout_id(&self) -> Option<CheckoutId> {
         Some(self.id)
     }
 }

@@ -3,11 +3,11 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::Endpoint;
+use crate::{CheckoutId, ClientId, Endpoint, ProductId};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub quantity: u32,
     pub unit_price_cents: i64,
 }
@@ -31,8 +31,8 @@ impl OrderStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub id: Uuid,
-    pub client_id: Uuid,
-    pub checkout_id: Uuid,
+    pub client_id: ClientId,
+    pub checkout_id: CheckoutId,
     pub status: OrderStatus,
     pub total_cents: i64,
     pub items: Vec<OrderLine>,
@@ -45,8 +45,8 @@ pub struct Order {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CreateOrder {
     pub idempotency_key: String,
-    pub client_id: Uuid,
-    pub checkout_id: Uuid,
+    pub client_id: ClientId,
+    pub checkout_id: CheckoutId,
     pub items: Vec<OrderLine>,
 }
 
@@ -54,7 +54,7 @@ impl Endpoint for CreateOrder {
     const SERVICE: &'static str = "orders";
     const OPERATION: &'static str = "create";
     type Response = Order;
-    fn checkout_id(&self) -> Option<Uuid> {
+    fn checkout_id(&self) -> Option<CheckoutId> {
         Some(self.checkout_id)
     }
 }
@@ -74,7 +74,7 @@ impl Endpoint for GetOrder {
 /// A client's orders, newest first.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ListOrdersByClient {
-    pub client_id: Uuid,
+    pub client_id: ClientId,
     pub limit: Option<u32>,
 }
 
@@ -102,8 +102,8 @@ impl Endpoint for CancelOrder {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CancelOrderByKey {
     pub idempotency_key: String,
-    pub client_id: Uuid,
-    pub checkout_id: Uuid,
+    pub client_id: ClientId,
+    pub checkout_id: CheckoutId,
 }
 
 impl Endpoint for CancelOrderByKey {
@@ -111,7 +111,7 @@ impl Endpoint for CancelOrderByKey {
     const OPERATION: &'static str = "cancel_by_key";
     /// The cancelled order, or `None` when none had been created.
     type Response = Option<Order>;
-    fn checkout_id(&self) -> Option<Uuid> {
+    fn checkout_id(&self) -> Option<CheckoutId> {
         Some(self.checkout_id)
     }
 }

@@ -1,6 +1,7 @@
 //! Inventory's tables.
 
 pub mod stock_level {
+    use chorus_domain::ProductId;
     use sea_orm::entity::prelude::*;
 
     /// One product's stock; the three counters always sum to what was stocked.
@@ -8,7 +9,7 @@ pub mod stock_level {
     #[sea_orm(table_name = "stock_levels")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub product_id: Uuid,
+        pub product_id: ProductId,
         pub available: i64,
         pub reserved: i64,
         pub sold: i64,
@@ -22,6 +23,7 @@ pub mod stock_level {
 }
 
 pub mod reservation {
+    use chorus_domain::CheckoutId;
     use sea_orm::entity::prelude::*;
 
     /// A reservation, or the record of a refused one (`REJECTED`, with the
@@ -33,7 +35,7 @@ pub mod reservation {
         pub id: Uuid,
         #[sea_orm(unique)]
         pub idempotency_key: String,
-        pub checkout_id: Uuid,
+        pub checkout_id: CheckoutId,
         /// `HELD`, `RELEASED`, `COMMITTED` or `REJECTED`.
         pub status: String,
         pub failure: Option<String>,
@@ -48,6 +50,7 @@ pub mod reservation {
 }
 
 pub mod reservation_line {
+    use chorus_domain::ProductId;
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -56,7 +59,7 @@ pub mod reservation_line {
         #[sea_orm(primary_key, auto_increment = false)]
         pub reservation_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
-        pub product_id: Uuid,
+        pub product_id: ProductId,
         pub quantity: i64,
     }
 

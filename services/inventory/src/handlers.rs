@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use chorus_contracts::{
-    Cart, CartLine,
+    Cart, CartLine, CheckoutId, ProductId,
     inventory::{Availability, Reservation, ReservationStatus, Reserve, Shortage, StockLevel},
 };
 use sea_orm::{
@@ -33,7 +33,7 @@ const REJECTED: &str = "REJECTED";
 pub async fn check(db: &impl ConnectionTrait, cart: &Cart) -> Result<Availability, InventoryError> {
     let items = cart.lines();
     let levels = available_by_product(db, items).await?;
-    let unknown: Vec<Uuid> = items.iter().map(|l| l.product_id).filter(|id| !levels.contains_key(id)).collect();
+    let unknown: Vec<ProductId> = items.iter().map(|l| l.product_id).filter(|id| !levels.contains_key(id)).collect();
     let shortages: Vec<Shortage> = items
         .iter()
         .filter_map(|line| {
@@ -105,7 +105,7 @@ pub async fn reserve(db: &DatabaseConnection, req: Reserve) -> Result<Reservatio
 async fn claim_key(
     db: &impl ConnectionTrait,
     id: Uuid,
-    (key, checkout_id): (&str, Uuid),
+    (key, checkout_id): (&str, CheckoutId),
     status: &str,
     failure: Option<String>,
     now: OffsetDateTime,
@@ -179,7 +179,7 @@ fn status(raw: &str) -> Result<ReservationStatus, InventoryError> {
 pub async fn cancel(
     db: &DatabaseConnection,
     key: &str,
-    checkout_id: Uuid,
+    checkout_id: CheckoutId,
     restock_sold: bool,
 ) -> Result<Option<Reservation>, InventoryError> {
     // A tombstone: the key claimed with nothing reserved.
@@ -268,7 +268,7 @@ async fn settle(
 }
 
 /// Adds stock, creating the product's level on first use.
-pub async fn restock(db: &impl ConnectionTrait, product_id: Uuid, quantity: i64) -> Result<StockLevel, InventoryError> {
+pub async fn restock(db: &impl ConnectionTrait, product_id: ProductId, quantity: i64) -> Result<StockLevel, InventoryError> {
     if !(0..=MAX_RESTOCK).contains(&quantity) {
         return Err(InventoryError::BadInput(format!("a restock adds 0 to {MAX_RESTOCK} units")));
     }
@@ -300,7 +300,7 @@ pub async fn restock(db: &impl ConnectionTrait, product_id: Uuid, quantity: i64)
 }
 
 /// Stock levels of these products, or of all.
-pub async fn levels(db: &impl ConnectionTrait, ids: Option<&[Uuid]>) -> Result<Vec<StockLevel>, InventoryError> {
+pub async fn levels(db: &impl ConnectionTrait, ids: Option<&[ProductId]>) -> Result<Vec<StockLevel>, InventoryError> {
     let mut query = stock_level::Entity::find().order_by_asc(stock_level::Column::ProductId);
     if let Some(ids) = ids {
         if ids.len() > 1000 {
@@ -311,7 +311,7 @@ pub async fn levels(db: &impl ConnectionTrait, ids: Option<&[Uuid]>) -> Result<V
     Ok(query.all(db).await?.into_iter().map(to_contract).collect())
 }
 
-async fn available_by_product(db: &impl ConnectionTrait, items: &[CartLine]) -> Result<HashMap<Uuid, i64>, InventoryError> {
+async fn available_by_product(db: &impl ConnectionTrait, items: &[CartLine]) -> Result<HashMap<ProductId, i64>, InventoryError> {
     let rows = stock_level::Entity::find()
         .filter(stock_level::Column::ProductId.is_in(items.iter().map(|l| l.product_id)))
         .all(db)

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use chorus_domain::{SagaEvent, SagaState};
+use chorus_domain::{CheckoutId, SagaEvent, SagaState};
 
 use self::steps::step_of;
 use crate::{
@@ -63,7 +63,7 @@ struct Inner {
     shutdown: Shutdown,
     /// The sagas this replica drives, each with a token that interrupts
     /// its driver (a forced compensation replaces it).
-    driving: Mutex<HashMap<Uuid, CancellationToken>>,
+    driving: Mutex<HashMap<CheckoutId, CancellationToken>>,
 }
 
 impl Orchestrator {
@@ -117,7 +117,7 @@ impl Orchestrator {
     }
 
     /// Forces compensation of a saga that is not terminal.
-    pub async fn compensate(&self, id: Uuid) -> Result<Saga, OrchestratorError> {
+    pub async fn compensate(&self, id: CheckoutId) -> Result<Saga, OrchestratorError> {
         let row = repo::find(&self.inner.db, id).await?;
         match row.state {
             SagaState::Completed => return Err(OrchestratorError::AlreadyCompleted(id)),
@@ -151,7 +151,7 @@ impl Orchestrator {
 
     /// Drives `id` in a task of its own unless this replica already does;
     /// from `row` when the caller has just written it, else as stored.
-    fn spawn_drive(&self, id: Uuid, row: Option<saga::Model>) {
+    fn spawn_drive(&self, id: CheckoutId, row: Option<saga::Model>) {
         let token = CancellationToken::new();
         {
             let mut driving = self.inner.driving.lock().unwrap_or_else(|p| p.into_inner());
@@ -186,7 +186,7 @@ impl Orchestrator {
 
     /// Runs the saga's steps until it is terminal, this replica loses its
     /// lease, or the process stops (then the saga is handed back).
-    async fn drive(&self, id: Uuid, row: Option<saga::Model>) -> Result<(), OrchestratorError> {
+    async fn drive(&self, id: CheckoutId, row: Option<saga::Model>) -> Result<(), OrchestratorError> {
         let row = match row {
             Some(row) => row,
             None => repo::find(&self.inner.db, id).await?,
@@ -248,7 +248,7 @@ impl Orchestrator {
 
     /// Runs `work` while renewing this replica's lease; fails with
     /// `LeaseLost` if another replica took the saga meanwhile.
-    async fn with_heartbeat<T>(&self, id: Uuid, work: impl Future<Output = T>) -> Result<T, OrchestratorError> {
+    async fn with_heartbeat<T>(&self, id: CheckoutId, work: impl Future<Output = T>) -> Result<T, OrchestratorError> {
         let inner = &self.inner;
         let period = inner.settings.lease / 3;
         tokio::pin!(work);
@@ -270,7 +270,7 @@ impl Orchestrator {
     /// last event), so a saga costs two looks, not one per step; sagas of
     /// other replicas are polled. A saga that ended while its events still wait
     /// (JetStream unavailable) is `EventsPending`: asking again is safe.
-    async fn wait_terminal(&self, id: Uuid, look_first: bool) -> Result<Saga, OrchestratorError> {
+    async fn wait_terminal(&self, id: CheckoutId, look_first: bool) -> Result<Saga, OrchestratorError> {
         let mut ended = self.inner.relay.stored();
         let deadline = Instant::now() + self.inner.settings.wait_limit;
         let mut told = !look_first && self.until_stored(&mut ended, id).await;
@@ -292,7 +292,7 @@ impl Orchestrator {
 
     /// Until the relay says `id` ended (true), or 200 ms pass (a saga
     /// another replica drives, or news missed).
-    async fn until_stored(&self, ended: &mut tokio::sync::broadcast::Receiver<Uuid>, id: Uuid) -> bool {
+    async fn until_stored(&self, ended: &mut tokio::sync::broadcast::Receiver<CheckoutId>, id: CheckoutId) -> bool {
         let told = async {
             loop {
                 match ended.recv().await {

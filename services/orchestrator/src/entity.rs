@@ -3,7 +3,7 @@
 //! events written with them and not yet stored in the event store.
 
 pub mod saga {
-    use chorus_domain::SagaState;
+    use chorus_domain::{CheckoutId, ClientId, SagaState};
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -11,8 +11,8 @@ pub mod saga {
     pub struct Model {
         /// The checkout id.
         #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
-        pub client_id: Uuid,
+        pub id: CheckoutId,
+        pub client_id: ClientId,
         /// Unique per client when present.
         pub idempotency_key: Option<String>,
         /// The cart, as JSON `[{product_id, quantity}]`.
@@ -51,7 +51,7 @@ pub mod saga {
 }
 
 pub mod saga_log {
-    use chorus_domain::SagaState;
+    use chorus_domain::{CheckoutId, SagaState};
     use sea_orm::entity::prelude::*;
 
     /// One transition; `(saga_id, seq)` is unique, so two replicas can never
@@ -60,7 +60,7 @@ pub mod saga_log {
     #[sea_orm(table_name = "saga_log")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub saga_id: Uuid,
+        pub saga_id: CheckoutId,
         #[sea_orm(primary_key, auto_increment = false)]
         pub seq: i64,
         pub from_state: Option<SagaState>,
@@ -85,6 +85,7 @@ pub mod saga_log {
 }
 
 pub mod outbox {
+    use chorus_domain::CheckoutId;
     use sea_orm::entity::prelude::*;
 
     /// One event a saga write implies, written in that write's transaction
@@ -96,7 +97,7 @@ pub mod outbox {
         #[sea_orm(primary_key)]
         pub seq: i64,
         pub event_id: Uuid,
-        pub checkout_id: Uuid,
+        pub checkout_id: CheckoutId,
         /// The event as JSON, as it is published.
         pub body: String,
         pub traceparent: Option<String>,

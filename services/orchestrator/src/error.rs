@@ -1,5 +1,5 @@
+use chorus_domain::CheckoutId;
 use chorus_contracts::ServiceError;
-use uuid::Uuid;
 
 /// Everything the orchestrator can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
@@ -11,18 +11,18 @@ pub enum OrchestratorError {
     #[error("{0}")]
     KeyConflict(String),
     #[error("saga {0} not found")]
-    NotFound(Uuid),
+    NotFound(CheckoutId),
     #[error("saga {0} is completed: there is nothing to compensate")]
-    AlreadyCompleted(Uuid),
+    AlreadyCompleted(CheckoutId),
     /// Another replica holds the saga now; this one stops driving it.
     #[error("saga {0} is driven by another replica")]
-    LeaseLost(Uuid),
+    LeaseLost(CheckoutId),
     #[error(transparent)]
     IllegalTransition(#[from] chorus_domain::IllegalTransition),
     /// The saga ended, but the event store has not taken its events yet
     /// (JetStream unavailable): its end is not shown until they are stored.
     #[error("checkout {0} has ended, but the event store is unavailable and its events are not stored yet; ask again")]
-    EventsPending(Uuid),
+    EventsPending(CheckoutId),
     #[error("stored saga is unreadable: {0}")]
     Corrupt(String),
     #[error("database: {0}")]

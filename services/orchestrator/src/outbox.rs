@@ -12,6 +12,7 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
+use chorus_domain::CheckoutId;
 use chorus_event_store::{Envelope, EventPayload, EventStore};
 use chorus_runtime::{retry, shutdown::Shutdown, trace::TraceParent};
 use sea_orm::{
@@ -23,7 +24,6 @@ use sea_orm::{
 use time::OffsetDateTime;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::{OrchestratorError, entity::outbox};
 
@@ -67,7 +67,7 @@ pub async fn write(
 }
 
 /// Whether any event of `checkout_id` still waits to be stored.
-pub async fn has_pending(db: &impl ConnectionTrait, checkout_id: Uuid) -> Result<bool, OrchestratorError> {
+pub async fn has_pending(db: &impl ConnectionTrait, checkout_id: CheckoutId) -> Result<bool, OrchestratorError> {
     let pending = outbox::Entity::find()
         .select_only()
         .column(outbox::Column::Seq)
@@ -94,7 +94,7 @@ fn ends_saga(event: &Envelope) -> bool {
 #[derive(Clone, Debug)]
 pub struct Relay {
     wake: Arc<Notify>,
-    stored: broadcast::Sender<Uuid>,
+    stored: broadcast::Sender<CheckoutId>,
 }
 
 impl Relay {
@@ -113,7 +113,7 @@ impl Relay {
     }
 
     /// Checkout ids, each sent once the batch holding its terminal transition was stored.
-    pub fn stored(&self) -> broadcast::Receiver<Uuid> {
+    pub fn stored(&self) -> broadcast::Receiver<CheckoutId> {
         self.stored.subscribe()
     }
 }
@@ -208,7 +208,7 @@ impl RelayTask {
     /// is a waiter's answer ready); `None` when it was not stored (stopping
     /// and the drain time is over, or a row that is not an event blocks the
     /// queue until someone fixes it).
-    async fn publish(&self, batch: &[outbox::Model]) -> Option<BTreeSet<Uuid>> {
+    async fn publish(&self, batch: &[outbox::Model]) -> Option<BTreeSet<CheckoutId>> {
         let mut decoded = Vec::with_capacity(batch.len());
         for row in batch {
             match serde_json::from_str::<Envelope>(&row.body) {

@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
-use chorus_domain::SagaState;
+use chorus_domain::{CheckoutId, ClientId, SagaState};
 use chorus_event_store::Envelope;
 
 use crate::{
@@ -30,16 +30,16 @@ pub struct Patch {
 /// A new saga, or the one this client's idempotency key already names.
 pub enum Created {
     New(Box<saga::Model>),
-    Existing(Uuid),
+    Existing(CheckoutId),
 }
 
 /// A saga to create: who, what, and how callers name it.
 pub struct NewSaga<'a> {
-    pub client_id: Uuid,
+    pub client_id: ClientId,
     pub items: &'a Cart,
     pub idempotency_key: Option<&'a str>,
     /// The id the caller chose (asking again names the same saga).
-    pub checkout_id: Option<Uuid>,
+    pub checkout_id: Option<CheckoutId>,
     pub traceparent: Option<String>,
 }
 
@@ -62,7 +62,7 @@ pub async fn create(
     }
     let (state, _) = moves[moves.len() - 1];
     let now = now_micros();
-    let id = checkout_id.unwrap_or_else(Uuid::now_v7);
+    let id = checkout_id.unwrap_or_else(CheckoutId::now_v7);
     let items_json = serde_json::to_string(items).map_err(|e| OrchestratorError::Corrupt(e.to_string()))?;
     let row = saga::Model {
         id,
@@ -125,7 +125,7 @@ pub async fn create(
 /// Log rows `seq, seq + 1, …` for `moves` (from, to, reason), in one statement.
 async fn log(
     db: &impl ConnectionTrait,
-    saga_id: Uuid,
+    saga_id: CheckoutId,
     seq: i64,
     moves: &[(Option<SagaState>, SagaState, Option<&str>)],
     at: OffsetDateTime,
@@ -226,7 +226,7 @@ fn now_micros() -> OffsetDateTime {
 }
 
 /// Extends this replica's lease; false when another replica holds it.
-pub async fn renew(db: &DatabaseConnection, id: Uuid, owner: &str, lease: std::time::Duration) -> Result<bool, OrchestratorError> {
+pub async fn renew(db: &DatabaseConnection, id: CheckoutId, owner: &str, lease: std::time::Duration) -> Result<bool, OrchestratorError> {
     let renewed = saga::Entity::update_many()
         .col_expr(saga::Column::LeaseExpiresAt, Expr::value(OffsetDateTime::now_utc() + to_time(lease)))
         .filter(saga::Column::Id.eq(id))
@@ -237,7 +237,7 @@ pub async fn renew(db: &DatabaseConnection, id: Uuid, owner: &str, lease: std::t
 }
 
 /// Gives a saga back so that any replica can take it at once.
-pub async fn hand_back(db: &DatabaseConnection, id: Uuid, owner: &str) -> Result<(), OrchestratorError> {
+pub async fn hand_back(db: &DatabaseConnection, id: CheckoutId, owner: &str) -> Result<(), OrchestratorError> {
     saga::Entity::update_many()
         .col_expr(saga::Column::LeaseOwner, Expr::value(Option::<String>::None))
         .col_expr(saga::Column::LeaseExpiresAt, Expr::value(Option::<OffsetDateTime>::None))
@@ -250,7 +250,7 @@ pub async fn hand_back(db: &DatabaseConnection, id: Uuid, owner: &str) -> Result
 
 /// Takes the lease of a saga that is not terminal and whose lease expired
 /// (or was handed back); true if this replica now holds it.
-pub async fn take_over(db: &DatabaseConnection, id: Uuid, owner: &str, lease: std::time::Duration, force: bool) -> Result<bool, OrchestratorError> {
+pub async fn take_over(db: &DatabaseConnection, id: CheckoutId, owner: &str, lease: std::time::Duration, force: bool) -> Result<bool, OrchestratorError> {
     let now = OffsetDateTime::now_utc();
     let mut update = saga::Entity::update_many()
         .col_expr(saga::Column::LeaseOwner, Expr::value(owner))
@@ -269,7 +269,7 @@ pub async fn take_over(db: &DatabaseConnection, id: Uuid, owner: &str, lease: st
 }
 
 /// Sagas that are not terminal and that no live replica holds.
-pub async fn orphans(db: &DatabaseConnection, limit: u64) -> Result<Vec<Uuid>, OrchestratorError> {
+pub async fn orphans(db: &DatabaseConnection, limit: u64) -> Result<Vec<CheckoutId>, OrchestratorError> {
     let now = OffsetDateTime::now_utc();
     let rows = saga::Entity::find()
         .select_only()
@@ -282,7 +282,7 @@ pub async fn orphans(db: &DatabaseConnection, limit: u64) -> Result<Vec<Uuid>, O
         )
         .order_by_asc(saga::Column::UpdatedAt)
         .limit(limit)
-        .into_tuple::<Uuid>()
+        .into_tuple::<CheckoutId>()
         .all(db)
         .await?;
     Ok(rows)
@@ -299,11 +299,11 @@ pub async fn stalled(db: &impl ConnectionTrait, before: OffsetDateTime) -> Resul
     Ok((count, oldest))
 }
 
-pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<saga::Model, OrchestratorError> {
+pub async fn find(db: &impl ConnectionTrait, id: CheckoutId) -> Result<saga::Model, OrchestratorError> {
     saga::Entity::find_by_id(id).one(db).await?.ok_or(OrchestratorError::NotFound(id))
 }
 
-pub async fn transitions(db: &impl ConnectionTrait, id: Uuid) -> Result<Vec<saga_log::Model>, OrchestratorError> {
+pub async fn transitions(db: &impl ConnectionTrait, id: CheckoutId) -> Result<Vec<saga_log::Model>, OrchestratorError> {
     Ok(saga_log::Entity::find()
         .filter(saga_log::Column::SagaId.eq(id))
         .order_by_asc(saga_log::Column::Seq)
@@ -313,7 +313,7 @@ pub async fn transitions(db: &impl ConnectionTrait, id: Uuid) -> Result<Vec<saga
 
 /// The saga as clients see it, with its whole log: one query (a join), as
 /// every orchestrated checkout ends with this read.
-pub async fn view(db: &impl ConnectionTrait, id: Uuid) -> Result<Saga, OrchestratorError> {
+pub async fn view(db: &impl ConnectionTrait, id: CheckoutId) -> Result<Saga, OrchestratorError> {
     let found = saga::Entity::find_by_id(id)
         .find_with_related(saga_log::Entity)
         .order_by_asc(saga_log::Column::Seq)
@@ -331,7 +331,7 @@ pub async fn list(db: &impl ConnectionTrait, state: Option<SagaState>, limit: u6
     }
     let rows = query.all(db).await?;
     // Every listed saga's log in one query, not one per saga.
-    let mut logs: std::collections::HashMap<Uuid, Vec<saga_log::Model>> = std::collections::HashMap::new();
+    let mut logs: std::collections::HashMap<CheckoutId, Vec<saga_log::Model>> = std::collections::HashMap::new();
     let all = saga_log::Entity::find()
         .filter(saga_log::Column::SagaId.is_in(rows.iter().map(|r| r.id)))
         .order_by_asc(saga_log::Column::Seq)

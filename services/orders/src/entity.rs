@@ -1,6 +1,7 @@
 //! The orders service's tables.
 
 pub mod order {
+    use chorus_domain::{CheckoutId, ClientId};
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -10,8 +11,8 @@ pub mod order {
         pub id: Uuid,
         #[sea_orm(unique)]
         pub idempotency_key: String,
-        pub client_id: Uuid,
-        pub checkout_id: Uuid,
+        pub client_id: ClientId,
+        pub checkout_id: CheckoutId,
         /// `CREATED` or `CANCELLED`.
         pub status: String,
         pub total_cents: i64,
@@ -26,6 +27,7 @@ pub mod order {
 }
 
 pub mod order_item {
+    use chorus_domain::ProductId;
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -34,7 +36,7 @@ pub mod order_item {
         #[sea_orm(primary_key, auto_increment = false)]
         pub order_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
-        pub product_id: Uuid,
+        pub product_id: ProductId,
         pub quantity: i64,
         pub unit_price_cents: i64,
     }

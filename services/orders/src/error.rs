@@ -1,3 +1,4 @@
+use chorus_domain::CheckoutId;
 use chorus_contracts::ServiceError;
 use uuid::Uuid;
 
@@ -9,7 +10,7 @@ pub enum OrdersError {
     #[error("order {0} not found")]
     NotFound(Uuid),
     #[error("checkout {0} was cancelled before its order was created")]
-    Voided(Uuid),
+    Voided(CheckoutId),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error("NATS: {0}")]

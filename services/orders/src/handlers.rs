@@ -1,5 +1,6 @@
 //! One function per orders operation; each takes the connection.
 
+use chorus_domain::{CheckoutId, ClientId};
 use chorus_contracts::{
     Cart, CartLine,
     orders::{CreateOrder, Order, OrderLine, OrderStatus},
@@ -133,7 +134,7 @@ async fn with_items(db: &impl ConnectionTrait, rows: Vec<order::Model>) -> Resul
         .collect())
 }
 
-pub async fn list_by_client(db: &impl ConnectionTrait, client_id: Uuid, limit: Option<u32>) -> Result<Vec<Order>, OrdersError> {
+pub async fn list_by_client(db: &impl ConnectionTrait, client_id: ClientId, limit: Option<u32>) -> Result<Vec<Order>, OrdersError> {
     let limit = limit.unwrap_or(100).min(MAX_LIST);
     let rows = order::Entity::find()
         .filter(order::Column::ClientId.eq(client_id))
@@ -179,8 +180,8 @@ pub async fn find_by_key(db: &impl ConnectionTrait, key: &str) -> Result<Option<
 pub async fn cancel_by_key(
     db: &impl ConnectionTrait,
     key: &str,
-    client_id: Uuid,
-    checkout_id: Uuid,
+    client_id: ClientId,
+    checkout_id: CheckoutId,
 ) -> Result<Option<Order>, OrdersError> {
     let now = OffsetDateTime::now_utc();
     let claimed = order::Entity::insert(order::ActiveModel {

@@ -24,9 +24,8 @@ use chorus_contracts::{
     inventory::{CancelReservation, CheckAvailability, Commit, ReservationStatus, Reserve},
     orders::{CancelOrderByKey, CreateOrder},
 };
-use chorus_domain::{SagaEvent, SagaState};
+use chorus_domain::{ProductId, SagaEvent, SagaState};
 use chorus_runtime::{retry, trace::TraceParent};
-use uuid::Uuid;
 
 use super::Orchestrator;
 use crate::{
@@ -122,7 +121,7 @@ impl Orchestrator {
         let request = CheckAvailability { items: items.clone(), checkout_id: Some(row.id) };
         match self.call(&request, trace).await {
             Ok(a) if !a.unknown.is_empty() => {
-                let ids: Vec<String> = a.unknown.iter().map(Uuid::to_string).collect();
+                let ids: Vec<String> = a.unknown.iter().map(ProductId::to_string).collect();
                 Outcome::fail(FailedProductUnavailable, "verify_stock", format!("unknown product: {}", ids.join(", ")))
             }
             Ok(a) if a.available => Outcome::next(SagaEvent::StepSucceeded),
