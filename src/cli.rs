@@ -97,6 +97,20 @@ pub enum Command {
     Chaos(ChaosArgs),
 }
 
+/// The process: a multi-threaded tokio runtime running [`main`]. Built
+/// here rather than by `#[tokio::main]` in `main.rs`, so that the binary
+/// crate instantiates nothing: its codegen was half a minute at the very
+/// end of a cold release build, after every other crate.
+pub fn process() -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(main()),
+        Err(e) => {
+            eprintln!("chorus: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Parses the command line and runs it; configuration errors exit with 2.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,6 +1,5 @@
 //! `chorus`: one binary, many roles. Everything happens in [`chorus::cli`].
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    chorus::cli::main().await
+fn main() -> std::process::ExitCode {
+    chorus::cli::process()
 }
