@@ -48,9 +48,12 @@ pub struct Crash {
 impl Crash {
     /// From each checkout's `(sent, ended)`, both since the start of the run.
     pub fn measure(killed: &str, at: Duration, spans: &[(Duration, Duration)]) -> Crash {
-        let mut before: Vec<Duration> = spans.iter().filter(|(_, end)| *end <= at).map(|(sent, end)| *end - *sent).collect();
-        before.sort_unstable();
-        let p99 = before.get((before.len() * 99).div_ceil(100).saturating_sub(1)).copied().unwrap_or_default();
+        // The P99 the report's own percentiles use (its HDR histogram).
+        let mut before = super::report::histogram();
+        for (sent, end) in spans.iter().filter(|(_, end)| *end <= at) {
+            super::report::record(&mut before, *end - *sent);
+        }
+        let p99 = if before.is_empty() { Duration::ZERO } else { Duration::from_micros(before.value_at_quantile(0.99)) };
         let in_flight: Vec<_> = spans.iter().filter(|(sent, end)| *sent < at && *end > at).collect();
         let waited: Vec<_> = in_flight.iter().filter(|(sent, end)| *end - *sent > p99).collect();
         let last = waited.iter().map(|(_, end)| *end).max().map_or(Duration::ZERO, |end| end - at);
