@@ -11,7 +11,10 @@ use std::{str::FromStr, time::Duration};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlxSqliteConnector,
     TransactionTrait,
-    sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    sqlx::{
+        ConnectOptions as _,
+        sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    },
 };
 
 use crate::RuntimeError;
@@ -23,9 +26,13 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, RuntimeError> {
     open(url, false).await
 }
 
-/// Like [`connect`]; `durable` fsyncs every SQLite commit
-/// (`synchronous=FULL`, `CHORUS_DURABLE`). Postgres commits are durable
-/// by its own default (`synchronous_commit = on`).
+/// Like [`connect`]; `durable` (`CHORUS_DURABLE`) makes every commit wait
+/// for its fsync, on either backend: SQLite `synchronous=FULL`, Postgres
+/// `synchronous_commit=on`. Otherwise both promise the same as JetStream's
+/// default sync interval: a crash of the machine may lose the last commits,
+/// never corrupt the data (SQLite `synchronous=NORMAL` in WAL mode,
+/// Postgres `synchronous_commit=off`, which flushes its WAL within
+/// 3 × `wal_writer_delay`).
 pub async fn open(url: &str, durable: bool) -> Result<DatabaseConnection, RuntimeError> {
     let db_err = |source| RuntimeError::Database { url: redact(url), source };
     if url.starts_with("sqlite:") {
@@ -39,7 +46,8 @@ pub async fn open(url: &str, durable: bool) -> Result<DatabaseConnection, Runtim
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(if durable { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -56,7 +64,8 @@ pub async fn open(url: &str, durable: bool) -> Result<DatabaseConnection, Runtim
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(10))
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            .map_sqlx_postgres_opts(move |o| o.options([("synchronous_commit", if durable { "on" } else { "off" })]));
         Database::connect(options).await.map_err(db_err)
     }
 }

@@ -155,8 +155,12 @@ pub(super) fn backend(config: &Config) -> &'static str {
 
 /// How a platform the bench started writes to disk, for the report.
 pub(super) fn durability(backend: &str, durable: bool, cluster: bool) -> String {
-    let sqlite = if durable { "SQLite `synchronous=FULL`" } else { "SQLite `synchronous=NORMAL` (WAL)" };
-    let db = if backend == "postgres" { "Postgres (its `synchronous_commit`)" } else { sqlite };
+    let db = match (backend, durable) {
+        ("postgres", true) => "Postgres `synchronous_commit=on`",
+        ("postgres", false) => "Postgres `synchronous_commit=off`",
+        (_, true) => "SQLite `synchronous=FULL`",
+        (_, false) => "SQLite `synchronous=NORMAL` (WAL)",
+    };
     let js = if durable { "JetStream `sync_interval: always`" } else { "JetStream's default sync interval (2 min)" };
     let replicas = if cluster { ", three nodes at R3" } else { "" };
     format!("{db}, {js}{replicas}")

@@ -4,7 +4,7 @@
 use chorus_runtime::config::{VARIABLES, markdown_table};
 use sea_orm::{ConnectionTrait, Statement};
 
-use crate::support::skip_postgres;
+use crate::support::{admin_url, skip_postgres};
 
 /// The row `PRAGMA <name>` answers.
 async fn pragma(db: &sea_orm::DatabaseConnection, name: &str) -> sea_orm::QueryResult {
@@ -30,6 +30,21 @@ async fn sqlite_fsyncs_every_commit_only_when_durable() {
         let db = chorus_runtime::db::open(&url, durable).await.expect("connects");
         // 1 is NORMAL, 2 is FULL.
         let mode: i32 = pragma(&db, "synchronous").await.try_get_by_index(0).expect("number");
+        assert_eq!(mode, expected, "durable: {durable}");
+    }
+}
+
+#[tokio::test]
+async fn postgres_waits_for_fsync_only_when_durable() {
+    if skip_postgres() {
+        return;
+    }
+    // Read only: a session setting, on the admin database.
+    for (durable, expected) in [(false, "off"), (true, "on")] {
+        let db = chorus_runtime::db::open(&admin_url(), durable).await.expect("connects");
+        let statement = Statement::from_string(db.get_database_backend(), "SHOW synchronous_commit");
+        let row = db.query_one_raw(statement).await.expect("show").expect("a row");
+        let mode: String = row.try_get_by_index(0).expect("text");
         assert_eq!(mode, expected, "durable: {durable}");
     }
 }

@@ -58,7 +58,7 @@ pub fn skip_postgres() -> bool {
     false
 }
 
-fn admin_url() -> String {
+pub fn admin_url() -> String {
     std::env::var("CHORUS_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
 }
 

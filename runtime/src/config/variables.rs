@@ -84,7 +84,7 @@ pub const VARIABLES: &[Variable] = &[
     var(
         "CHORUS_DURABLE",
         Value("0"),
-        "`1` fsyncs every commit: SQLite `synchronous=FULL` (else `NORMAL`, WAL), and the nats-server `chorus up` starts syncs every JetStream write (`sync_interval: always`; else every 2 min); `chorus bench --durable` measures what it costs",
+        "`1` fsyncs every commit: SQLite `synchronous=FULL` (else `NORMAL`, WAL), Postgres `synchronous_commit=on` (else `off`), and the nats-server `chorus up` starts syncs every JetStream write (`sync_interval: always`; else every 2 min); `chorus bench --durable` measures what it costs",
     ),
     var("CHORUS_NATS_SERVER", Value("nats-server"), "the nats-server binary `chorus up` starts"),
     var("RUST_LOG", Unset("`info`"), "log filter (tracing-subscriber syntax)"),
