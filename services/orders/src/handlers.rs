@@ -6,7 +6,7 @@ use chorus_contracts::{
     orders::{CreateOrder, Order, OrderLine, OrderStatus},
 };
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait, prelude::*, sea_query::OnConflict,
 };
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -39,21 +39,25 @@ pub async fn create(db: &DatabaseConnection, req: CreateOrder) -> Result<Order, 
         .iter()
         .try_fold(0i64, |sum, l| sum.checked_add(l.unit_price_cents.checked_mul(i64::from(l.quantity))?))
         .ok_or_else(|| OrdersError::BadInput("the order total overflows".into()))?;
+    // To the microsecond, as Postgres keeps it: the order answered here is
+    // the order every later read returns.
     let now = OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(now.microsecond() * 1_000).unwrap_or(now);
     let id = Uuid::now_v7();
+    let row = order::Model {
+        id,
+        idempotency_key: req.idempotency_key.clone(),
+        client_id: req.client_id,
+        checkout_id: req.checkout_id,
+        status: OrderStatus::Created.as_str().to_owned(),
+        total_cents,
+        created_at: now,
+        updated_at: now,
+    };
     let txn = db.begin().await?;
     // The key is claimed by the first statement, a write, so concurrent
     // repeats wait on the unique index and then find this order.
-    let inserted = order::Entity::insert(order::ActiveModel {
-        id: Set(id),
-        idempotency_key: Set(req.idempotency_key.clone()),
-        client_id: Set(req.client_id),
-        checkout_id: Set(req.checkout_id),
-        status: Set(OrderStatus::Created.as_str().to_owned()),
-        total_cents: Set(total_cents),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
+    let inserted = order::Entity::insert(row.clone().into_active_model())
     .on_conflict(OnConflict::column(order::Column::IdempotencyKey).do_nothing().to_owned())
     .exec_without_returning(&txn)
     .await;
@@ -74,18 +78,19 @@ pub async fn create(db: &DatabaseConnection, req: CreateOrder) -> Result<Order, 
         }
         return load(db, first).await;
     }
-    order_item::Entity::insert_many(req.items.iter().map(|l| order_item::ActiveModel {
-        order_id: Set(id),
-        product_id: Set(l.product_id),
-        quantity: Set(i64::from(l.quantity)),
-        unit_price_cents: Set(l.unit_price_cents),
-    }))
-    .exec_without_returning(&txn)
-    .await?;
-    let row = order::Entity::find_by_id(id).one(&txn).await?.ok_or(OrdersError::NotFound(id))?;
-    let order = load(&txn, row).await?;
+    // In the order `load` reads them back.
+    let mut items: Vec<order_item::Model> = req
+        .items
+        .iter()
+        .map(|l| order_item::Model { order_id: id, product_id: l.product_id, quantity: i64::from(l.quantity), unit_price_cents: l.unit_price_cents })
+        .collect();
+    items.sort_by_key(|i| i.product_id);
+    order_item::Entity::insert_many(items.iter().cloned().map(IntoActiveModel::into_active_model))
+        .exec_without_returning(&txn)
+        .await?;
     txn.commit().await?;
-    Ok(order)
+    // What was written is answered as written: no read back.
+    Ok(to_order(row, items))
 }
 
 pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Order, OrdersError> {
