@@ -18,7 +18,7 @@ events=${EVENTS:-1000000}
 pg=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 cd "$root"
 cargo build --release --bin chorus --quiet
-chorus="$root/target/release/chorus"
+chorus="${CARGO_TARGET_DIR:-$root/target}/release/chorus"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -86,7 +86,7 @@ print("from sending its mutation to its terminal event arriving on an `allChecko
 print("CPU is what `chorus up` and its nats-server spent per checkout (nats-server's share beside it);")
 print("NATS messages are what its clients sent the server per checkout (`in_msgs` of its `/varz`); statements")
 print("are those every database ran per checkout (`db_statements_total`, by database below).")
-print("Durability as `chorus up` runs by default: SQLite in WAL mode with `synchronous=NORMAL`, JetStream's default sync interval (2 min).\n")
+print("Durability as `chorus up` runs by default: SQLite in WAL mode with `synchronous=NORMAL`, Postgres with `synchronous_commit=off`, JetStream's default sync interval (2 min).\n")
 print("## Both saga styles\n")
 print("```\nchorus bench --pattern both --clients {1,32} --duration %s   # SQLite, then Postgres databases\n```\n" % duration)
 print("| pattern | databases | clients | checkouts | throughput | P50 | P95 | P99 | events/checkout | NATS msgs/checkout | statements/checkout | CPU/checkout | of it nats-server |")
