@@ -151,7 +151,7 @@ impl Platform {
         }
         let mut databases = Vec::new();
         for name in service_names {
-            let mut db = chorus_runtime::db::open(&config.database_url(name.db()), config.durable).await?;
+            let mut db = chorus_runtime::db::open(&config.database_url(name.db()), config.db_options()).await?;
             chorus_runtime::db::count_statements(&mut db, name.db().name());
             databases.push(db.clone());
             let parts = Parts { nats: nats.clone(), services: services.clone(), events: events.clone(), faults: service_faults.clone() };
@@ -170,7 +170,7 @@ impl Platform {
         };
         if !worker_names.is_empty() {
             let audit = if worker_names.contains(&WorkerName::Audit) {
-                let mut db = chorus_runtime::db::open(&config.database_url(ServiceDb::Audit), config.durable).await?;
+                let mut db = chorus_runtime::db::open(&config.database_url(ServiceDb::Audit), config.db_options()).await?;
                 chorus_runtime::db::count_statements(&mut db, ServiceDb::Audit.name());
                 chorus_workers::audit::migrate(&db)
                     .await

@@ -1,7 +1,10 @@
 //! The shared runtime against the real things: SQLite's mode, Postgres, and
 //! the README's configuration table.
 
-use chorus_runtime::config::{VARIABLES, markdown_table};
+use chorus_runtime::{
+    config::{VARIABLES, markdown_table},
+    db::Options,
+};
 use sea_orm::{ConnectionTrait, Statement};
 
 use crate::support::{admin_url, skip_postgres};
@@ -27,7 +30,7 @@ async fn sqlite_fsyncs_every_commit_only_when_durable() {
     let dir = tempfile::tempdir().expect("temp dir");
     for (durable, expected) in [(false, 1), (true, 2)] {
         let url = format!("sqlite://{}/{durable}.db?mode=rwc", dir.path().display());
-        let db = chorus_runtime::db::open(&url, durable).await.expect("connects");
+        let db = chorus_runtime::db::open(&url, Options { durable, ..Options::default() }).await.expect("connects");
         // 1 is NORMAL, 2 is FULL.
         let mode: i32 = pragma(&db, "synchronous").await.try_get_by_index(0).expect("number");
         assert_eq!(mode, expected, "durable: {durable}");
@@ -41,11 +44,24 @@ async fn postgres_waits_for_fsync_only_when_durable() {
     }
     // Read only: a session setting, on the admin database.
     for (durable, expected) in [(false, "off"), (true, "on")] {
-        let db = chorus_runtime::db::open(&admin_url(), durable).await.expect("connects");
+        let db = chorus_runtime::db::open(&admin_url(), Options { durable, ..Options::default() }).await.expect("connects");
         let statement = Statement::from_string(db.get_database_backend(), "SHOW synchronous_commit");
         let row = db.query_one_raw(statement).await.expect("show").expect("a row");
         let mode: String = row.try_get_by_index(0).expect("text");
         assert_eq!(mode, expected, "durable: {durable}");
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_pool_is_as_large_as_the_option_says_or_the_cores() {
+    if skip_postgres() {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2);
+    for (pool, expected) in [(Some(3), 3), (None, cores)] {
+        let db = chorus_runtime::db::open(&admin_url(), Options { pool, ..Options::default() }).await.expect("connects");
+        let max = db.get_postgres_connection_pool().options().get_max_connections();
+        assert_eq!(max as usize, expected, "pool: {pool:?}");
     }
 }
 

@@ -63,6 +63,9 @@ pub struct Config {
     pub metrics: bool,
     /// Whether every commit is fsynced (`CHORUS_DURABLE`).
     pub durable: bool,
+    /// Connections per Postgres database (`CHORUS_DB_POOL`); `None`: as
+    /// many as the machine has cores, at least 2.
+    pub db_pool: Option<usize>,
     pub nats_server_bin: String,
 }
 
@@ -313,8 +316,15 @@ impl Config {
             fault_injection,
             metrics,
             durable,
+            db_pool: get("CHORUS_DB_POOL").map(|_| parse_count("CHORUS_DB_POOL")).transpose()?,
             nats_server_bin: value("CHORUS_NATS_SERVER").to_owned(),
         })
+    }
+
+    /// How this process opens a service's database.
+    #[cfg(feature = "db")]
+    pub fn db_options(&self) -> crate::db::Options {
+        crate::db::Options { durable: self.durable, pool: self.db_pool }
     }
 
     /// The database a service uses: its `*_DATABASE_URL`, else a SQLite file
@@ -369,6 +379,7 @@ mod tests {
             ("CHORUS_FAULTS", "orders.create=error:2", "outside 0..=1"),
             ("CHORUS_FAULT_INJECTION", "yes", "expected 0 or 1"),
             ("CHORUS_DURABLE", "always", "expected 0 or 1"),
+            ("CHORUS_DB_POOL", "0", "expected a whole number above zero"),
             ("ORDERS_DATABASE_URL", "mysql://x", "postgres:// or sqlite:"),
             ("CHORUS_LOG_FROMAT", "json", "unknown variable"),
             ("CHORUS_RATE_LIMIT", "100", "expected a count per unit"),

@@ -86,6 +86,11 @@ pub const VARIABLES: &[Variable] = &[
         Value("0"),
         "`1` fsyncs every commit: SQLite `synchronous=FULL` (else `NORMAL`, WAL), Postgres `synchronous_commit=on` (else `off`), and the nats-server `chorus up` starts syncs every JetStream write (`sync_interval: always`; else every 2 min); `chorus bench --durable` measures what it costs",
     ),
+    var(
+        "CHORUS_DB_POOL",
+        Unset("the machine's cores, at least 2"),
+        "connections to each Postgres database a process opens (SQLite always takes one): more than the cores only queue the backends for them",
+    ),
     var("CHORUS_NATS_SERVER", Value("nats-server"), "the nats-server binary `chorus up` starts"),
     var("RUST_LOG", Unset("`info`"), "log filter (tracing-subscriber syntax)"),
     var(
