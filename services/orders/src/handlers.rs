@@ -58,9 +58,9 @@ pub async fn create(db: &DatabaseConnection, req: CreateOrder) -> Result<Order, 
     // The key is claimed by the first statement, a write, so concurrent
     // repeats wait on the unique index and then find this order.
     let inserted = order::Entity::insert(row.clone().into_active_model())
-    .on_conflict(OnConflict::column(order::Column::IdempotencyKey).do_nothing().to_owned())
-    .exec_without_returning(&txn)
-    .await;
+        .on_conflict(OnConflict::column(order::Column::IdempotencyKey).do_nothing().to_owned())
+        .exec_without_returning(&txn)
+        .await;
     let inserted = match inserted {
         Ok(n) => n > 0,
         Err(DbErr::RecordNotInserted) => false,
