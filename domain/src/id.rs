@@ -28,10 +28,6 @@ macro_rules! id {
             pub fn new_v4() -> Self {
                 Self(Uuid::new_v4())
             }
-
-            pub fn as_uuid(&self) -> Uuid {
-                self.0
-            }
         }
 
         impl From<Uuid> for $name {

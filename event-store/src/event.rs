@@ -167,7 +167,8 @@ impl Envelope {
             id: Uuid::now_v7(),
             checkout_id,
             pattern,
-            emitted_at: now_micros(),
+            // So that an event equals itself after a round trip through the stream.
+            emitted_at: chorus_runtime::clock::now_micros(),
             causation_id: None,
             payload,
         }
@@ -189,13 +190,6 @@ impl Envelope {
     pub fn event_type(&self) -> EventType {
         self.payload.event_type()
     }
-}
-
-/// Now, at the microsecond precision of the wire format, so that an event
-/// equals itself after a round trip through the stream.
-fn now_micros() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
 }
 
 /// An event read back from the stream, with where it sits.

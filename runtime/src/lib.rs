@@ -1,6 +1,7 @@
 //! What every Chorus process shares, so that each role (`chorus up`, `chorus
 //! gateway`, `chorus service <name>`, …) starts the same way:
 //!
+//! - [`clock`]: now, at the precision every store keeps;
 //! - [`config`]: the typed configuration, read once from the environment;
 //! - `telemetry` (feature `telemetry`, the binary's): tracing as JSON lines
 //!   or pretty text, spans over OTLP;
@@ -11,6 +12,7 @@
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one cancellation token;
 //! - [`trace`]: the W3C `traceparent` carried by every request and event.
 
+pub mod clock;
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;

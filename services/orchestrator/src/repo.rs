@@ -61,7 +61,7 @@ pub async fn create(
         moves.push((SagaState::Pending.decide(event)?, None));
     }
     let (state, _) = moves[moves.len() - 1];
-    let now = now_micros();
+    let now = chorus_runtime::clock::now_micros();
     let id = checkout_id.unwrap_or_else(CheckoutId::now_v7);
     let items_json = serde_json::to_string(items).map_err(|e| OrchestratorError::Corrupt(e.to_string()))?;
     let row = saga::Model {
@@ -168,7 +168,7 @@ pub async fn transition(
         .iter()
         .map(|&(to, reason)| (Some(std::mem::replace(&mut from, to)), to, reason))
         .collect();
-    let now = now_micros();
+    let now = chorus_runtime::clock::now_micros();
     let mut next = current.clone();
     next.state = to;
     next.version = current.version + moves.len() as i64;
@@ -216,13 +216,6 @@ pub async fn transition(
     // The row as written: no read back, since the compare-and-set above
     // proves nobody else changed it.
     Ok(next)
-}
-
-/// Now, at the precision the databases keep (microseconds), so that the
-/// row returned by a write equals the row read back.
-fn now_micros() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
 }
 
 /// Extends this replica's lease; false when another replica holds it.

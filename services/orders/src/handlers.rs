@@ -39,10 +39,8 @@ pub async fn create(db: &DatabaseConnection, req: CreateOrder) -> Result<Order, 
         .iter()
         .try_fold(0i64, |sum, l| sum.checked_add(l.unit_price_cents.checked_mul(i64::from(l.quantity))?))
         .ok_or_else(|| OrdersError::BadInput("the order total overflows".into()))?;
-    // To the microsecond, as Postgres keeps it: the order answered here is
-    // the order every later read returns.
-    let now = OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(now.microsecond() * 1_000).unwrap_or(now);
+    // The order answered here is the order every later read returns.
+    let now = chorus_runtime::clock::now_micros();
     let id = Uuid::now_v7();
     let row = order::Model {
         id,
