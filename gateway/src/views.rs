@@ -134,14 +134,14 @@ pub struct ClientOrders {
     pub last_checkout_id: Option<ID>,
     /// When the most recent order was placed (RFC 3339).
     pub last_update_ts: Option<String>,
-    /// In the order they were placed.
+    /// The most recent orders (up to 20), in the order they were placed.
     pub order_ids: Vec<ID>,
 }
 
 #[ComplexObject]
 impl ClientOrders {
-    /// The orders themselves, in the order they were placed (one orders
-    /// call for all of them).
+    /// The most recent orders themselves (those of `orderIds`), in the
+    /// order they were placed (one orders call for all of them).
     async fn orders(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Order>> {
         let ids: Vec<Uuid> = self.order_ids.iter().filter_map(|id| Uuid::parse_str(id.as_str()).ok()).collect();
         let mut found = ctx

@@ -304,6 +304,15 @@ async fn rebuild_into<V: View + Send + Sync + 'static>(events: &EventStore, stor
                         Err(e) => return Err(EventStoreError::read_model(e)),
                     }
                 };
+                if V::merge(&current, rebuilt_ref).is_some() {
+                    // Merged by value, again from what is stored if the
+                    // compare-and-set meets a newer write.
+                    let merge = |live: Option<V>| match live {
+                        Some(live) => V::merge(&live, rebuilt_ref),
+                        None => Some(rebuilt_ref.clone()),
+                    };
+                    return modify::<V>(store, None, false, &key, merge).await;
+                }
                 let have = current.applied();
                 break sequences.iter().copied().filter(|s| !have.contains(s)).collect::<Vec<_>>();
             };

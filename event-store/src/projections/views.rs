@@ -121,16 +121,27 @@ pub struct ClientOrder {
     pub at: OffsetDateTime,
 }
 
-/// The `orders_by_client` read model (the seed's): a client's orders.
+/// Orders a client's read model lists: its most recent ones. The value is
+/// rewritten on every order, so a full history would make each order cost
+/// as much as every order before it (measured: choreographed throughput
+/// fell from 688/s in a 4 s bench to 583/s in a 20 s one, 32 clients each
+/// ordering ~300 times), and a client past ~6,000 orders would outgrow
+/// NATS's 1 MB message and stop the projection. The orders service keeps
+/// every order.
+pub const RECENT_ORDERS: usize = 20;
+
+/// The `orders_by_client` read model (the seed's): a client's order count
+/// and its most recent orders.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientOrders {
     pub client_id: ClientId,
+    /// Every order applied, including those no longer in `orders`.
     pub total_orders: u64,
     pub last_order_id: Option<Uuid>,
     pub last_checkout_id: Option<CheckoutId>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_update_ts: Option<OffsetDateTime>,
-    /// In stream order.
+    /// The [`RECENT_ORDERS`] latest, in stream order.
     pub orders: Vec<ClientOrder>,
     pub last_sequence: u64,
 }
@@ -155,6 +166,12 @@ impl ClientOrders {
         if view.orders.iter().any(|o| o.sequence == event.sequence || o.order_id == *order_id) {
             return None;
         }
+        // Older than every order kept, with the list full: applied before
+        // and dropped since (the projection applies in stream order, and a
+        // redelivery repeats what it applied).
+        if view.orders.len() >= RECENT_ORDERS && view.orders.first().is_some_and(|o| event.sequence < o.sequence) {
+            return None;
+        }
         let order = ClientOrder {
             order_id: *order_id,
             checkout_id: e.checkout_id,
@@ -163,16 +180,37 @@ impl ClientOrders {
             sequence: event.sequence,
             at: e.emitted_at,
         };
-        let at = view.orders.partition_point(|o| o.sequence < event.sequence);
-        view.orders.insert(at, order);
-        view.total_orders = view.orders.len() as u64;
-        if let Some(last) = view.orders.last() {
-            view.last_order_id = Some(last.order_id);
-            view.last_checkout_id = Some(last.checkout_id);
-            view.last_update_ts = Some(last.at);
-            view.last_sequence = last.sequence;
-        }
+        view.total_orders += 1;
+        view.keep(order);
         Some(view)
+    }
+
+    /// Lists `order` in stream order, dropping the oldest beyond
+    /// [`RECENT_ORDERS`], and points the `last_*` fields at the newest.
+    fn keep(&mut self, order: ClientOrder) {
+        let at = self.orders.partition_point(|o| o.sequence < order.sequence);
+        self.orders.insert(at, order);
+        let surplus = self.orders.len().saturating_sub(RECENT_ORDERS);
+        self.orders.drain(..surplus);
+        if let Some(last) = self.orders.last() {
+            self.last_order_id = Some(last.order_id);
+            self.last_checkout_id = Some(last.checkout_id);
+            self.last_update_ts = Some(last.at);
+            self.last_sequence = self.last_sequence.max(last.sequence);
+        }
+    }
+
+    /// A rebuilt view (every order up to `rebuilt.last_sequence`) with the
+    /// orders a live projector added after it. Orders counted live but no
+    /// longer listed (more than [`RECENT_ORDERS`] placed during the rebuild)
+    /// are not counted.
+    pub fn merge(live: &Self, rebuilt: &Self) -> Self {
+        let mut merged = rebuilt.clone();
+        for order in live.orders.iter().filter(|o| o.sequence > rebuilt.last_sequence) {
+            merged.total_orders += 1;
+            merged.keep(order.clone());
+        }
+        merged
     }
 }
 
@@ -186,6 +224,12 @@ pub(super) trait View: Serialize + DeserializeOwned + Clone {
     }
     fn apply(view: Option<Self>, event: &RecordedEvent) -> Option<Self>;
     fn applied(&self) -> Vec<u64>;
+    /// A rebuilt view merged into what a live projector wrote meanwhile, by
+    /// value; `None`: by applying the rebuilt view's events that `live`
+    /// lacks (exact when `applied` lists every event).
+    fn merge(_live: &Self, _rebuilt: &Self) -> Option<Self> {
+        None
+    }
 }
 
 impl View for CheckoutView {
@@ -215,6 +259,9 @@ impl View for ClientOrders {
     }
     fn applied(&self) -> Vec<u64> {
         self.orders.iter().map(|o| o.sequence).collect()
+    }
+    fn merge(live: &Self, rebuilt: &Self) -> Option<Self> {
+        Some(ClientOrders::merge(live, rebuilt))
     }
 }
 
@@ -282,5 +329,39 @@ mod tests {
         assert_eq!(view.last_sequence, 20);
         let other = at(30, c1, EventPayload::CheckoutSucceeded { order_id: o1, client_id: None });
         assert!(ClientOrders::apply(Some(view), &other).is_none(), "only OrderCreated concerns it");
+    }
+
+    fn order(seq: u64, client: ClientId) -> RecordedEvent {
+        let payload = EventPayload::OrderCreated { order_id: Uuid::new_v4(), client_id: client, total_cents: 1, items: vec![] };
+        at(seq, CheckoutId::new_v4(), payload)
+    }
+
+    #[test]
+    fn a_client_lists_its_latest_orders_and_counts_every_one_once() {
+        let client = ClientId::new_v4();
+        let events: Vec<RecordedEvent> = (1..=RECENT_ORDERS as u64 + 5).map(|n| order(n * 10, client)).collect();
+        let view = events.iter().fold(None, |view, e| ClientOrders::apply(view.clone(), e).or(view)).expect("view");
+        assert_eq!(view.total_orders, RECENT_ORDERS as u64 + 5);
+        assert_eq!(view.orders.len(), RECENT_ORDERS);
+        assert_eq!(view.orders.first().map(|o| o.sequence), Some(60), "the five oldest are no longer listed");
+        assert_eq!(view.last_sequence, events.last().expect("events").sequence);
+        for again in [&events[0], &events[10], &events[events.len() - 1]] {
+            assert!(ClientOrders::apply(Some(view.clone()), again).is_none(), "redelivered order {} counted twice", again.sequence);
+        }
+    }
+
+    #[test]
+    fn a_rebuilt_client_keeps_the_orders_placed_while_it_was_rebuilt() {
+        let client = ClientId::new_v4();
+        let fold = |events: &[RecordedEvent]| events.iter().fold(None, |v, e| ClientOrders::apply(v.clone(), e).or(v)).expect("view");
+        let history: Vec<RecordedEvent> = (1..=30).map(|n| order(n * 10, client)).collect();
+        let rebuilt = fold(&history);
+        // Written live after the purge: one order the rebuild also read, two after it.
+        let live = fold(&[history[29].clone(), order(310, client), order(320, client)]);
+        let merged = ClientOrders::merge(&live, &rebuilt);
+        assert_eq!(merged.total_orders, 32);
+        assert_eq!(merged.orders.len(), RECENT_ORDERS);
+        assert_eq!(merged.last_sequence, 320);
+        assert_eq!(merged.last_order_id, live.last_order_id);
     }
 }
