@@ -19,6 +19,7 @@ both_backends!(
     multi_line_reservations_are_all_or_nothing,
     availability_is_checked_without_holding_anything,
     a_committed_reservation_is_undone_only_when_asked,
+    a_reservation_settles_in_one_stock_update_whatever_its_lines,
 );
 
 async fn level(app: &TestApp, product: Uuid) -> StockLevel {
@@ -209,4 +210,40 @@ async fn a_committed_reservation_is_undone_only_when_asked(backend: Backend) {
     // A commit after the undo cannot sell the units again.
     let late = services.call(&Commit { reservation_id: held.id }).await;
     assert!(matches!(late, Err(ServiceError::Conflict(_))), "{late:?}");
+}
+
+async fn a_reservation_settles_in_one_stock_update_whatever_its_lines(backend: Backend) {
+    let app = TestApp::start_with(backend, &[], false).await;
+    let products = [app.create_product("Beans", 2490, 10).await, app.create_product("Filters", 690, 10).await, app.create_product("Mug", 1200, 10).await];
+    let services = &app.platform().services;
+    // The reservation's move, then its stock in one UPDATE (on Postgres,
+    // after locking the rows in product order).
+    let expected = if backend == Backend::Postgres { 3.0 } else { 2.0 };
+    let mut sorted = products;
+    sorted.sort();
+    for settle in ["commit", "release"] {
+        let checkout_id = Uuid::new_v4();
+        let lines = [(products[0], 1), (products[1], 2), (products[2], 3)];
+        let request = Reserve { idempotency_key: format!("{checkout_id}:reserve_stock"), checkout_id: checkout_id.into(), items: cart(&lines) };
+        let held = services.call(&request).await.expect("reserved");
+        let before = app.statements("inventory").await;
+        let settled = match settle {
+            "commit" => services.call(&Commit { reservation_id: held.id }).await,
+            _ => services.call(&Release { reservation_id: held.id }).await,
+        }
+        .expect("settled");
+        assert_eq!(app.statements("inventory").await - before, expected, "{settle}: statements");
+        let answered: Vec<Uuid> = settled.items.iter().map(|l| l.product_id.into()).collect();
+        assert_eq!(answered, sorted, "{settle}: every line, by product id");
+        let mut reserved = held.items.clone();
+        reserved.sort_by_key(|l| l.product_id);
+        assert_eq!(settled.items, reserved, "{settle}: the lines reserved");
+    }
+    // Committed 1, 2 and 3, then reserved and released as many.
+    for (product, sold) in products.iter().zip([1, 2, 3]) {
+        let after = level(&app, *product).await;
+        assert_eq!((after.available, after.reserved, after.sold), (10 - sold, 0, sold), "{after:?}");
+        assert_conserved(&after, 10);
+    }
+    app.stop().await;
 }

@@ -48,14 +48,6 @@ async fn orders_are_created_once_read_and_cancelled(backend: Backend) {
     app.stop().await;
 }
 
-/// `db_statements_total{db="orders"}` as the gateway's `/metrics` says now.
-async fn order_statements(app: &TestApp) -> f64 {
-    let text = app.http.get(format!("http://{}/metrics", app.addr)).send().await.expect("metrics").text().await.expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("db_statements_total{db=\"orders\"}").and_then(|v| v.trim().parse().ok()))
-        .expect("db_statements_total{db=\"orders\"}")
-}
-
 async fn orders_are_written_in_two_statements_and_listed_in_two_however_many(backend: Backend) {
     let app = TestApp::start_with(backend, &[], false).await;
     let services = &app.platform().services;
@@ -64,14 +56,14 @@ async fn orders_are_written_in_two_statements_and_listed_in_two_however_many(bac
         let checkout_id = Uuid::new_v4();
         let line = OrderLine { product_id: Uuid::new_v4().into(), quantity: 1, unit_price_cents: 100 };
         let create = CreateOrder { idempotency_key: format!("{checkout_id}:create_order"), client_id: client_id.into(), checkout_id: checkout_id.into(), items: vec![line] };
-        let before = order_statements(&app).await;
+        let before = app.statements("orders").await;
         services.call(&create).await.expect("created");
-        assert_eq!(order_statements(&app).await - before, 2.0, "an order is written (the order, its lines), not read back");
+        assert_eq!(app.statements("orders").await - before, 2.0, "an order is written (the order, its lines), not read back");
     }
-    let before = order_statements(&app).await;
+    let before = app.statements("orders").await;
     let listed = services.call(&ListOrdersByClient { client_id: client_id.into(), limit: None }).await.expect("list");
     assert_eq!(listed.len(), 5);
     assert!(listed.iter().all(|o| o.items.len() == 1), "every order with its line");
-    assert_eq!(order_statements(&app).await - before, 2.0, "the orders, then all their lines: not one query per order");
+    assert_eq!(app.statements("orders").await - before, 2.0, "the orders, then all their lines: not one query per order");
     app.stop().await;
 }

@@ -292,6 +292,16 @@ impl TestApp {
         Uuid::parse_str(data["createProduct"]["id"].as_str().expect("id")).expect("uuid")
     }
 
+    /// `db_statements_total{db}` as the gateway's `/metrics` says now.
+    pub async fn statements(&self, db: &str) -> f64 {
+        let url = format!("http://{}/metrics", self.addr);
+        let text = self.http.get(url).send().await.expect("metrics").text().await.expect("text");
+        let series = format!("db_statements_total{{db=\"{db}\"}}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    }
+
     pub async fn stop(mut self) {
         if let Some(platform) = self.platform.take() {
             platform.stop().await;

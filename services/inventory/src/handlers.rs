@@ -12,7 +12,9 @@ use chorus_contracts::{
 };
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait, prelude::*, sea_query::{ExprTrait, OnConflict},
+    TransactionTrait, prelude::*,
+    DbBackend, Order,
+    sea_query::{ExprTrait, LockType, OnConflict, Query, ReturningClause},
 };
 use time::OffsetDateTime;
 
@@ -251,20 +253,62 @@ async fn settle(
             Some(row) => Err(InventoryError::Conflict { id, status: row.status, action }),
         };
     };
-    let reservation = load(&txn, row).await?;
-    let (out_of, to) = (column(from), column(target));
-    for line in &reservation.items {
-        let quantity = i64::from(line.quantity);
-        stock_level::Entity::update_many()
-            .col_expr(out_of, Expr::col(out_of).sub(quantity))
-            .col_expr(to, Expr::col(to).add(quantity))
-            .col_expr(stock_level::Column::UpdatedAt, Expr::value(now))
-            .filter(stock_level::Column::ProductId.eq(line.product_id))
-            .exec(&txn)
-            .await?;
-    }
+    let items = move_stock(&txn, id, (column(from), column(target)), now).await?;
     txn.commit().await?;
-    Ok(reservation)
+    Ok(Reservation { id: row.id, checkout_id: row.checkout_id, status: status(&row.status)?, items })
+}
+
+/// Moves every line of reservation `id` from column `out_of` to `to` in one
+/// statement, whatever the number of lines (on Postgres, after locking the
+/// rows in order), and answers with the lines moved, by product id.
+async fn move_stock(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    (out_of, to): (stock_level::Column, stock_level::Column),
+    now: OffsetDateTime,
+) -> Result<Vec<CartLine>, InventoryError> {
+    use reservation_line::{Column as Line, Entity as Lines};
+    use stock_level::{Column as Stock, Entity as Levels};
+    // This reservation's quantity of the stock row being updated.
+    let quantity = || {
+        Expr::from(
+            Query::select()
+                .column(Line::Quantity)
+                .from(Lines)
+                .and_where(Expr::col((Lines, Line::ReservationId)).eq(id))
+                .and_where(Expr::col((Lines, Line::ProductId)).equals((Levels, Stock::ProductId)))
+                .to_owned(),
+        )
+    };
+    let products = Query::select().column(Line::ProductId).from(Lines).and_where(Expr::col(Line::ReservationId).eq(id)).to_owned();
+    if db.get_database_backend() == DbBackend::Postgres {
+        // One UPDATE locks its rows in whatever order its plan reads them;
+        // take them in product order first, as `reserve` does, so that the
+        // two cannot deadlock. (SQLite locks the whole database instead.)
+        let lock = Query::select()
+            .column(Stock::ProductId)
+            .from(Levels)
+            .and_where(Expr::col(Stock::ProductId).in_subquery(products.clone()))
+            .order_by(Stock::ProductId, Order::Asc)
+            .lock(LockType::Update)
+            .to_owned();
+        db.query_all(&lock).await?;
+    }
+    let update = Query::update()
+        .table(Levels)
+        .value(out_of, Expr::col(out_of).sub(quantity()))
+        .value(to, Expr::col(to).add(quantity()))
+        .value(Stock::UpdatedAt, now)
+        .and_where(Expr::col(Stock::ProductId).in_subquery(products))
+        .returning(ReturningClause::Exprs(vec![Expr::col(Stock::ProductId), quantity()]))
+        .to_owned();
+    let mut lines = Vec::new();
+    for row in db.query_all(&update).await? {
+        let (product_id, quantity): (ProductId, i64) = row.try_get_many_by_index()?;
+        lines.push(CartLine { product_id, quantity: u32::try_from(quantity).unwrap_or(u32::MAX) });
+    }
+    lines.sort_by_key(|l| l.product_id);
+    Ok(lines)
 }
 
 /// Adds stock, creating the product's level on first use.
