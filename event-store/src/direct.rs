@@ -17,33 +17,40 @@ use futures::StreamExt;
 use crate::{EventStoreError, RecordedEvent, store::decode, subjects};
 
 /// Most messages asked for in one request; a longer history takes more.
-const BATCH: usize = 256;
+const BATCH: u64 = 256;
 /// How long the server may take between two messages of one answer.
 const STALL: Duration = Duration::from_secs(5);
 /// The end-of-batch marker's status.
 const END_OF_BATCH: u16 = 204;
 
 /// Every event stored under `subject` (wildcards allowed), in stream order.
+///
+/// The first request asks for one message, whose `Nats-Num-Pending` says
+/// how many more match; the next asks for exactly that many. A batch that
+/// asks for more than there are makes the server look for the rest: with
+/// a wildcard filter it walks every message left in the block (up to 8 MB)
+/// before it answers that there is none. Measured with 1M events stored,
+/// one checkout's read took 2.0 ms at P50 that way.
 pub async fn read_subject(client: &Client, subject: &str) -> Result<Vec<RecordedEvent>, EventStoreError> {
     let mut events = Vec::new();
-    let mut from = 1;
+    let (mut from, mut wanted) = (1, 1);
     loop {
-        let (batch, more) = read_batch(client, subject, from).await?;
+        let (batch, pending) = read_batch(client, subject, from, wanted).await?;
         let Some(last) = batch.last().map(|e| e.sequence) else { return Ok(events) };
         events.extend(batch);
-        if !more {
+        if pending == 0 {
             return Ok(events);
         }
-        from = last + 1;
+        (from, wanted) = (last + 1, pending.min(BATCH));
     }
 }
 
-/// Up to [`BATCH`] events under `subject` from sequence `from` on, and
-/// whether more follow.
-async fn read_batch(client: &Client, subject: &str, from: u64) -> Result<(Vec<RecordedEvent>, bool), EventStoreError> {
+/// Up to `wanted` events under `subject` from sequence `from` on, and how
+/// many more match after them.
+async fn read_batch(client: &Client, subject: &str, from: u64, wanted: u64) -> Result<(Vec<RecordedEvent>, u64), EventStoreError> {
     let inbox = client.new_inbox();
     let mut answers = client.subscribe(inbox.clone()).await.map_err(EventStoreError::read)?;
-    let request = serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": BATCH });
+    let request = serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": wanted });
     let api = format!("$JS.API.DIRECT.GET.{}", subjects::STREAM);
     client.publish_with_reply(api, inbox, request.to_string().into()).await.map_err(EventStoreError::read)?;
     let mut events = Vec::new();
@@ -61,11 +68,10 @@ async fn read_batch(client: &Client, subject: &str, from: u64) -> Result<(Vec<Re
                 events.push(decode(sequence, &message.payload, headers)?);
             }
             Some(status) if status.as_u16() == END_OF_BATCH => {
-                let more = header_u64(message.headers.as_ref(), "Nats-Num-Pending").is_some_and(|n| n > 0);
-                return Ok((events, more));
+                return Ok((events, header_u64(message.headers.as_ref(), "Nats-Num-Pending").unwrap_or(0)));
             }
             // Nothing (more) under that subject.
-            Some(StatusCode::NOT_FOUND) => return Ok((events, false)),
+            Some(StatusCode::NOT_FOUND) => return Ok((events, 0)),
             Some(status) => {
                 let why = message.description.unwrap_or_default();
                 return Err(EventStoreError::read(format!("batch read refused: {status} {why}")));
