@@ -491,6 +491,36 @@ async fn read_models_and_audit_survive_a_restart_and_rebuild_the_same() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_client_lists_its_latest_orders_counts_them_all_and_rebuilds_the_same() {
+    let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
+    let product = app.create_product("Refill", 100, 30).await;
+    let client = Uuid::new_v4();
+    let mut ids = Vec::new();
+    for _ in 0..23 {
+        ids.push(checkout(&app, client, &[(product, 1)]).await);
+    }
+    for id in &ids {
+        assert_eq!(terminal(&app, *id).await["status"], "SUCCEEDED");
+    }
+    let query = "query($c: ID!) { ordersByClient(clientId: $c) { totalOrders lastOrderId orderIds orders { id } } }";
+    let (projected, orders) = poll(&app, query, json!({ "c": client }), "ordersByClient", |o| o["totalOrders"] == 23).await;
+    assert!(projected, "ordersByClient never counted 23 orders: {orders}");
+    let listed = orders["orderIds"].as_array().expect("orderIds");
+    assert_eq!(listed.len(), 20, "the 20 latest orders are listed: {orders}");
+    assert_eq!(orders["lastOrderId"], listed[19], "the last listed is the latest");
+    let loaded: Vec<&Value> = orders["orders"].as_array().expect("orders").iter().map(|o| &o["id"]).collect();
+    assert_eq!(loaded, listed.iter().collect::<Vec<_>>(), "the orders are those listed, in order");
+    let l = assert_conserved(&app, product, 30).await;
+    assert_eq!((l.available, l.reserved, l.sold), (7, 0, 23));
+
+    let projections = app.platform().projections.clone();
+    let before = projections.dump(Projection::OrdersByClient).await.expect("dump");
+    projections.rebuild(&app.platform().events, Projection::OrdersByClient).await.expect("rebuild");
+    assert_eq!(projections.dump(Projection::OrdersByClient).await.expect("dump"), before, "rebuilt differently");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_ordered_consumer_replays_what_checkout_events_returns() {
     let app = TestApp::start_with(Backend::Sqlite, &[], false).await;
     let product = app.create_product("Replayed", 100, 5).await;
