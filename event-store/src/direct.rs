@@ -26,14 +26,20 @@ const END_OF_BATCH: u16 = 204;
 /// Every event stored under `subject` (wildcards allowed), in stream order.
 ///
 /// The first request asks for one message, whose `Nats-Num-Pending` says
-/// how many more match; the next asks for exactly that many. A batch that
-/// asks for more than there are makes the server look for the rest: with
-/// a wildcard filter it walks every message left in the block (up to 8 MB)
-/// before it answers that there is none. Measured with 1M events stored,
-/// one checkout's read took 2.0 ms at P50 that way.
+/// how many more match; the next asks, again from the stream's start, for
+/// exactly all of them. A batch that asks for more than there are makes the
+/// server look for the rest: with a wildcard filter it walks every message
+/// left in the block (up to 8 MB) before it answers that there is none
+/// (one checkout among 1M events took 2.0 ms at P50 that way). And a batch
+/// from the stream's start costs the server a look at its subject index,
+/// where one from the middle counts what matches in every block after it.
 pub async fn read_subject(client: &Client, subject: &str) -> Result<Vec<RecordedEvent>, EventStoreError> {
+    let (first, pending) = read_batch(client, subject, 1, 1).await?;
+    if pending == 0 {
+        return Ok(first);
+    }
     let mut events = Vec::new();
-    let (mut from, mut wanted) = (1, 1);
+    let (mut from, mut wanted) = (1, (pending + 1).min(BATCH));
     loop {
         let (batch, pending) = read_batch(client, subject, from, wanted).await?;
         let Some(last) = batch.last().map(|e| e.sequence) else { return Ok(events) };
