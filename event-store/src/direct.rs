@@ -1,6 +1,6 @@
 //! One checkout's events by subject: JetStream's batch direct get (ADR-31,
-//! nats-server 2.11), one request answered by every matching message and
-//! an end-of-batch marker. async-nats 0.51 has the single direct get only,
+//! nats-server 2.11), a request answered by the matching messages asked for
+//! and an end-of-batch marker that says how many more match. async-nats 0.51 has the single direct get only,
 //! and the crate that adds batches (`jetstream-extra`) pins async-nats 0.48,
 //! a second copy of the client: so the request is made here, on the
 //! client's own request-many building blocks (an inbox and a subscription).
@@ -74,7 +74,9 @@ async fn read_batch(client: &Client, subject: &str, from: u64, wanted: u64) -> R
                 events.push(decode(sequence, &message.payload, headers)?);
             }
             Some(status) if status.as_u16() == END_OF_BATCH => {
-                return Ok((events, header_u64(message.headers.as_ref(), "Nats-Num-Pending").unwrap_or(0)));
+                let pending = header_u64(message.headers.as_ref(), "Nats-Num-Pending")
+                    .ok_or_else(|| EventStoreError::read("a batch read's end has no Nats-Num-Pending"))?;
+                return Ok((events, pending));
             }
             // Nothing (more) under that subject.
             Some(StatusCode::NOT_FOUND) => return Ok((events, 0)),

@@ -7,7 +7,7 @@
 //!
 //! One event is one message on `ecommerce.checkout.<checkout_id>.<EventType>`
 //! in stream `CHECKOUT_EVENTS`, its `Nats-Msg-Id` the event id. Reading one
-//! checkout never scans the stream: it is one batch direct get by the
+//! checkout never scans the stream: it is two batch direct gets by the
 //! checkout's subject ([`direct`]), which nats-server 2.11 and later answer
 //! from their subject index (DESIGN §2 measured 1.7–2.9 ms among 625k events
 //! on 2.15, against hundreds of milliseconds on 2.9).

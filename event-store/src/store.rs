@@ -182,8 +182,8 @@ impl EventStore {
         Ok(acks.iter().map(|ack| Appended { sequence: ack.sequence, duplicate: ack.duplicate }).collect())
     }
 
-    /// One checkout's events in stream order, each id once: one batch
-    /// direct get by subject (`ecommerce.checkout.<id>.*`). Never scans the
+    /// One checkout's events in stream order, each id once: two batch
+    /// direct gets by subject (`ecommerce.checkout.<id>.*`). Never scans the
     /// stream (nats-server 2.11 finds a subject's messages by itself).
     pub async fn read_checkout(&self, checkout_id: CheckoutId) -> Result<Vec<RecordedEvent>, EventStoreError> {
         let mut events = crate::direct::read_subject(&self.js.client(), &subjects::checkout(checkout_id)).await?;

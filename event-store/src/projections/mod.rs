@@ -3,7 +3,8 @@
 //! A view is a pure function of the *set* of events applied to it: each
 //! view records the stream sequences it has applied, so applying an event
 //! twice, or two events out of order (two projection replicas sharing the
-//! consumer), gives the same value. Writes are compare-and-set on the KV
+//! consumer), gives the same value. (`orders_by_client` keeps only its
+//! latest orders and so relies on stream order: see [`ClientOrders`].) Writes are compare-and-set on the KV
 //! revision, so concurrent appliers never lose an update. A rebuild purges a
 //! bucket and folds the whole stream again; it yields the same values.
 
@@ -304,7 +305,7 @@ async fn rebuild_into<V: View + Send + Sync + 'static>(events: &EventStore, stor
                         Err(e) => return Err(EventStoreError::read_model(e)),
                     }
                 };
-                if V::merge(&current, rebuilt_ref).is_some() {
+                if V::MERGES_BY_VALUE {
                     // Merged by value, again from what is stored if the
                     // compare-and-set meets a newer write.
                     let merge = |live: Option<V>| match live {

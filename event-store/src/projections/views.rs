@@ -224,9 +224,12 @@ pub(super) trait View: Serialize + DeserializeOwned + Clone {
     }
     fn apply(view: Option<Self>, event: &RecordedEvent) -> Option<Self>;
     fn applied(&self) -> Vec<u64>;
-    /// A rebuilt view merged into what a live projector wrote meanwhile, by
-    /// value; `None`: by applying the rebuilt view's events that `live`
-    /// lacks (exact when `applied` lists every event).
+    /// Whether a rebuilt view is merged into what a live projector wrote
+    /// meanwhile by value ([`View::merge`]) rather than by applying the
+    /// rebuilt view's events that the live one lacks (exact only when
+    /// `applied` lists every event).
+    const MERGES_BY_VALUE: bool = false;
+    /// The merged view to write, when [`Self::MERGES_BY_VALUE`].
     fn merge(_live: &Self, _rebuilt: &Self) -> Option<Self> {
         None
     }
@@ -260,6 +263,7 @@ impl View for ClientOrders {
     fn applied(&self) -> Vec<u64> {
         self.orders.iter().map(|o| o.sequence).collect()
     }
+    const MERGES_BY_VALUE: bool = true;
     fn merge(live: &Self, rebuilt: &Self) -> Option<Self> {
         Some(ClientOrders::merge(live, rebuilt))
     }

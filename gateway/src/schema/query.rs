@@ -165,8 +165,8 @@ impl QueryRoot {
         .extend()
     }
 
-    /// A client's orders (the `orders_by_client` read model), or null when
-    /// the client has none.
+    /// A client's order count and latest orders (the `orders_by_client`
+    /// read model), or null when the client has none.
     async fn orders_by_client(&self, ctx: &Context<'_>, client_id: ID) -> async_graphql::Result<Option<ClientOrders>> {
         let state = state(ctx);
         async {

@@ -11,9 +11,8 @@ use chorus_contracts::{
     inventory::{Availability, Reservation, ReservationStatus, Reserve, Shortage, StockLevel},
 };
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Order, QueryFilter, QueryOrder,
     TransactionTrait, prelude::*,
-    DbBackend, Order,
     sea_query::{ExprTrait, LockType, OnConflict, Query, ReturningClause},
 };
 use time::OffsetDateTime;
