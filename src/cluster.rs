@@ -22,8 +22,8 @@ use nix::{sys::signal::Signal, unistd::Pid};
 
 use crate::{ChorusError, client::Api};
 
-fn chaos_err(message: impl std::fmt::Display) -> ChorusError {
-    ChorusError::Chaos(message.to_string())
+fn cluster_err(message: impl std::fmt::Display) -> ChorusError {
+    ChorusError::Processes(message.to_string())
 }
 
 /// One role's process.
@@ -106,7 +106,7 @@ impl Cluster {
     }
 
     fn index(&self, name: &str) -> Result<usize, ChorusError> {
-        self.procs.iter().position(|p| p.name == name).ok_or_else(|| chaos_err(format!("no process {name}")))
+        self.procs.iter().position(|p| p.name == name).ok_or_else(|| cluster_err(format!("no process {name}")))
     }
 
     fn spawn(&mut self, i: usize) -> Result<(), ChorusError> {
@@ -126,7 +126,7 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(log);
         die_with_parent(&mut command);
-        proc.child = Some(command.spawn().map_err(|e| chaos_err(format!("cannot start {}: {e}", proc.name)))?);
+        proc.child = Some(command.spawn().map_err(|e| cluster_err(format!("cannot start {}: {e}", proc.name)))?);
         Ok(())
     }
 
@@ -153,7 +153,7 @@ impl Cluster {
         let i = self.index(name)?;
         if let Some(pid) = self.procs[i].child.as_ref().and_then(|c| i32::try_from(c.id()).ok()) {
             let signal = if frozen { Signal::SIGSTOP } else { Signal::SIGCONT };
-            nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(chaos_err)?;
+            nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(cluster_err)?;
         }
         Ok(())
     }
@@ -185,7 +185,7 @@ impl Cluster {
 
     pub async fn wait_healthy(&self) -> Result<(), ChorusError> {
         self.api.wait_healthy(Duration::from_secs(60)).await.map_err(|e| {
-            chaos_err(format!("{e}; the logs are kept in {}", self.dir.path().display()))
+            cluster_err(format!("{e}; the logs are kept in {}", self.dir.path().display()))
         })
     }
 

@@ -23,6 +23,9 @@ pub enum ChorusError {
     Bench(String),
     #[error("chaos: {0}")]
     Chaos(String),
+    /// The platform as separate processes (`chorus chaos`, `bench --crash`).
+    #[error("the platform's processes: {0}")]
+    Processes(String),
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
     #[error("cannot bind the gateway to {addr}: {source}")]
