@@ -335,6 +335,11 @@ mod tests {
         assert!(ClientOrders::apply(Some(view), &other).is_none(), "only OrderCreated concerns it");
     }
 
+    /// A client's view after `events`, as the projection folds them.
+    fn orders_of(events: &[RecordedEvent]) -> ClientOrders {
+        events.iter().fold(None, |view, e| ClientOrders::apply(view.clone(), e).or(view)).expect("an order")
+    }
+
     fn order(seq: u64, client: ClientId) -> RecordedEvent {
         let payload = EventPayload::OrderCreated { order_id: Uuid::new_v4(), client_id: client, total_cents: 1, items: vec![] };
         at(seq, CheckoutId::new_v4(), payload)
@@ -344,7 +349,7 @@ mod tests {
     fn a_client_lists_its_latest_orders_and_counts_every_one_once() {
         let client = ClientId::new_v4();
         let events: Vec<RecordedEvent> = (1..=RECENT_ORDERS as u64 + 5).map(|n| order(n * 10, client)).collect();
-        let view = events.iter().fold(None, |view, e| ClientOrders::apply(view.clone(), e).or(view)).expect("view");
+        let view = orders_of(&events);
         assert_eq!(view.total_orders, RECENT_ORDERS as u64 + 5);
         assert_eq!(view.orders.len(), RECENT_ORDERS);
         assert_eq!(view.orders.first().map(|o| o.sequence), Some(60), "the five oldest are no longer listed");
@@ -357,11 +362,10 @@ mod tests {
     #[test]
     fn a_rebuilt_client_keeps_the_orders_placed_while_it_was_rebuilt() {
         let client = ClientId::new_v4();
-        let fold = |events: &[RecordedEvent]| events.iter().fold(None, |v, e| ClientOrders::apply(v.clone(), e).or(v)).expect("view");
         let history: Vec<RecordedEvent> = (1..=30).map(|n| order(n * 10, client)).collect();
-        let rebuilt = fold(&history);
+        let rebuilt = orders_of(&history);
         // Written live after the purge: one order the rebuild also read, two after it.
-        let live = fold(&[history[29].clone(), order(310, client), order(320, client)]);
+        let live = orders_of(&[history[29].clone(), order(310, client), order(320, client)]);
         let merged = ClientOrders::merge(&live, &rebuilt);
         assert_eq!(merged.total_orders, 32);
         assert_eq!(merged.orders.len(), RECENT_ORDERS);
