@@ -59,7 +59,13 @@ pub async fn open(url: &str, Options { durable, pool }: Options) -> Result<Datab
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .disable_statement_logging();
+        // No ping before each use: a SQLite connection is a file handle
+        // that cannot hang up, and the ping is a round trip to the
+        // connection's worker thread, as dear as a statement. (sqlx pings
+        // again when a connection is returned; that one cannot be turned
+        // off.)
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
