@@ -8,6 +8,7 @@
 //! `allCheckoutEvents` subscription opened before the run.
 
 pub mod breakdown;
+mod calls;
 pub mod charts;
 pub mod crash;
 mod cpu;
@@ -34,13 +35,12 @@ use uuid::Uuid;
 
 use crate::ChorusError;
 use crate::client::{Api, Feed, Outcome};
+use calls::{choreographed_checkout, orchestrated_checkout, per_call_rate, set_order_fault, stock_checks};
 use own::OwnPlatform;
 use report::{Report, Run, StockCheck};
 
 /// What each bench product is stocked with: more than any run sells.
 const STOCK: i64 = 1_000_000_000;
-/// How long one choreographed checkout may take before it counts as lost.
-const CHECKOUT_LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PatternArg {
@@ -220,20 +220,6 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<(), ChorusError> {
 
 pub(super) fn write(path: &Path, text: &str) -> Result<(), ChorusError> {
     std::fs::write(path, text).map_err(ChorusError::Output)
-}
-
-/// A checkout compensates when every attempt of its order step fails, so
-/// each call fails with `share^(1/attempts)`.
-fn per_call_rate(share: f64, attempts: u32) -> f64 {
-    share.powf(1.0 / f64::from(attempts.max(1)))
-}
-
-async fn set_order_fault(api: &Api, rate: f64) -> Result<(), ChorusError> {
-    let mode = if rate > 0.0 { "ERROR" } else { "NONE" };
-    let query = format!("mutation($r: Float!) {{ setFault(target: \"orders.create\", mode: {mode}, rate: $r) }}");
-    api.gql(&query, json!({ "r": rate })).await.map(drop).map_err(|e| {
-        ChorusError::Bench(format!("cannot set a fault on orders.create (--fail-rate needs CHORUS_FAULT_INJECTION=1): {e}"))
-    })
 }
 
 /// What one client measured.
@@ -434,58 +420,6 @@ async fn run_pattern(
     Ok((run, checks))
 }
 
-const ORCHESTRATED: &str = "mutation($i: CheckoutInput!) { checkoutOrchestrated(input: $i) { id state } }";
-const CHOREOGRAPHED: &str = "mutation($i: CheckoutInput!) { checkoutChoreographed(input: $i) { checkoutId } }";
-
-async fn orchestrated_checkout(api: &Api, input: serde_json::Value) -> Result<(Uuid, Outcome), String> {
-    let data = api.gql(ORCHESTRATED, input).await.map_err(|e| e.to_string())?;
-    let saga = &data["checkoutOrchestrated"];
-    let id = saga["id"].as_str().and_then(|s| s.parse().ok()).ok_or("no saga id")?;
-    match saga["state"].as_str() {
-        Some("COMPLETED") => Ok((id, Outcome::Succeeded)),
-        Some("CANCELLED") => Ok((id, Outcome::Failed)),
-        other => Err(format!("saga {id} answered in state {other:?}")),
-    }
-}
-
-async fn choreographed_checkout(api: &Api, feed: &Feed, input: serde_json::Value) -> Result<(Uuid, Instant, Outcome), String> {
-    let data = api.gql(CHOREOGRAPHED, input).await.map_err(|e| e.to_string())?;
-    let id: Uuid = data["checkoutChoreographed"]["checkoutId"].as_str().and_then(|s| s.parse().ok()).ok_or("no checkout id")?;
-    match tokio::time::timeout(CHECKOUT_LIMIT, feed.terminal(id)).await {
-        Ok(Ok((at, outcome))) => Ok((id, at, outcome)),
-        Ok(Err(_)) => Err("the event subscription ended".into()),
-        Err(_) => Err(format!("checkout {id} did not end within {CHECKOUT_LIMIT:?}")),
-    }
-}
-
-/// Each product's stock once nothing is held any more (bounded wait).
-async fn stock_checks(api: &Api, pattern: &str, products: &[Uuid], succeeded: i64) -> Result<Vec<StockCheck>, ChorusError> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut checks = Vec::new();
-        for id in products {
-            let data = api
-                .gql("query($id: ID!) { product(id: $id) { stock reserved sold } }", json!({ "id": id }))
-                .await
-                .map_err(|e| ChorusError::Bench(format!("cannot read product {id}: {e}")))?;
-            let p = &data["product"];
-            let field = |k: &str| p[k].as_i64().unwrap_or(-1);
-            checks.push(StockCheck {
-                pattern: pattern.to_owned(),
-                product_id: *id,
-                stocked: STOCK,
-                available: field("stock"),
-                reserved: field("reserved"),
-                sold: field("sold"),
-                expected_sold: succeeded,
-            });
-        }
-        if checks.iter().all(|c| c.reserved == 0) || Instant::now() > deadline {
-            return Ok(checks);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn progress_bar(pattern: &str, args: &BenchArgs) -> ProgressBar {
     let (bar, template) = match args.checkouts {
@@ -498,19 +432,4 @@ fn progress_bar(pattern: &str, args: &BenchArgs) -> ProgressBar {
     bar.set_prefix(pattern.to_owned());
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_per_call_fault_rate_gives_the_asked_share_of_compensations() {
-        for (share, attempts) in [(0.1, 3), (0.5, 1), (1.0, 3), (0.25, 2)] {
-            let rate = per_call_rate(share, attempts);
-            assert!((rate.powi(attempts as i32) - share).abs() < 1e-9, "{share} {attempts} -> {rate}");
-        }
-        assert_eq!(per_call_rate(0.0, 3), 0.0);
-    }
-
 }
