@@ -1,9 +1,10 @@
 //! One checkout's events by subject: JetStream's batch direct get (ADR-31,
 //! nats-server 2.11), a request answered by the matching messages asked for
-//! and an end-of-batch marker that says how many more match. async-nats 0.51 has the single direct get only,
-//! and the crate that adds batches (`jetstream-extra`) pins async-nats 0.48,
-//! a second copy of the client: so the request is made here, on the
-//! client's own request-many building blocks (an inbox and a subscription).
+//! and an end-of-batch marker that says how many more match. async-nats
+//! 0.51 has the single direct get only, and the crate that adds batches
+//! (`jetstream-extra`) pins async-nats 0.48, a second copy of the client: so
+//! the request is made here, on the client's own request-many building
+//! blocks (an inbox and a subscription).
 //!
 //! Reading by subject replaces the per-checkout index the store kept in a
 //! key-value bucket (a read-modify-write on every append): on 2.11 and

@@ -4,9 +4,10 @@
 //! view records the stream sequences it has applied, so applying an event
 //! twice, or two events out of order (two projection replicas sharing the
 //! consumer), gives the same value. (`orders_by_client` keeps only its
-//! latest orders and so relies on stream order: see [`ClientOrders`].) Writes are compare-and-set on the KV
-//! revision, so concurrent appliers never lose an update. A rebuild purges a
-//! bucket and folds the whole stream again; it yields the same values.
+//! latest orders and so relies on stream order: see [`ClientOrders`].)
+//! Writes are compare-and-set on the KV revision, so concurrent appliers
+//! never lose an update. A rebuild purges a bucket and folds the whole
+//! stream again; it yields the same values.
 
 use std::{collections::HashMap, time::Instant};
 
